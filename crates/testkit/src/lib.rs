@@ -1,0 +1,389 @@
+//! Real services for tests and the demo, shared by every crate's integration tests.
+//!
+//! - **Postgres**: `DATABASE_URL` if set; else a server on 127.0.0.1:5432 if one answers; else the
+//!   throwaway cluster that `scripts/pg-cluster` started (it records its URL under `target/`),
+//!   starting one if needed. Each test gets its own database, dropped when the handle drops.
+//! - **S3**: `S3_ENDPOINT_URL` if set; else an in-process `s3s-fs` endpoint on 127.0.0.1 (one per
+//!   test process, real SigV4 auth), used through the real `aws-sdk-s3` client. Each test gets
+//!   its own bucket.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! let db = sluice_testkit::database().await?;
+//! sqlx::query("CREATE TABLE t (id int PRIMARY KEY)").execute(&db.pool).await?;
+//! let bucket = sluice_testkit::bucket().await?;
+//! bucket.client.put_object().bucket(&bucket.name).key("k").body(b"x".to_vec().into()).send().await?;
+//! # Ok(()) }
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use aws_sdk_s3::config::{Credentials, Region};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgPool};
+
+/// Access key the in-process S3 endpoint accepts.
+pub const S3_ACCESS_KEY: &str = "sluice-test";
+/// Secret key the in-process S3 endpoint accepts.
+pub const S3_SECRET_KEY: &str = "sluice-test-secret";
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A name unique to this process and call, usable as a database or bucket name.
+pub fn unique_name(prefix: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{prefix}-{}-{n}-{nanos:x}", std::process::id())
+}
+
+/// The workspace root (this crate lives at `crates/testkit`).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+// ---------------------------------------------------------------- Postgres
+
+/// A database of its own for one test; dropped (with FORCE) when this handle drops.
+#[derive(Debug)]
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+    pub pool: PgPool,
+    admin_url: String,
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let admin = self.admin_url.clone();
+        let name = self.name.clone();
+        // Drop runs outside async context guarantees: use a thread with its own runtime.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            if let Ok(rt) = rt {
+                rt.block_on(async {
+                    if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
+                        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&name));
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut c).await;
+                    }
+                });
+            }
+        })
+        .join();
+    }
+}
+
+/// Quotes an SQL identifier (`"a""b"`).
+pub fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+static ADMIN_URL: OnceLock<std::result::Result<String, String>> = OnceLock::new();
+
+/// The URL of a Postgres server the tests may create databases on.
+pub fn admin_url() -> Result<String> {
+    ADMIN_URL
+        .get_or_init(|| find_postgres().map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(|e| anyhow!(e))
+}
+
+fn find_postgres() -> Result<String> {
+    if let Ok(url) = std::env::var("DATABASE_URL")
+        && !url.is_empty()
+    {
+        return Ok(url);
+    }
+    let local = "postgres://postgres@127.0.0.1:5432/postgres";
+    if answers(local) {
+        return Ok(local.to_owned());
+    }
+    let env_file = target_dir().join("sluice-services/pg.env");
+    if let Some(url) = read_env_url(&env_file)
+        && answers(&url)
+    {
+        return Ok(url);
+    }
+    let script = workspace_root().join("scripts/pg-cluster");
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg("start")
+        .env("SLUICE_SERVICES_DIR", target_dir().join("sluice-services"))
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !out.status.success() {
+        bail!(
+            "no Postgres: DATABASE_URL is unset, nothing answers on 127.0.0.1:5432, and starting a \
+             throwaway cluster failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    read_env_url(&env_file).ok_or_else(|| anyhow!("{} did not record a URL", script.display()))
+}
+
+fn read_env_url(path: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("DATABASE_URL="))
+        .map(str::to_owned)
+}
+
+/// True if a trust-auth connection to `url` succeeds within a few seconds.
+fn answers(url: &str) -> bool {
+    let url = url.to_owned();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+        let Ok(rt) = rt else { return false };
+        rt.block_on(async {
+            let Ok(opts) = url.parse::<PgConnectOptions>() else {
+                return false;
+            };
+            matches!(
+                tokio::time::timeout(Duration::from_secs(3), opts.connect()).await,
+                Ok(Ok(_))
+            )
+        })
+    })
+    .join()
+    .unwrap_or(false)
+}
+
+/// A fresh, empty database for one test.
+pub async fn database() -> Result<TestDb> {
+    let admin_url = admin_url()?;
+    let name = unique_name("sluice_t").replace('-', "_");
+    let mut admin = sqlx::PgConnection::connect(&admin_url)
+        .await
+        .with_context(|| format!("connecting to {}", redact_url(&admin_url)))?;
+    let sql = format!("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'", quote_ident(&name));
+    sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut admin).await?;
+    admin.close().await?;
+    let opts: PgConnectOptions = admin_url.parse()?;
+    let opts = opts.database(&name);
+    let url = opts.to_url_lossy().to_string();
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .connect_with(opts)
+        .await?;
+    Ok(TestDb {
+        name,
+        url,
+        pool,
+        admin_url,
+    })
+}
+
+/// `postgres://user:***@host/db`: a URL safe to print.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &url[s + 3..at];
+            match userinfo.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &userinfo[..c], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+// ---------------------------------------------------------------- S3
+
+/// An S3 endpoint: its URL and credentials.
+#[derive(Debug, Clone)]
+pub struct S3Endpoint {
+    pub url: String,
+    pub access_key: String,
+    pub secret_key: String,
+}
+
+impl S3Endpoint {
+    /// A real `aws-sdk-s3` client for this endpoint (path-style addressing).
+    pub fn client(&self) -> aws_sdk_s3::Client {
+        let creds = Credentials::new(&self.access_key, &self.secret_key, None, None, "sluice-testkit");
+        let conf = aws_sdk_s3::Config::builder()
+            .behavior_version_latest()
+            .region(Region::new("us-east-1"))
+            .endpoint_url(&self.url)
+            .force_path_style(true)
+            .credentials_provider(creds)
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+    }
+}
+
+static S3: OnceLock<std::result::Result<S3Endpoint, String>> = OnceLock::new();
+
+/// The S3 endpoint for this process: `S3_ENDPOINT_URL` or an in-process `s3s-fs` server.
+pub fn s3_endpoint() -> Result<S3Endpoint> {
+    S3.get_or_init(|| {
+        if let Ok(url) = std::env::var("S3_ENDPOINT_URL")
+            && !url.is_empty()
+        {
+            return Ok(S3Endpoint {
+                url,
+                access_key: std::env::var("AWS_ACCESS_KEY_ID").unwrap_or_else(|_| S3_ACCESS_KEY.into()),
+                secret_key: std::env::var("AWS_SECRET_ACCESS_KEY")
+                    .unwrap_or_else(|_| S3_SECRET_KEY.into()),
+            });
+        }
+        let root = std::env::temp_dir().join(unique_name("sluice-s3"));
+        serve_s3_in_background(root, "127.0.0.1:0".parse().expect("literal address"))
+            .map_err(|e| format!("{e:#}"))
+    })
+    .clone()
+    .map_err(|e| anyhow!(e))
+}
+
+/// Serves `root` as an S3 endpoint on `addr` from a dedicated thread; returns once it listens.
+pub fn serve_s3_in_background(root: PathBuf, addr: SocketAddr) -> Result<S3Endpoint> {
+    std::fs::create_dir_all(&root)?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("s3s-fs".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = tx.send(Err(anyhow!(e)));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                match tokio::net::TcpListener::bind(addr).await {
+                    Ok(listener) => {
+                        let local = listener.local_addr();
+                        let _ = tx.send(local.map_err(Into::into));
+                        if let Err(e) = serve_s3(root, listener).await {
+                            eprintln!("s3s-fs endpoint stopped: {e:#}");
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(anyhow!(e).context(format!("binding {addr}"))));
+                    }
+                }
+            });
+        })?;
+    let local = rx.recv().context("S3 endpoint thread died")??;
+    Ok(S3Endpoint {
+        url: format!("http://{local}"),
+        access_key: S3_ACCESS_KEY.into(),
+        secret_key: S3_SECRET_KEY.into(),
+    })
+}
+
+/// Serves `root` as an S3 endpoint on an already bound listener, until the task is dropped.
+pub async fn serve_s3(root: PathBuf, listener: tokio::net::TcpListener) -> Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::server::conn::auto::Builder as ConnBuilder;
+
+    let fs = s3s_fs::FileSystem::new(&root).map_err(|e| anyhow!("{e:?}"))?;
+    let mut builder = s3s::service::S3ServiceBuilder::new(fs);
+    builder.set_auth(s3s::auth::SimpleAuth::from_single(S3_ACCESS_KEY, S3_SECRET_KEY));
+    let service = builder.build();
+    loop {
+        let (socket, _) = match listener.accept().await {
+            Ok(c) => c,
+            Err(_) => continue,
+        };
+        let service = service.clone();
+        tokio::spawn(async move {
+            let _ = ConnBuilder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(socket), service)
+                .await;
+        });
+    }
+}
+
+/// A bucket of its own for one test, on [`s3_endpoint`].
+#[derive(Debug, Clone)]
+pub struct TestBucket {
+    pub name: String,
+    pub client: aws_sdk_s3::Client,
+    pub endpoint: S3Endpoint,
+}
+
+impl TestBucket {
+    /// Reads a whole object.
+    pub async fn get(&self, key: &str) -> Result<Vec<u8>> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.name)
+            .key(key)
+            .send()
+            .await
+            .with_context(|| format!("GET s3://{}/{key}", self.name))?;
+        Ok(out.body.collect().await?.into_bytes().to_vec())
+    }
+
+    /// Writes a whole object.
+    pub async fn put(&self, key: &str, body: impl Into<Vec<u8>>) -> Result<()> {
+        self.client
+            .put_object()
+            .bucket(&self.name)
+            .key(key)
+            .body(body.into().into())
+            .send()
+            .await
+            .with_context(|| format!("PUT s3://{}/{key}", self.name))?;
+        Ok(())
+    }
+
+    /// Keys under `prefix`, sorted.
+    pub async fn keys(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut keys = Vec::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.name)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            for o in page?.contents() {
+                if let Some(k) = o.key() {
+                    keys.push(k.to_owned());
+                }
+            }
+        }
+        keys.sort();
+        Ok(keys)
+    }
+}
+
+/// A fresh, empty bucket for one test.
+pub async fn bucket() -> Result<TestBucket> {
+    let endpoint = s3_endpoint()?;
+    let client = endpoint.client();
+    let name = unique_name("t").to_ascii_lowercase();
+    client
+        .create_bucket()
+        .bucket(&name)
+        .send()
+        .await
+        .with_context(|| format!("creating bucket {name} on {}", endpoint.url))?;
+    Ok(TestBucket {
+        name,
+        client,
+        endpoint,
+    })
+}
