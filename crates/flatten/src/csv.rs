@@ -183,7 +183,8 @@ impl CsvRecord {
 }
 
 /// Reads CSV in the convention, telling NULL from empty string; skips a UTF-8 BOM; accepts
-/// `\n`, `\r\n` and `\r` line ends.
+/// `\n`, `\r\n` and `\r` line ends. An empty line is a record of one NULL field (as `COPY` reads
+/// it), so a blank line in a wider file shows up as a short, ragged record: never dropped.
 #[derive(Debug)]
 pub struct CsvReader<R: Read> {
     input: R,
@@ -193,6 +194,7 @@ pub struct CsvReader<R: Read> {
     len: usize,
     offset: u64,
     newlines: u64,
+    prev_cr: bool,
     eof: bool,
     started: bool,
 }
@@ -207,6 +209,7 @@ impl<R: Read> CsvReader<R> {
             len: 0,
             offset: 0,
             newlines: 0,
+            prev_cr: false,
             eof: false,
             started: false,
         }
@@ -231,20 +234,34 @@ impl<R: Read> CsvReader<R> {
                 self.refill()?;
             }
             if !record_started {
-                // Blank lines and the rest of a previous line end; the record starts after them.
-                while self.pos < self.len && matches!(self.buf[self.pos], b'\n' | b'\r') {
-                    self.newlines += u64::from(self.buf[self.pos] == b'\n');
-                    self.pos += 1;
-                    self.offset += 1;
-                }
-                if self.pos == self.len && !self.eof {
-                    continue;
-                }
-                if self.pos < self.len {
-                    record_started = true;
+                if self.pos == self.len {
+                    if !self.eof {
+                        continue;
+                    }
+                } else {
+                    let b = self.buf[self.pos];
+                    if self.prev_cr && b == b'\n' {
+                        // The LF of a CRLF that ended the previous record.
+                        self.prev_cr = false;
+                        self.newlines += 1;
+                        self.pos += 1;
+                        self.offset += 1;
+                        continue;
+                    }
                     rec.offset = self.offset;
                     rec.line = self.newlines + 1;
+                    record_started = true;
+                    if b == b'\n' || b == b'\r' {
+                        // An empty line is a record of one NULL field, as COPY reads it.
+                        self.prev_cr = b == b'\r';
+                        self.newlines += u64::from(b == b'\n');
+                        self.pos += 1;
+                        self.offset += 1;
+                        rec.fields.push((0, false));
+                        return Ok(true);
+                    }
                 }
+                self.prev_cr = false;
             }
             let input = &self.buf[self.pos..self.len];
             if at_field_start && !input.is_empty() {
@@ -264,6 +281,7 @@ impl<R: Read> CsvReader<R> {
             match res {
                 ReadFieldResult::InputEmpty | ReadFieldResult::OutputFull => {}
                 ReadFieldResult::Field { record_end } => {
+                    self.prev_cr = nin > 0 && input[nin - 1] == b'\r';
                     rec.fields.push((rec.bytes.len(), quoted));
                     at_field_start = true;
                     quoted = false;

@@ -430,3 +430,39 @@ fn show(b: u8) -> String {
         format!("byte 0x{b:02x}")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An endless-looking input produced on the fly: never in memory as a whole.
+    struct Generated {
+        left: usize,
+        pending: Vec<u8>,
+    }
+
+    impl Read for Generated {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            if self.pending.is_empty() && self.left > 0 {
+                self.left -= 1;
+                self.pending = format!("{{\"n\":{},\"pad\":\"{}\"}}\n", self.left, "x".repeat(1000)).into_bytes();
+            }
+            let n = out.len().min(self.pending.len());
+            out[..n].copy_from_slice(&self.pending[..n]);
+            self.pending.drain(..n);
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn memory_holds_one_record_not_the_input() {
+        let mut r = RecordReader::new(Generated { left: 50_000, pending: Vec::new() }, InputFormat::Auto);
+        let mut n = 0;
+        while r.next_record().unwrap().is_some() {
+            n += 1;
+        }
+        assert_eq!(n, 50_000);
+        assert!(r.offset() > 50_000_000, "read ~50 MB");
+        assert!(r.buf.capacity() < 4 * CHUNK, "buffer stayed small: {}", r.buf.capacity());
+    }
+}
