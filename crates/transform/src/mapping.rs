@@ -1,0 +1,575 @@
+//! The mapping file (TOML): target table, key, guard, and per-column rename / type / timestamp
+//! format / default / redact / drop, plus derived columns.
+//!
+//! ```
+//! use sluice_transform::{Mapping, RowContext};
+//!
+//! let mapping = Mapping::from_toml(r#"
+//!     [table]
+//!     schema = "public"
+//!     name = "sales"
+//!     key = ["transaction"]
+//!     guard = "approved_at"
+//!
+//!     [columns.purchase_approved_date]
+//!     rename = "approved_at"
+//!     type = "timestamptz"
+//!     format = "epoch_millis"
+//!
+//!     [columns.buyer_email]
+//!     redact = "hash"
+//!
+//!     [columns.internal_note]
+//!     drop = true
+//!
+//!     [[derived]]
+//!     name = "source_object"
+//!     kind = "source_key"
+//! "#).unwrap();
+//! let header = ["transaction", "purchase_approved_date", "buyer_email", "internal_note"];
+//! let bound = mapping.bind(&header, &[]).unwrap();
+//! assert_eq!(bound.names(), ["transaction", "approved_at", "buyer_email", "source_object"]);
+//!
+//! let ctx = RowContext { source_key: "raw/hotmart/x.csv".into(), salt: "pepper".into(), ..RowContext::now() };
+//! let mut out = sluice_transform::TypedRow::default();
+//! let row = [Some(&b"HP1"[..]), Some(b"1700002467173"), Some(b"ana@example.com"), Some(b"secret")];
+//! bound.apply(&row, &ctx, &mut out).unwrap();
+//! assert_eq!(out.get(1), Some("2023-11-14T22:54:27.173Z"));
+//! assert_eq!(out.get(2).unwrap().len(), 64);               // salted SHA-256, hex
+//! assert_eq!(out.get(3), Some("raw/hotmart/x.csv"));
+//! ```
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::plan::{PlanColumn, PlanError, TableRef, UpsertPlan};
+use crate::types::{ColumnType, Conversion, TimeFormat};
+
+/// What to do with columns that appear in new files.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SchemaPolicy {
+    /// Add them to the table (`ALTER TABLE … ADD COLUMN`).
+    #[default]
+    Evolve,
+    /// Send rows that have values in them to quarantine.
+    Freeze,
+}
+
+/// How PII is redacted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Redact {
+    /// Hex SHA-256 of salt + value: joinable, not reversible.
+    Hash,
+    /// Always NULL.
+    Null,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTable {
+    #[serde(default = "public")]
+    schema: String,
+    name: String,
+    key: Vec<String>,
+    guard: Option<String>,
+    #[serde(default)]
+    schema_policy: SchemaPolicy,
+}
+
+fn public() -> String {
+    "public".into()
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawColumn {
+    rename: Option<String>,
+    #[serde(rename = "type")]
+    ty: Option<String>,
+    format: Option<String>,
+    timezone: Option<String>,
+    default: Option<String>,
+    redact: Option<Redact>,
+    #[serde(default)]
+    drop: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDerived {
+    name: String,
+    kind: String,
+    value: Option<String>,
+    #[serde(default)]
+    columns: Vec<String>,
+    #[serde(default)]
+    separator: String,
+    #[serde(rename = "type")]
+    ty: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMapping {
+    table: RawTable,
+    #[serde(default)]
+    columns: BTreeMap<String, RawColumn>,
+    #[serde(default)]
+    derived: Vec<RawDerived>,
+}
+
+/// A mapping file error, naming the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum MappingError {
+    #[error("mapping TOML: {0}")]
+    Toml(#[from] toml::de::Error),
+    #[error("mapping: {key}: {message}")]
+    Invalid { key: String, message: String },
+    #[error("mapping: {0}")]
+    Plan(#[from] PlanError),
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> MappingError {
+    MappingError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// One per-column rule, validated.
+#[derive(Debug, Clone)]
+pub struct ColumnRule {
+    pub rename: Option<String>,
+    pub conversion: Option<Conversion>,
+    pub default: Option<String>,
+    pub redact: Option<Redact>,
+    pub drop: bool,
+}
+
+/// Where a derived column's value comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DerivedKind {
+    Constant(String),
+    /// Non-NULL values of these source columns joined by the separator (NULL if all are NULL).
+    Concat { columns: Vec<String>, separator: String },
+    LoadTime,
+    SourceKey,
+}
+
+#[derive(Debug, Clone)]
+pub struct DerivedRule {
+    pub name: String,
+    pub kind: DerivedKind,
+    pub ty: ColumnType,
+}
+
+/// A validated mapping.
+#[derive(Debug, Clone)]
+pub struct Mapping {
+    pub table: TableRef,
+    pub key: Vec<String>,
+    pub guard: Option<String>,
+    pub schema_policy: SchemaPolicy,
+    pub columns: BTreeMap<String, ColumnRule>,
+    pub derived: Vec<DerivedRule>,
+}
+
+impl Mapping {
+    /// Parses and validates a mapping file.
+    pub fn from_toml(text: &str) -> Result<Self, MappingError> {
+        let raw: RawMapping = toml::from_str(text)?;
+        let mut columns = BTreeMap::new();
+        for (source, c) in raw.columns {
+            let key = format!("columns.{source}");
+            let ty = c
+                .ty
+                .as_deref()
+                .map(str::parse::<ColumnType>)
+                .transpose()
+                .map_err(|e| invalid(format!("{key}.type"), e))?;
+            let format = c
+                .format
+                .as_deref()
+                .map(str::parse::<TimeFormat>)
+                .transpose()
+                .map_err(|e| invalid(format!("{key}.format"), e))?;
+            if format.is_some() && !ty.is_some_and(ColumnType::is_temporal) {
+                return Err(invalid(
+                    format!("{key}.format"),
+                    "a timestamp format needs type = \"timestamptz\", \"timestamp\" or \"date\"",
+                ));
+            }
+            let tz = c
+                .timezone
+                .as_deref()
+                .map(jiff::tz::TimeZone::get)
+                .transpose()
+                .map_err(|e| invalid(format!("{key}.timezone"), e.to_string()))?;
+            if c.redact == Some(Redact::Hash) && ty.is_some_and(|t| t != ColumnType::Text) {
+                return Err(invalid(format!("{key}.redact"), "redact = \"hash\" needs type = \"text\""));
+            }
+            let conversion = ty.map(|ty| Conversion { ty, format, tz });
+            if let (Some(d), Some(conv)) = (&c.default, &conversion) {
+                conv.convert(d)
+                    .map_err(|e| invalid(format!("{key}.default"), format!("{d:?} {e}")))?;
+            }
+            columns.insert(
+                source,
+                ColumnRule {
+                    rename: c.rename,
+                    conversion,
+                    default: c.default,
+                    redact: c.redact,
+                    drop: c.drop,
+                },
+            );
+        }
+        let mut derived = Vec::new();
+        for (i, d) in raw.derived.into_iter().enumerate() {
+            let key = format!("derived[{i}] ({})", d.name);
+            let kind = match d.kind.as_str() {
+                "constant" => DerivedKind::Constant(
+                    d.value.ok_or_else(|| invalid(&key, "kind = \"constant\" needs value"))?,
+                ),
+                "concat" if d.columns.is_empty() => {
+                    return Err(invalid(&key, "kind = \"concat\" needs columns = [...]"));
+                }
+                "concat" => DerivedKind::Concat {
+                    columns: d.columns,
+                    separator: d.separator,
+                },
+                "load_time" => DerivedKind::LoadTime,
+                "source_key" => DerivedKind::SourceKey,
+                other => {
+                    return Err(invalid(
+                        &key,
+                        format!("unknown kind {other:?} (constant, concat, load_time, source_key)"),
+                    ));
+                }
+            };
+            let default_ty = if kind == DerivedKind::LoadTime {
+                ColumnType::Timestamptz
+            } else {
+                ColumnType::Text
+            };
+            let ty = d
+                .ty
+                .as_deref()
+                .map(str::parse::<ColumnType>)
+                .transpose()
+                .map_err(|e| invalid(format!("{key}.type"), e))?
+                .unwrap_or(default_ty);
+            if let DerivedKind::Constant(v) = &kind {
+                Conversion::plain(ty)
+                    .convert(v)
+                    .map_err(|e| invalid(format!("{key}.value"), format!("{v:?} {e}")))?;
+            }
+            derived.push(DerivedRule {
+                name: d.name,
+                kind,
+                ty,
+            });
+        }
+        Ok(Self {
+            table: TableRef::new(raw.table.schema, raw.table.name),
+            key: raw.table.key,
+            guard: raw.table.guard,
+            schema_policy: raw.table.schema_policy,
+            columns,
+            derived,
+        })
+    }
+
+    /// A mapping with no column rules (every column inferred): what `--table T --key K` means.
+    pub fn inferred(table: TableRef, key: Vec<String>, guard: Option<String>) -> Self {
+        Self {
+            table,
+            key,
+            guard,
+            schema_policy: SchemaPolicy::Evolve,
+            columns: BTreeMap::new(),
+            derived: Vec::new(),
+        }
+    }
+
+    /// Resolves the mapping against a CSV header. `inferred` gives types for unmapped columns
+    /// (by header position; missing entries are `text`).
+    pub fn bind(&self, header: &[&str], inferred: &[ColumnType]) -> Result<BoundMapping, MappingError> {
+        let mut targets = Vec::new();
+        let mut names = HashSet::new();
+        for (i, src) in header.iter().enumerate() {
+            let rule = self.columns.get(*src);
+            if rule.is_some_and(|r| r.drop) {
+                continue;
+            }
+            let name = rule.and_then(|r| r.rename.clone()).unwrap_or_else(|| (*src).to_owned());
+            let conversion = match rule.and_then(|r| r.conversion.clone()) {
+                Some(c) => c,
+                None => Conversion::plain(inferred.get(i).copied().unwrap_or(ColumnType::Text)),
+            };
+            if !names.insert(name.clone()) {
+                return Err(invalid(
+                    format!("columns.{src}"),
+                    format!("target column {name:?} is produced twice"),
+                ));
+            }
+            targets.push(Target {
+                name,
+                source: Source::Csv(i),
+                conversion,
+                default: rule.and_then(|r| r.default.clone()),
+                redact: rule.and_then(|r| r.redact),
+            });
+        }
+        // Mapped columns absent from this file: present with their default, otherwise left out.
+        for (src, rule) in &self.columns {
+            if rule.drop || header.contains(&src.as_str()) {
+                continue;
+            }
+            if let Some(d) = &rule.default {
+                let name = rule.rename.clone().unwrap_or_else(|| src.clone());
+                if names.insert(name.clone()) {
+                    let conversion = rule.conversion.clone().unwrap_or(Conversion::plain(ColumnType::Text));
+                    targets.push(Target {
+                        name,
+                        source: Source::Constant(d.clone()),
+                        conversion,
+                        default: None,
+                        redact: rule.redact,
+                    });
+                }
+            }
+        }
+        for d in &self.derived {
+            if !names.insert(d.name.clone()) {
+                return Err(invalid(format!("derived ({})", d.name), "name already used by a column"));
+            }
+            let source = match &d.kind {
+                DerivedKind::Constant(v) => Source::Constant(v.clone()),
+                DerivedKind::LoadTime => Source::LoadTime,
+                DerivedKind::SourceKey => Source::SourceKey,
+                DerivedKind::Concat { columns, separator } => {
+                    let mut idx = Vec::new();
+                    for c in columns {
+                        let i = header.iter().position(|h| h == c).ok_or_else(|| {
+                            invalid(format!("derived ({})", d.name), format!("concat column {c:?} is not in the file"))
+                        })?;
+                        idx.push(i);
+                    }
+                    Source::Concat(idx, separator.clone())
+                }
+            };
+            targets.push(Target {
+                name: d.name.clone(),
+                source,
+                conversion: Conversion::plain(d.ty),
+                default: None,
+                redact: None,
+            });
+        }
+        let plan = UpsertPlan::new(
+            self.table.clone(),
+            targets
+                .iter()
+                .map(|t| PlanColumn::new(t.name.clone(), t.conversion.ty))
+                .collect(),
+            self.key.clone(),
+            self.guard.clone(),
+        )?;
+        let key_idx = self
+            .key
+            .iter()
+            .filter_map(|k| targets.iter().position(|t| &t.name == k))
+            .collect();
+        Ok(BoundMapping {
+            targets,
+            plan,
+            key_idx,
+            width: header.len(),
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Source {
+    Csv(usize),
+    Constant(String),
+    Concat(Vec<usize>, String),
+    LoadTime,
+    SourceKey,
+}
+
+#[derive(Debug, Clone)]
+struct Target {
+    name: String,
+    source: Source,
+    conversion: Conversion,
+    default: Option<String>,
+    redact: Option<Redact>,
+}
+
+/// What a row is transformed with: load time, object key and the redaction salt.
+#[derive(Debug, Clone)]
+pub struct RowContext {
+    pub load_time: jiff::Timestamp,
+    pub source_key: String,
+    /// Salt for `redact = "hash"` (from configuration or a secret; never logged).
+    pub salt: String,
+}
+
+impl RowContext {
+    pub fn now() -> Self {
+        Self {
+            load_time: jiff::Timestamp::now(),
+            source_key: String::new(),
+            salt: String::new(),
+        }
+    }
+}
+
+/// A row's typed values as canonical text (`None` is NULL), reused across rows.
+#[derive(Debug, Clone, Default)]
+pub struct TypedRow {
+    values: Vec<Option<String>>,
+}
+
+impl TypedRow {
+    pub fn get(&self, i: usize) -> Option<&str> {
+        self.values.get(i).and_then(|v| v.as_deref())
+    }
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+    pub fn iter(&self) -> impl Iterator<Item = Option<&str>> {
+        self.values.iter().map(|v| v.as_deref())
+    }
+}
+
+/// Why one row cannot load: the column, the value (truncated) and the reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("column {column:?}: {reason}{}", value.as_ref().map(|v| format!(" (value {v:?})")).unwrap_or_default())]
+pub struct RowError {
+    pub column: String,
+    pub value: Option<String>,
+    pub reason: String,
+}
+
+/// Longest value quoted in an error.
+pub const ERROR_VALUE_CHARS: usize = 60;
+
+fn truncated(v: &[u8]) -> String {
+    let s = String::from_utf8_lossy(v);
+    if s.chars().count() <= ERROR_VALUE_CHARS {
+        s.into_owned()
+    } else {
+        let mut t: String = s.chars().take(ERROR_VALUE_CHARS).collect();
+        t.push('…');
+        t
+    }
+}
+
+/// A mapping resolved against one file's header: applies to its rows.
+#[derive(Debug, Clone)]
+pub struct BoundMapping {
+    targets: Vec<Target>,
+    plan: UpsertPlan,
+    key_idx: Vec<usize>,
+    width: usize,
+}
+
+impl BoundMapping {
+    /// Target column names, in order.
+    pub fn names(&self) -> Vec<&str> {
+        self.targets.iter().map(|t| t.name.as_str()).collect()
+    }
+    /// The upsert plan for these columns.
+    pub fn plan(&self) -> &UpsertPlan {
+        &self.plan
+    }
+
+    /// Transforms one CSV row (fields as bytes, `None` = NULL) into typed values, or says which
+    /// column failed and why. Never panics; a bad row is the caller's to quarantine.
+    pub fn apply(&self, fields: &[Option<&[u8]>], ctx: &RowContext, out: &mut TypedRow) -> Result<(), RowError> {
+        if fields.len() != self.width {
+            return Err(RowError {
+                column: String::new(),
+                value: None,
+                reason: format!("row has {} fields, the header has {}", fields.len(), self.width),
+            });
+        }
+        out.values.clear();
+        for t in &self.targets {
+            let raw: Option<std::borrow::Cow<'_, [u8]>> = match &t.source {
+                Source::Csv(i) => fields[*i].map(std::borrow::Cow::Borrowed),
+                Source::Constant(v) => Some(v.as_bytes().into()),
+                Source::SourceKey => Some(ctx.source_key.as_bytes().into()),
+                Source::LoadTime => Some(ctx.load_time.to_string().into_bytes().into()),
+                Source::Concat(idx, sep) => {
+                    let parts: Vec<&[u8]> = idx.iter().filter_map(|i| fields[*i]).collect();
+                    if parts.is_empty() {
+                        None
+                    } else {
+                        Some(parts.join(sep.as_bytes()).into())
+                    }
+                }
+            };
+            let raw = raw.or_else(|| t.default.as_ref().map(|d| d.as_bytes().to_vec().into()));
+            let value = match raw {
+                None => None,
+                Some(bytes) => {
+                    let fail = |reason: String| RowError {
+                        column: t.name.clone(),
+                        value: Some(truncated(&bytes)),
+                        reason,
+                    };
+                    let text = std::str::from_utf8(&bytes).map_err(|e| fail(format!("invalid UTF-8 at byte {}", e.valid_up_to())))?;
+                    let converted = t.conversion.convert(text).map_err(fail)?;
+                    match t.redact {
+                        Some(Redact::Null) => None,
+                        Some(Redact::Hash) => {
+                            let mut h = Sha256::new();
+                            h.update(ctx.salt.as_bytes());
+                            h.update(converted.as_bytes());
+                            Some(hex(&h.finalize()))
+                        }
+                        None => Some(converted),
+                    }
+                }
+            };
+            out.values.push(value);
+        }
+        for &k in &self.key_idx {
+            match out.values[k].as_deref() {
+                None => return Err(key_error(&self.targets[k].name, "the key is missing (NULL)")),
+                Some("") => return Err(key_error(&self.targets[k].name, "the key is empty")),
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+fn key_error(column: &str, reason: &str) -> RowError {
+    RowError {
+        column: column.to_owned(),
+        value: None,
+        reason: reason.to_owned(),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}

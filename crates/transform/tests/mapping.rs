@@ -1,0 +1,220 @@
+//! The mapping file: each rule, and the errors that name what and where.
+
+use sluice_transform::{ColumnType, Mapping, RowContext, RowError, TypedRow};
+
+const HOTMART: &str = r#"
+[table]
+schema = "sales"
+name = "hotmart_sales"
+key = ["transaction"]
+guard = "approved_at"
+
+[columns.purchase_transaction]
+rename = "transaction"
+
+[columns.transaction]
+drop = true
+
+[columns.purchase_approved_date]
+rename = "approved_at"
+type = "timestamptz"
+format = "epoch_millis"
+
+[columns.purchase_price_value]
+rename = "price"
+type = "numeric"
+
+[columns.purchase_is_funnel]
+type = "boolean"
+default = "false"
+
+[columns.buyer_email]
+redact = "hash"
+
+[columns.buyer_phone]
+redact = "null"
+
+[columns.purchase_order_date]
+type = "date"
+format = "%d/%m/%Y"
+
+[columns.channel]
+default = "web"
+
+[[derived]]
+name = "buyer_label"
+kind = "concat"
+columns = ["buyer_name", "buyer_email"]
+separator = " <"
+
+[[derived]]
+name = "source"
+kind = "constant"
+value = "hotmart"
+
+[[derived]]
+name = "loaded_at"
+kind = "load_time"
+
+[[derived]]
+name = "object_key"
+kind = "source_key"
+"#;
+
+const HEADER: [&str; 8] = [
+    "transaction",
+    "purchase_transaction",
+    "purchase_approved_date",
+    "purchase_price_value",
+    "purchase_is_funnel",
+    "buyer_email",
+    "buyer_phone",
+    "purchase_order_date",
+];
+
+fn ctx() -> RowContext {
+    RowContext {
+        load_time: "2024-05-06T07:08:09Z".parse().unwrap(),
+        source_key: "raw/hotmart/dt=2024-05-06/a b.csv".into(),
+        salt: "s3cret".into(),
+    }
+}
+
+fn apply(fields: [Option<&str>; 8]) -> Result<TypedRow, RowError> {
+    let m = Mapping::from_toml(HOTMART).unwrap();
+    let mut header = HEADER.to_vec();
+    header.push("buyer_name");
+    let bound = m.bind(&header, &[]).unwrap();
+    let mut row: Vec<Option<&[u8]>> = fields.iter().map(|f| f.map(str::as_bytes)).collect();
+    row.push(Some(b"Ana"));
+    let mut out = TypedRow::default();
+    bound.apply(&row, &ctx(), &mut out).map(|()| out)
+}
+
+#[test]
+fn hotmart_mapping_renames_casts_redacts_drops_and_derives() {
+    let m = Mapping::from_toml(HOTMART).unwrap();
+    let mut header = HEADER.to_vec();
+    header.push("buyer_name");
+    let bound = m.bind(&header, &[]).unwrap();
+    assert_eq!(
+        bound.names(),
+        [
+            "transaction", "approved_at", "price", "purchase_is_funnel", "buyer_email", "buyer_phone",
+            "purchase_order_date", "buyer_name", "channel", "buyer_label", "source", "loaded_at", "object_key"
+        ]
+    );
+    let types: Vec<_> = bound.plan().columns.iter().map(|c| c.ty).collect();
+    assert_eq!(types[1], ColumnType::Timestamptz);
+    assert_eq!(types[11], ColumnType::Timestamptz);
+    assert_eq!(bound.plan().table.to_string(), r#""sales"."hotmart_sales""#);
+
+    let row = apply([
+        Some("HP1"), Some("HP1"), Some("1700002467173"), Some("297.00"), None,
+        Some("ana@example.com"), Some("+55 11 9"), Some("14/11/2023"),
+    ])
+    .unwrap();
+    let v: Vec<_> = row.iter().collect();
+    assert_eq!(v[0], Some("HP1"));
+    assert_eq!(v[1], Some("2023-11-14T22:54:27.173Z"));
+    assert_eq!(v[2], Some("297.00"), "numeric keeps its exact text");
+    assert_eq!(v[3], Some("false"), "default fills NULL");
+    assert_eq!(v[4].unwrap().len(), 64);
+    assert_ne!(v[4], Some("ana@example.com"));
+    assert_eq!(v[5], None, "redact = null");
+    assert_eq!(v[6], Some("2023-11-14"));
+    assert_eq!(v[8], Some("web"), "a mapped column absent from the file gets its default");
+    assert_eq!(v[9], Some("Ana <ana@example.com"));
+    assert_eq!(v[10], Some("hotmart"));
+    assert_eq!(v[11], Some("2024-05-06T07:08:09Z"));
+    assert_eq!(v[12], Some("raw/hotmart/dt=2024-05-06/a b.csv"));
+}
+
+#[test]
+fn hash_is_salted_and_stable() {
+    let row = |email| apply([Some("k"), Some("k"), None, None, None, Some(email), None, None]).unwrap();
+    assert_eq!(row("a@x").get(4), row("a@x").get(4));
+    assert_ne!(row("a@x").get(4), row("b@x").get(4));
+    let m = Mapping::from_toml(HOTMART).unwrap();
+    let mut header = HEADER.to_vec();
+    header.push("buyer_name");
+    let bound = m.bind(&header, &[]).unwrap();
+    let mut out = TypedRow::default();
+    let fields: Vec<Option<&[u8]>> = vec![Some(b"k"), Some(b"k"), None, None, None, Some(b"a@x"), None, None, None];
+    let other = RowContext { salt: "other".into(), ..ctx() };
+    bound.apply(&fields, &other, &mut out).unwrap();
+    assert_ne!(out.get(4), row("a@x").get(4), "a different salt gives a different hash");
+}
+
+#[test]
+fn row_errors_name_column_value_and_reason() {
+    let err = apply([Some("k"), Some("k"), Some("yesterday"), None, None, None, None, None]).unwrap_err();
+    assert_eq!(err.column, "approved_at");
+    assert_eq!(err.value.as_deref(), Some("yesterday"));
+    assert!(err.reason.contains("epoch milliseconds"), "{err}");
+    assert!(err.to_string().starts_with(r#"column "approved_at": not an epoch milliseconds"#), "{err}");
+
+    let long = "9".repeat(500) + "x";
+    let err = apply([Some("k"), Some("k"), None, Some(&long), None, None, None, None]).unwrap_err();
+    assert_eq!(err.column, "price");
+    assert_eq!(err.value.as_ref().unwrap().chars().count(), 61, "value truncated");
+
+    let err = apply([Some("k"), Some("k"), None, None, Some("maybe"), None, None, None]).unwrap_err();
+    assert_eq!(err.column, "purchase_is_funnel");
+
+    let err = apply([Some("k"), None, None, None, None, None, None, None]).unwrap_err();
+    assert_eq!((err.column.as_str(), err.reason.as_str()), ("transaction", "the key is missing (NULL)"));
+    let err = apply([Some("k"), Some(""), None, None, None, None, None, None]).unwrap_err();
+    assert_eq!(err.reason, "the key is empty");
+    let err = apply([Some("k"), Some("a\0b"), None, None, None, None, None, None]).unwrap_err();
+    assert!(err.reason.contains("NUL"));
+
+    let m = Mapping::from_toml("[table]\nname='t'\nkey=['purchase_transaction']").unwrap();
+    let bound = m.bind(&["purchase_transaction"], &[]).unwrap();
+    let mut out = TypedRow::default();
+    let err = bound.apply(&[Some(b"a"), Some(b"b")], &ctx(), &mut out).unwrap_err();
+    assert!(err.reason.contains("row has 2 fields, the header has 1"));
+    let err = bound.apply(&[Some(b"\xff\xfe")], &ctx(), &mut out).unwrap_err();
+    assert!(err.reason.contains("invalid UTF-8"));
+}
+
+#[test]
+fn mapping_errors_name_the_key() {
+    let cases = [
+        ("[table]\nname='t'\nkey=['a']\n[columns.a]\ntype='varchar'", "columns.a.type"),
+        ("[table]\nname='t'\nkey=['a']\n[columns.a]\nformat='epoch_millis'", "columns.a.format"),
+        ("[table]\nname='t'\nkey=['a']\n[columns.a]\ntype='timestamptz'\nformat='when'", "columns.a.format"),
+        ("[table]\nname='t'\nkey=['a']\n[columns.a]\ntype='timestamptz'\ntimezone='Mars/Olympus'", "columns.a.timezone"),
+        ("[table]\nname='t'\nkey=['a']\n[columns.a]\ntype='bigint'\ndefault='x'", "columns.a.default"),
+        ("[table]\nname='t'\nkey=['a']\n[columns.a]\ntype='bigint'\nredact='hash'", "columns.a.redact"),
+        ("[table]\nname='t'\nkey=['a']\n[[derived]]\nname='d'\nkind='constant'", "derived[0] (d)"),
+        ("[table]\nname='t'\nkey=['a']\n[[derived]]\nname='d'\nkind='magic'", "derived[0] (d)"),
+    ];
+    for (toml, key) in cases {
+        let err = Mapping::from_toml(toml).unwrap_err().to_string();
+        assert!(err.contains(key), "{err} should name {key}");
+    }
+    let err = Mapping::from_toml("[table]\nname='t'\nkey=['a']\n[columns.a]\ntypo=1").unwrap_err();
+    assert!(err.to_string().contains("typo"), "{err}");
+}
+
+#[test]
+fn bind_errors() {
+    let m = Mapping::from_toml("[table]\nname='t'\nkey=['id']\n[columns.b]\nrename='a'").unwrap();
+    let err = m.bind(&["id", "a", "b"], &[]).unwrap_err().to_string();
+    assert!(err.contains("produced twice"), "{err}");
+    let err = m.bind(&["x"], &[]).unwrap_err().to_string();
+    assert!(err.contains("key column \"id\" is not among the columns"), "{err}");
+    let g = Mapping::from_toml("[table]\nname='t'\nkey=['id']\nguard='v'").unwrap();
+    assert!(g.bind(&["id"], &[]).unwrap_err().to_string().contains("guard column \"v\""));
+}
+
+#[test]
+fn inferred_types_apply_to_unmapped_columns() {
+    let m = Mapping::from_toml("[table]\nname='t'\nkey=['id']").unwrap();
+    let bound = m.bind(&["id", "n"], &[ColumnType::Bigint, ColumnType::Numeric]).unwrap();
+    let mut out = TypedRow::default();
+    bound.apply(&[Some(b"1"), Some(b"1e400")], &RowContext::now(), &mut out).unwrap();
+    assert_eq!(out.get(1), Some("1e400"));
+    assert!(bound.apply(&[Some(b"x"), None], &RowContext::now(), &mut out).is_err());
+}
