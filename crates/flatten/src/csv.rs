@@ -89,7 +89,17 @@ impl<W: Write> CsvWriter<W> {
             return;
         }
         // `\.` alone on a line is COPY's end-of-data marker: always quote it.
-        let w = if input == b"\\." { &mut self.always } else { &mut self.necessary };
+        let always = input == b"\\.";
+        if !always && !self.necessary.should_quote(input) {
+            // csv-core's own decision: nothing to quote, so the bytes go out as they are.
+            self.buf.extend_from_slice(input);
+            return;
+        }
+        let w = if always {
+            &mut self.always
+        } else {
+            &mut self.necessary
+        };
         let mut input = input;
         loop {
             let len = self.buf.len();

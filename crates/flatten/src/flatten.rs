@@ -26,7 +26,9 @@ impl std::str::FromStr for ArrayPolicy {
         match s {
             "json" => Ok(Self::Json),
             "index" => Ok(Self::Index),
-            other => Err(format!("unknown array policy {other:?} (expected json or index)")),
+            other => Err(format!(
+                "unknown array policy {other:?} (expected json or index)"
+            )),
         }
     }
 }
@@ -291,7 +293,13 @@ impl Flattener {
     }
 
     /// Walks the members of an object whose first key resolved to `first`; `depth` is the key depth.
-    fn walk_members(&mut self, j: &mut Jiter, parent: u32, first: u32, depth: usize) -> Result<(), Fail> {
+    fn walk_members(
+        &mut self,
+        j: &mut Jiter,
+        parent: u32,
+        first: u32,
+        depth: usize,
+    ) -> Result<(), Fail> {
         let mut child = first;
         let mut pos = 0usize;
         loop {
@@ -305,7 +313,13 @@ impl Flattener {
         }
     }
 
-    fn walk_value(&mut self, j: &mut Jiter, node: u32, depth: usize, peek: Peek) -> Result<(), Fail> {
+    fn walk_value(
+        &mut self,
+        j: &mut Jiter,
+        node: u32,
+        depth: usize,
+        peek: Peek,
+    ) -> Result<(), Fail> {
         match peek {
             Peek::Object => {
                 if depth >= self.depth_limit {
@@ -351,7 +365,11 @@ impl Flattener {
             }
             Peek::True | Peek::False => {
                 let b = j.known_bool(peek).map_err(jfail(node))?;
-                self.leaf(node, Some(if b { "true" } else { "false" }), JsonTypes::BOOLEAN);
+                self.leaf(
+                    node,
+                    Some(if b { "true" } else { "false" }),
+                    JsonTypes::BOOLEAN,
+                );
             }
             p if p.is_num() => {
                 let bytes = j.known_number_bytes(p).map_err(jfail(node))?;
@@ -380,7 +398,13 @@ impl Flattener {
     }
 
     /// Keeps the subtree at `node` as compact JSON text.
-    fn json_text(&mut self, j: &mut Jiter, node: u32, peek: Peek, t: JsonTypes) -> Result<(), Fail> {
+    fn json_text(
+        &mut self,
+        j: &mut Jiter,
+        node: u32,
+        peek: Peek,
+        t: JsonTypes,
+    ) -> Result<(), Fail> {
         let start = j.current_index();
         j.known_skip(peek).map_err(jfail(node))?;
         let raw = j.slice_to_current(start);
@@ -486,7 +510,10 @@ fn peek_name(p: Peek) -> &'static str {
 
 /// Removes insignificant whitespace from valid JSON text (borrowed when there is none).
 pub fn compact_json<'a>(raw: &'a str, scratch: &'a mut String) -> &'a str {
-    if !raw.bytes().any(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')) {
+    if !raw
+        .bytes()
+        .any(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+    {
         return raw;
     }
     scratch.clear();

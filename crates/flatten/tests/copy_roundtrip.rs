@@ -50,10 +50,16 @@ async fn flatten_csv_copies_into_postgres_exactly() -> anyhow::Result<()> {
         .execute(&db.pool)
         .await?;
     let mut conn = db.pool.acquire().await?;
-    let mut copy = conn.copy_in_raw("COPY t FROM STDIN (FORMAT csv, HEADER true)").await?;
+    let mut copy = conn
+        .copy_in_raw("COPY t FROM STDIN (FORMAT csv, HEADER true)")
+        .await?;
     copy.send(csv.as_slice()).await?;
     let n = copy.finish().await?;
-    assert_eq!(n as usize, TRICKY.len(), "every record loaded (no early end-of-data)");
+    assert_eq!(
+        n as usize,
+        TRICKY.len(),
+        "every record loaded (no early end-of-data)"
+    );
 
     let rows = sqlx::query(
         "SELECT id, v, n_big::text AS big, n_exp = 1e400::numeric AS exp_ok, \
@@ -74,7 +80,9 @@ async fn flatten_csv_copies_into_postgres_exactly() -> anyhow::Result<()> {
     let mut out = Vec::new();
     {
         use futures_util::TryStreamExt;
-        let mut stream = conn.copy_out_raw("COPY (SELECT v FROM t ORDER BY id) TO STDOUT (FORMAT csv)").await?;
+        let mut stream = conn
+            .copy_out_raw("COPY (SELECT v FROM t ORDER BY id) TO STDOUT (FORMAT csv)")
+            .await?;
         while let Some(chunk) = stream.try_next().await? {
             out.extend_from_slice(&chunk);
         }
@@ -83,7 +91,11 @@ async fn flatten_csv_copies_into_postgres_exactly() -> anyhow::Result<()> {
     let mut rec = CsvRecord::default();
     let mut i = 0;
     while r.read(&mut rec)? {
-        assert_eq!(rec.get(0), TRICKY[i].map(str::as_bytes), "value {i} read back");
+        assert_eq!(
+            rec.get(0),
+            TRICKY[i].map(str::as_bytes),
+            "value {i} read back"
+        );
         i += 1;
     }
     assert_eq!(i, TRICKY.len());

@@ -10,7 +10,9 @@ fn json_value() -> impl Strategy<Value = Value> {
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(Value::from),
         any::<u64>().prop_map(Value::from),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
         ".{0,12}".prop_map(Value::String),
     ];
     leaf.prop_recursive(5, 48, 6, |inner| {
@@ -43,12 +45,19 @@ fn leaves(v: &Value, index_arrays: bool, out: &mut Vec<Option<String>>) {
 }
 
 fn check(v: &Value, input: &str, arrays: ArrayPolicy) -> Result<(), TestCaseError> {
-    let mut f = Flattener::new(Options { arrays, ..Options::default() });
-    let row = f.flatten(input.as_bytes()).map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+    let mut f = Flattener::new(Options {
+        arrays,
+        ..Options::default()
+    });
+    let row = f
+        .flatten(input.as_bytes())
+        .map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
     let mut got: Vec<Option<String>> = row.iter().map(|s| s.map(str::to_owned)).collect();
     let mut want = Vec::new();
     match v {
-        Value::Object(m) => m.values().for_each(|c| leaves(c, arrays == ArrayPolicy::Index, &mut want)),
+        Value::Object(m) => m
+            .values()
+            .for_each(|c| leaves(c, arrays == ArrayPolicy::Index, &mut want)),
         _ => unreachable!(),
     }
     prop_assert_eq!(f.schema().len(), want.len(), "one column per leaf");

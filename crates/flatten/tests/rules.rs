@@ -33,7 +33,10 @@ const HOTMART: &str = r#"{"transaction": "HP0000001", "product": {"id": 1200006,
  "commissions": [{"value": 187.11, "source": "PRODUCER", "currency_code": "BRL"}, {"value": 80.19, "source": "AFFILIATE", "currency_code": "BRL"}]}"#;
 
 fn get<'a>(names: &[String], values: &'a [Option<String>], name: &str) -> Option<&'a str> {
-    let i = names.iter().position(|n| n == name).unwrap_or_else(|| panic!("no column {name}: {names:?}"));
+    let i = names
+        .iter()
+        .position(|n| n == name)
+        .unwrap_or_else(|| panic!("no column {name}: {names:?}"));
     values[i].as_deref()
 }
 
@@ -49,19 +52,33 @@ fn hotmart_record_flattens_like_the_seed_with_arrays_as_json() {
     let (names, values) = flat(HOTMART, Options::default());
     assert_eq!(names.len(), 39);
     assert_eq!(names[0], "transaction");
-    assert_eq!(get(&names, &values, "product_name"), Some("Formação Python do Zero"));
+    assert_eq!(
+        get(&names, &values, "product_name"),
+        Some("Formação Python do Zero")
+    );
     assert_eq!(get(&names, &values, "buyer_address_city"), Some("Brasília"));
-    assert_eq!(get(&names, &values, "purchase_approved_date"), Some("1700002467173"));
+    assert_eq!(
+        get(&names, &values, "purchase_approved_date"),
+        Some("1700002467173")
+    );
     assert_eq!(get(&names, &values, "purchase_price_value"), Some("297.0"));
-    assert_eq!(get(&names, &values, "purchase_is_subscription"), Some("false"));
+    assert_eq!(
+        get(&names, &values, "purchase_is_subscription"),
+        Some("false")
+    );
     assert_eq!(get(&names, &values, "purchase_date_next_charge"), None);
     assert_eq!(
         get(&names, &values, "commissions"),
-        Some(r#"[{"value":187.11,"source":"PRODUCER","currency_code":"BRL"},{"value":80.19,"source":"AFFILIATE","currency_code":"BRL"}]"#)
+        Some(
+            r#"[{"value":187.11,"source":"PRODUCER","currency_code":"BRL"},{"value":80.19,"source":"AFFILIATE","currency_code":"BRL"}]"#
+        )
     );
     let (names, values) = flat(HOTMART, index());
     assert_eq!(names.len(), 44);
-    assert_eq!(get(&names, &values, "commissions_1_source"), Some("AFFILIATE"));
+    assert_eq!(
+        get(&names, &values, "commissions_1_source"),
+        Some("AFFILIATE")
+    );
     assert_eq!(names.last().unwrap(), "commissions_1_currency_code");
 }
 
@@ -79,7 +96,10 @@ fn columns_keep_first_seen_order_across_records() {
 
 #[test]
 fn arrays_as_compact_json_text_by_default() {
-    let (names, values) = flat(r#"{"tags" : [ 1 , "a b" , {"k" : [ ] } ], "n": []}"#, Options::default());
+    let (names, values) = flat(
+        r#"{"tags" : [ 1 , "a b" , {"k" : [ ] } ], "n": []}"#,
+        Options::default(),
+    );
     assert_eq!(names, ["tags", "n"]);
     assert_eq!(values[0].as_deref(), Some(r#"[1,"a b",{"k":[]}]"#));
     assert_eq!(values[1].as_deref(), Some("[]"));
@@ -87,7 +107,10 @@ fn arrays_as_compact_json_text_by_default() {
 
 #[test]
 fn arrays_indexed_on_request() {
-    let (names, values) = flat(r#"{"c":[{"v":1},{"v":2,"w":[true,[3]]}],"s":["x"]}"#, index());
+    let (names, values) = flat(
+        r#"{"c":[{"v":1},{"v":2,"w":[true,[3]]}],"s":["x"]}"#,
+        index(),
+    );
     assert_eq!(names, ["c_0_v", "c_1_v", "c_1_w_0", "c_1_w_1_0", "s_0"]);
     assert_eq!(values[3].as_deref(), Some("3"));
     assert_eq!(values[4].as_deref(), Some("x"));
@@ -98,7 +121,10 @@ fn empty_objects_and_arrays_keep_their_column() {
     for opts in [Options::default(), index()] {
         let (names, values) = flat(r#"{"o":{},"a":[],"x":{"e":{}}}"#, opts);
         assert_eq!(names, ["o", "a", "x_e"]);
-        assert_eq!(values, [Some("{}".into()), Some("[]".into()), Some("{}".into())]);
+        assert_eq!(
+            values,
+            [Some("{}".into()), Some("[]".into()), Some("{}".into())]
+        );
     }
 }
 
@@ -110,9 +136,15 @@ fn max_depth_keeps_deeper_subtrees_as_json_text() {
         arrays: ArrayPolicy::Index,
         ..Options::default()
     };
-    assert_eq!(flat(json, depth(1)).1[0].as_deref(), Some(r#"{"b":{"c":1,"d":[1,2]}}"#));
+    assert_eq!(
+        flat(json, depth(1)).1[0].as_deref(),
+        Some(r#"{"b":{"c":1,"d":[1,2]}}"#)
+    );
     assert_eq!(flat(json, depth(2)).0, ["a_b", "e"]);
-    assert_eq!(flat(json, depth(2)).1[0].as_deref(), Some(r#"{"c":1,"d":[1,2]}"#));
+    assert_eq!(
+        flat(json, depth(2)).1[0].as_deref(),
+        Some(r#"{"c":1,"d":[1,2]}"#)
+    );
     assert_eq!(flat(json, depth(3)).0, ["a_b_c", "a_b_d", "e"]);
     assert_eq!(flat(json, depth(4)).0, ["a_b_c", "a_b_d_0", "a_b_d_1", "e"]);
 }
@@ -123,7 +155,15 @@ fn numbers_keep_their_exact_text() {
         r#"{"a":0.1,"b":1e400,"c":18446744073709551616,"d":97.00,"e":-0,"f":1E+2,"g":-12.5e-3}"#,
         Options::default(),
     );
-    let want = ["0.1", "1e400", "18446744073709551616", "97.00", "-0", "1E+2", "-12.5e-3"];
+    let want = [
+        "0.1",
+        "1e400",
+        "18446744073709551616",
+        "97.00",
+        "-0",
+        "1E+2",
+        "-12.5e-3",
+    ];
     assert_eq!(values, want.map(|s| Some(s.to_owned())));
 }
 
@@ -135,22 +175,36 @@ fn booleans_and_null() {
 
 #[test]
 fn strings_are_unescaped_exactly() {
-    let (_, values) = flat(r#"{"s":"a\"b\\c\n\u00e7\ud83d\ude00","e":""}"#, Options::default());
+    let (_, values) = flat(
+        r#"{"s":"a\"b\\c\n\u00e7\ud83d\ude00","e":""}"#,
+        Options::default(),
+    );
     assert_eq!(values[0].as_deref(), Some("a\"b\\c\nç😀"));
     assert_eq!(values[1].as_deref(), Some(""));
 }
 
 #[test]
 fn names_are_lower_snake_ascii_with_accents_transliterated() {
-    let (names, _) = flat(r#"{"Ação":1,"dataDeCompra":2,"São Paulo":3,"a-b.c":4,"1st":5}"#, Options::default());
-    assert_eq!(names, ["acao", "data_de_compra", "sao_paulo", "a_b_c", "_1st"]);
+    let (names, _) = flat(
+        r#"{"Ação":1,"dataDeCompra":2,"São Paulo":3,"a-b.c":4,"1st":5}"#,
+        Options::default(),
+    );
+    assert_eq!(
+        names,
+        ["acao", "data_de_compra", "sao_paulo", "a_b_c", "_1st"]
+    );
 }
 
 #[test]
 fn colliding_paths_both_survive_and_are_reported() {
     let mut f = Flattener::new(Options::default());
-    let row = f.flatten(br#"{"a_b":1,"a":{"b":2},"Price":3,"price":4}"#).unwrap();
-    assert_eq!(row.iter().collect::<Vec<_>>(), [Some("1"), Some("2"), Some("3"), Some("4")]);
+    let row = f
+        .flatten(br#"{"a_b":1,"a":{"b":2},"Price":3,"price":4}"#)
+        .unwrap();
+    assert_eq!(
+        row.iter().collect::<Vec<_>>(),
+        [Some("1"), Some("2"), Some("3"), Some("4")]
+    );
     let names: Vec<_> = f.schema().names().collect();
     assert_eq!(names, ["a_b", "a_b_2", "price", "price_2"]);
     let c = f.schema().collisions();
@@ -161,7 +215,8 @@ fn colliding_paths_both_survive_and_are_reported() {
     assert!(c[1].to_string().contains("both map to \"price\""));
     // Deterministic: the same input gives the same names.
     let mut g = Flattener::new(Options::default());
-    g.flatten(br#"{"a_b":1,"a":{"b":2},"Price":3,"price":4}"#).unwrap();
+    g.flatten(br#"{"a_b":1,"a":{"b":2},"Price":3,"price":4}"#)
+        .unwrap();
     assert_eq!(g.schema().names().collect::<Vec<_>>(), names);
 }
 
@@ -170,7 +225,10 @@ fn system_columns_empty_keys_symbols_and_emoji_become_valid_unique_names() {
     let json = r#"{"xmin":1,"xmax":2,"cmin":3,"cmax":4,"ctid":5,"tableoid":6,"":7,"$%":8,"🔥":9,"🎉🎉":10,"_":11}"#;
     let (names, values) = flat(json, Options::default());
     assert_eq!(values.len(), 11);
-    assert_eq!(&names[..6], ["xmin_", "xmax_", "cmin_", "cmax_", "ctid_", "tableoid_"]);
+    assert_eq!(
+        &names[..6],
+        ["xmin_", "xmax_", "cmin_", "cmax_", "ctid_", "tableoid_"]
+    );
     let unique: std::collections::HashSet<_> = names.iter().collect();
     assert_eq!(unique.len(), names.len(), "{names:?}");
     for n in &names {
@@ -182,7 +240,8 @@ fn valid_ident(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 63
         && !n.as_bytes()[0].is_ascii_digit()
-        && n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && n.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 #[test]
@@ -207,7 +266,10 @@ fn schema_records_paths_and_types_and_round_trips_as_manifest() {
     assert_eq!(cols[1].types.names(), ["null", "string"]);
     assert_eq!(cols[2].types.names(), ["object", "array"]);
     assert!(cols[1].types.contains(JsonTypes::STRING));
-    assert_eq!(cols[1].path, SourcePath(vec![Segment::Key("b".into()), Segment::Key("c".into())]));
+    assert_eq!(
+        cols[1].path,
+        SourcePath(vec![Segment::Key("b".into()), Segment::Key("c".into())])
+    );
     let json = serde_json::to_string_pretty(&f.manifest()).unwrap();
     assert!(json.contains(r#""path": ["#), "{json}");
     let back: sluice_flatten::Manifest = serde_json::from_str(&json).unwrap();
@@ -217,12 +279,19 @@ fn schema_records_paths_and_types_and_round_trips_as_manifest() {
     let mut g = Flattener::with_schema(Options::default(), &schema);
     let row = g.flatten(br#"{"new":1,"b":{"c":"y"}}"#).unwrap();
     assert_eq!(row.get(1), Some("y"));
-    assert_eq!(g.schema().names().collect::<Vec<_>>(), ["a", "b_c", "d", "new"]);
+    assert_eq!(
+        g.schema().names().collect::<Vec<_>>(),
+        ["a", "b_c", "d", "new"]
+    );
 }
 
 #[test]
 fn path_display_is_jsonpath() {
-    let p = SourcePath(vec![Segment::Key("a.b".into()), Segment::Index(0), Segment::Key("c".into())]);
+    let p = SourcePath(vec![
+        Segment::Key("a.b".into()),
+        Segment::Index(0),
+        Segment::Key("c".into()),
+    ]);
     assert_eq!(p.to_string(), r#"$["a.b"][0].c"#);
 }
 
@@ -237,7 +306,11 @@ fn records(input: &[u8], format: InputFormat) -> Result<Vec<(u64, u64, String)>,
     let mut r = RecordReader::new(input, format);
     let mut out = Vec::new();
     while let Some(rec) = r.next_record()? {
-        out.push((rec.number, rec.offset, String::from_utf8(rec.bytes.to_vec()).unwrap()));
+        out.push((
+            rec.number,
+            rec.offset,
+            String::from_utf8(rec.bytes.to_vec()).unwrap(),
+        ));
     }
     Ok(out)
 }
@@ -245,33 +318,54 @@ fn records(input: &[u8], format: InputFormat) -> Result<Vec<(u64, u64, String)>,
 #[test]
 fn streams_json_lines_arrays_and_paths() {
     let lines = records(b"{\"a\":1}\r\n\n  {\"a\":[2]}\n", InputFormat::Auto).unwrap();
-    assert_eq!(lines, [(1, 0, r#"{"a":1}"#.into()), (2, 12, r#"{"a":[2]}"#.into())]);
+    assert_eq!(
+        lines,
+        [(1, 0, r#"{"a":1}"#.into()), (2, 12, r#"{"a":[2]}"#.into())]
+    );
     let arr = records(b" [ {\"a\":\"]\"} , {\"a\":2} ] ", InputFormat::Auto).unwrap();
     assert_eq!(arr.len(), 2);
     assert_eq!(arr[0].2, r#"{"a":"]"}"#);
     let page = br#"{"meta":{"x":[1,{"items":[]}]},"items":[{"a":1},{"a":2}],"page_info":{"next_page_token":"t"}}"#;
     let items = records(page, InputFormat::path("items")).unwrap();
-    assert_eq!(items.iter().map(|r| r.2.as_str()).collect::<Vec<_>>(), [r#"{"a":1}"#, r#"{"a":2}"#]);
-    let nested = records(br#"{"data":{"rows":[{"a":1}]}}"#, InputFormat::path("data.rows")).unwrap();
+    assert_eq!(
+        items.iter().map(|r| r.2.as_str()).collect::<Vec<_>>(),
+        [r#"{"a":1}"#, r#"{"a":2}"#]
+    );
+    let nested = records(
+        br#"{"data":{"rows":[{"a":1}]}}"#,
+        InputFormat::path("data.rows"),
+    )
+    .unwrap();
     assert_eq!(nested.len(), 1);
     assert!(records(b"", InputFormat::Auto).unwrap().is_empty());
     assert!(records(b" \n ", InputFormat::JsonLines).unwrap().is_empty());
     assert!(records(b"[]", InputFormat::Array).unwrap().is_empty());
-    assert_eq!(records(b"\xEF\xBB\xBF{\"a\":1}", InputFormat::Auto).unwrap().len(), 1, "BOM skipped");
+    assert_eq!(
+        records(b"\xEF\xBB\xBF{\"a\":1}", InputFormat::Auto)
+            .unwrap()
+            .len(),
+        1,
+        "BOM skipped"
+    );
 }
 
 #[test]
 fn framing_errors_name_the_offset_and_record() {
     let err = records(br#"{"items":[{"a":1},{"a":"#, InputFormat::path("items")).unwrap_err();
     match err {
-        Error::Input { record, message, .. } => {
+        Error::Input {
+            record, message, ..
+        } => {
             assert_eq!(record, 2);
             assert!(message.contains("truncated"), "{message}");
         }
         other => panic!("{other:?}"),
     }
     let err = records(br#"{"data":[]}"#, InputFormat::path("items")).unwrap_err();
-    assert!(err.to_string().contains("records path \"items\" not found"), "{err}");
+    assert!(
+        err.to_string().contains("records path \"items\" not found"),
+        "{err}"
+    );
     let err = records(br#"[{"a":1} {"a":2}]"#, InputFormat::Array).unwrap_err();
     assert!(err.to_string().contains("expected ',' or ']'"), "{err}");
     let err = records(br#"{"items":[],"x":1"#, InputFormat::path("items")).unwrap_err();
@@ -284,21 +378,38 @@ fn record_errors_name_record_offset_and_json_path() {
     let mut p = CsvPipeline::new(&input[..], InputFormat::JsonLines, Options::default()).unwrap();
     let err = p.write_part(Vec::new()).unwrap_err();
     match &err {
-        Error::Record { record, offset, path, .. } => {
+        Error::Record {
+            record,
+            offset,
+            path,
+            ..
+        } => {
             assert_eq!(*record, 3);
-            assert_eq!(*offset, 16 + 13, "byte offset where the bad literal fails to parse");
+            assert_eq!(
+                *offset,
+                16 + 13,
+                "byte offset where the bad literal fails to parse"
+            );
             assert_eq!(path, "$.a.b");
         }
         other => panic!("{other:?}"),
     }
     let msg = err.to_string();
-    assert!(msg.starts_with("record 3 (input byte 29, at $.a.b)"), "{msg}");
+    assert!(
+        msg.starts_with("record 3 (input byte 29, at $.a.b)"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn non_objects_invalid_utf8_and_garbage_are_errors_not_panics() {
     let mut f = Flattener::new(Options::default());
-    assert!(f.flatten(b"[1]").unwrap_err().message.contains("expected a JSON object, found an array"));
+    assert!(
+        f.flatten(b"[1]")
+            .unwrap_err()
+            .message
+            .contains("expected a JSON object, found an array")
+    );
     assert!(f.flatten(b"42").is_err());
     let e = f.flatten(b"{\"a\":\"\xff\"}").unwrap_err();
     assert_eq!((e.offset, e.message.as_str()), (6, "invalid UTF-8"));
@@ -313,10 +424,17 @@ fn deep_nesting_is_kept_as_text_or_rejected_never_overflows() {
     let mut f = Flattener::new(index());
     let row = f.flatten(deep(100).as_bytes()).unwrap();
     let text = row.iter().flatten().next().unwrap().to_owned();
-    assert!(text.starts_with("[[["), "past the hard depth the subtree is JSON text");
+    assert!(
+        text.starts_with("[[["),
+        "past the hard depth the subtree is JSON text"
+    );
     assert!(f.flatten(deep(100_000).as_bytes()).is_err());
     let objs = format!("{}1{}", "{\"k\":".repeat(10_000), "}".repeat(10_000));
-    assert!(Flattener::new(Options::default()).flatten(objs.as_bytes()).is_err());
+    assert!(
+        Flattener::new(Options::default())
+            .flatten(objs.as_bytes())
+            .is_err()
+    );
 }
 
 fn read_csv(bytes: &[u8]) -> Vec<Vec<Option<String>>> {
@@ -324,7 +442,11 @@ fn read_csv(bytes: &[u8]) -> Vec<Vec<Option<String>>> {
     let mut rec = CsvRecord::default();
     let mut out = Vec::new();
     while r.read(&mut rec).unwrap() {
-        out.push(rec.iter().map(|f| f.map(|b| String::from_utf8(b.to_vec()).unwrap())).collect());
+        out.push(
+            rec.iter()
+                .map(|f| f.map(|b| String::from_utf8(b.to_vec()).unwrap()))
+                .collect(),
+        );
     }
     out
 }
@@ -337,9 +459,15 @@ fn csv_has_schema_header_null_vs_empty_and_missing_columns_as_null() {
     let mut p = CsvPipeline::new(&input[..], InputFormat::JsonLines, Options::default()).unwrap();
     let mut out = Vec::new();
     let part = p.write_part(&mut out).unwrap();
-    assert_eq!((part.rows, part.columns, part.end), (3, 2, PartEnd::Finished));
+    assert_eq!(
+        (part.rows, part.columns, part.end),
+        (3, 2, PartEnd::Finished)
+    );
     let text = String::from_utf8(out.clone()).unwrap();
-    assert_eq!(text, "a,b\nx,\n\"\",\"say \"\"hi\"\", then\nleave\"\n,\"\\.\"\n");
+    assert_eq!(
+        text,
+        "a,b\nx,\n\"\",\"say \"\"hi\"\", then\nleave\"\n,\"\\.\"\n"
+    );
     let rows = read_csv(&out);
     assert_eq!(rows[1], [Some("x".into()), None]);
     assert_eq!(rows[2][0], Some(String::new()));
@@ -352,9 +480,15 @@ fn schema_growth_mid_stream_starts_a_new_part() {
     let mut p = CsvPipeline::new(&input[..], InputFormat::JsonLines, Options::default()).unwrap();
     let (mut one, mut two) = (Vec::new(), Vec::new());
     let first = p.write_part(&mut one).unwrap();
-    assert_eq!((first.rows, first.columns, first.end), (2, 1, PartEnd::SchemaGrew));
+    assert_eq!(
+        (first.rows, first.columns, first.end),
+        (2, 1, PartEnd::SchemaGrew)
+    );
     let second = p.write_part(&mut two).unwrap();
-    assert_eq!((second.rows, second.columns, second.end), (2, 2, PartEnd::Finished));
+    assert_eq!(
+        (second.rows, second.columns, second.end),
+        (2, 2, PartEnd::Finished)
+    );
     assert_eq!(String::from_utf8(one).unwrap(), "a\n1\n2\n");
     assert_eq!(String::from_utf8(two).unwrap(), "a,b\n3,4\n5,\n");
     let third = p.write_part(Vec::new()).unwrap();
@@ -368,11 +502,23 @@ fn csv_reader_handles_bom_crlf_and_reports_lines() {
     let mut rec = CsvRecord::default();
     let mut lines = Vec::new();
     while r.read(&mut rec).unwrap() {
-        lines.push((rec.line, rec.iter().map(|f| f.map(|b| b.to_vec())).collect::<Vec<_>>()));
+        lines.push((
+            rec.line,
+            rec.iter()
+                .map(|f| f.map(|b| b.to_vec()))
+                .collect::<Vec<_>>(),
+        ));
     }
     assert_eq!(lines[0].1, [Some(b"a".to_vec()), Some(b"b".to_vec())]);
-    assert_eq!(lines[1], (2, vec![Some(b"1".to_vec()), Some(b"x\r\ny".to_vec())]));
-    assert_eq!(lines[2], (4, vec![None]), "a blank line is one NULL field, not skipped");
+    assert_eq!(
+        lines[1],
+        (2, vec![Some(b"1".to_vec()), Some(b"x\r\ny".to_vec())])
+    );
+    assert_eq!(
+        lines[2],
+        (4, vec![None]),
+        "a blank line is one NULL field, not skipped"
+    );
     assert_eq!(lines[3], (5, vec![Some(b"2".to_vec()), None]));
     assert_eq!(lines.len(), 4);
 }

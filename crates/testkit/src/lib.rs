@@ -73,11 +73,16 @@ impl Drop for TestDb {
         let name = self.name.clone();
         // Drop runs outside async context guarantees: use a thread with its own runtime.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
             if let Ok(rt) = rt {
                 rt.block_on(async {
                     if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
-                        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&name));
+                        let sql = format!(
+                            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                            quote_ident(&name)
+                        );
                         let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut c).await;
                     }
                 });
@@ -146,7 +151,9 @@ fn read_env_url(path: &std::path::Path) -> Option<String> {
 fn answers(url: &str) -> bool {
     let url = url.to_owned();
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
         let Ok(rt) = rt else { return false };
         rt.block_on(async {
             let Ok(opts) = url.parse::<PgConnectOptions>() else {
@@ -169,8 +176,13 @@ pub async fn database() -> Result<TestDb> {
     let mut admin = sqlx::PgConnection::connect(&admin_url)
         .await
         .with_context(|| format!("connecting to {}", redact_url(&admin_url)))?;
-    let sql = format!("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'", quote_ident(&name));
-    sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut admin).await?;
+    let sql = format!(
+        "CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'",
+        quote_ident(&name)
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .execute(&mut admin)
+        .await?;
     admin.close().await?;
     let opts: PgConnectOptions = admin_url.parse()?;
     let opts = opts.database(&name);
@@ -214,7 +226,13 @@ pub struct S3Endpoint {
 impl S3Endpoint {
     /// A real `aws-sdk-s3` client for this endpoint (path-style addressing).
     pub fn client(&self) -> aws_sdk_s3::Client {
-        let creds = Credentials::new(&self.access_key, &self.secret_key, None, None, "sluice-testkit");
+        let creds = Credentials::new(
+            &self.access_key,
+            &self.secret_key,
+            None,
+            None,
+            "sluice-testkit",
+        );
         let conf = aws_sdk_s3::Config::builder()
             .behavior_version_latest()
             .region(Region::new("us-east-1"))
@@ -236,7 +254,8 @@ pub fn s3_endpoint() -> Result<S3Endpoint> {
         {
             return Ok(S3Endpoint {
                 url,
-                access_key: std::env::var("AWS_ACCESS_KEY_ID").unwrap_or_else(|_| S3_ACCESS_KEY.into()),
+                access_key: std::env::var("AWS_ACCESS_KEY_ID")
+                    .unwrap_or_else(|_| S3_ACCESS_KEY.into()),
                 secret_key: std::env::var("AWS_SECRET_ACCESS_KEY")
                     .unwrap_or_else(|_| S3_SECRET_KEY.into()),
             });
@@ -297,7 +316,10 @@ pub async fn serve_s3(root: PathBuf, listener: tokio::net::TcpListener) -> Resul
 
     let fs = s3s_fs::FileSystem::new(&root).map_err(|e| anyhow!("{e:?}"))?;
     let mut builder = s3s::service::S3ServiceBuilder::new(fs);
-    builder.set_auth(s3s::auth::SimpleAuth::from_single(S3_ACCESS_KEY, S3_SECRET_KEY));
+    builder.set_auth(s3s::auth::SimpleAuth::from_single(
+        S3_ACCESS_KEY,
+        S3_SECRET_KEY,
+    ));
     let service = builder.build();
     loop {
         let (socket, _) = match listener.accept().await {

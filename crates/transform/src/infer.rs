@@ -150,6 +150,9 @@ mod tests {
         }
         let mut inf = Inference::new(0);
         inf.observe(2, Some("5"));
-        assert_eq!(inf.types(), [ColumnType::Text, ColumnType::Text, ColumnType::Bigint]);
+        assert_eq!(
+            inf.types(),
+            [ColumnType::Text, ColumnType::Text, ColumnType::Bigint]
+        );
     }
 }

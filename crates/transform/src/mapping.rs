@@ -155,7 +155,10 @@ pub struct ColumnRule {
 pub enum DerivedKind {
     Constant(String),
     /// Non-NULL values of these source columns joined by the separator (NULL if all are NULL).
-    Concat { columns: Vec<String>, separator: String },
+    Concat {
+        columns: Vec<String>,
+        separator: String,
+    },
     LoadTime,
     SourceKey,
 }
@@ -185,12 +188,11 @@ impl Mapping {
         let mut columns = BTreeMap::new();
         for (source, c) in raw.columns {
             let key = format!("columns.{source}");
-            let ty = c
-                .ty
-                .as_deref()
-                .map(str::parse::<ColumnType>)
-                .transpose()
-                .map_err(|e| invalid(format!("{key}.type"), e))?;
+            let ty =
+                c.ty.as_deref()
+                    .map(str::parse::<ColumnType>)
+                    .transpose()
+                    .map_err(|e| invalid(format!("{key}.type"), e))?;
             let format = c
                 .format
                 .as_deref()
@@ -210,7 +212,10 @@ impl Mapping {
                 .transpose()
                 .map_err(|e| invalid(format!("{key}.timezone"), e.to_string()))?;
             if c.redact == Some(Redact::Hash) && ty.is_some_and(|t| t != ColumnType::Text) {
-                return Err(invalid(format!("{key}.redact"), "redact = \"hash\" needs type = \"text\""));
+                return Err(invalid(
+                    format!("{key}.redact"),
+                    "redact = \"hash\" needs type = \"text\"",
+                ));
             }
             let conversion = ty.map(|ty| Conversion { ty, format, tz });
             if let (Some(d), Some(conv)) = (&c.default, &conversion) {
@@ -233,7 +238,8 @@ impl Mapping {
             let key = format!("derived[{i}] ({})", d.name);
             let kind = match d.kind.as_str() {
                 "constant" => DerivedKind::Constant(
-                    d.value.ok_or_else(|| invalid(&key, "kind = \"constant\" needs value"))?,
+                    d.value
+                        .ok_or_else(|| invalid(&key, "kind = \"constant\" needs value"))?,
                 ),
                 "concat" if d.columns.is_empty() => {
                     return Err(invalid(&key, "kind = \"concat\" needs columns = [...]"));
@@ -256,13 +262,12 @@ impl Mapping {
             } else {
                 ColumnType::Text
             };
-            let ty = d
-                .ty
-                .as_deref()
-                .map(str::parse::<ColumnType>)
-                .transpose()
-                .map_err(|e| invalid(format!("{key}.type"), e))?
-                .unwrap_or(default_ty);
+            let ty =
+                d.ty.as_deref()
+                    .map(str::parse::<ColumnType>)
+                    .transpose()
+                    .map_err(|e| invalid(format!("{key}.type"), e))?
+                    .unwrap_or(default_ty);
             if let DerivedKind::Constant(v) = &kind {
                 Conversion::plain(ty)
                     .convert(v)
@@ -298,7 +303,11 @@ impl Mapping {
 
     /// Resolves the mapping against a CSV header. `inferred` gives types for unmapped columns
     /// (by header position; missing entries are `text`).
-    pub fn bind(&self, header: &[&str], inferred: &[ColumnType]) -> Result<BoundMapping, MappingError> {
+    pub fn bind(
+        &self,
+        header: &[&str],
+        inferred: &[ColumnType],
+    ) -> Result<BoundMapping, MappingError> {
         let mut targets = Vec::new();
         let mut names = HashSet::new();
         for (i, src) in header.iter().enumerate() {
@@ -306,7 +315,9 @@ impl Mapping {
             if rule.is_some_and(|r| r.drop) {
                 continue;
             }
-            let name = rule.and_then(|r| r.rename.clone()).unwrap_or_else(|| (*src).to_owned());
+            let name = rule
+                .and_then(|r| r.rename.clone())
+                .unwrap_or_else(|| (*src).to_owned());
             let conversion = match rule.and_then(|r| r.conversion.clone()) {
                 Some(c) => c,
                 None => Conversion::plain(inferred.get(i).copied().unwrap_or(ColumnType::Text)),
@@ -333,7 +344,10 @@ impl Mapping {
             if let Some(d) = &rule.default {
                 let name = rule.rename.clone().unwrap_or_else(|| src.clone());
                 if names.insert(name.clone()) {
-                    let conversion = rule.conversion.clone().unwrap_or(Conversion::plain(ColumnType::Text));
+                    let conversion = rule
+                        .conversion
+                        .clone()
+                        .unwrap_or(Conversion::plain(ColumnType::Text));
                     targets.push(Target {
                         name,
                         source: Source::Constant(d.clone()),
@@ -346,17 +360,23 @@ impl Mapping {
         }
         for d in &self.derived {
             if !names.insert(d.name.clone()) {
-                return Err(invalid(format!("derived ({})", d.name), "name already used by a column"));
+                return Err(invalid(
+                    format!("derived ({})", d.name),
+                    "name already used by a column",
+                ));
             }
             let source = match &d.kind {
                 DerivedKind::Constant(v) => Source::Constant(v.clone()),
                 DerivedKind::LoadTime => Source::LoadTime,
-                DerivedKind::SourceKey => Source::SourceKey,
+                DerivedKind::SourceKey => Source::ObjectKey,
                 DerivedKind::Concat { columns, separator } => {
                     let mut idx = Vec::new();
                     for c in columns {
                         let i = header.iter().position(|h| h == c).ok_or_else(|| {
-                            invalid(format!("derived ({})", d.name), format!("concat column {c:?} is not in the file"))
+                            invalid(
+                                format!("derived ({})", d.name),
+                                format!("concat column {c:?} is not in the file"),
+                            )
                         })?;
                         idx.push(i);
                     }
@@ -400,7 +420,7 @@ enum Source {
     Constant(String),
     Concat(Vec<usize>, String),
     LoadTime,
-    SourceKey,
+    ObjectKey,
 }
 
 #[derive(Debug, Clone)]
@@ -496,12 +516,21 @@ impl BoundMapping {
 
     /// Transforms one CSV row (fields as bytes, `None` = NULL) into typed values, or says which
     /// column failed and why. Never panics; a bad row is the caller's to quarantine.
-    pub fn apply(&self, fields: &[Option<&[u8]>], ctx: &RowContext, out: &mut TypedRow) -> Result<(), RowError> {
+    pub fn apply(
+        &self,
+        fields: &[Option<&[u8]>],
+        ctx: &RowContext,
+        out: &mut TypedRow,
+    ) -> Result<(), RowError> {
         if fields.len() != self.width {
             return Err(RowError {
                 column: String::new(),
                 value: None,
-                reason: format!("row has {} fields, the header has {}", fields.len(), self.width),
+                reason: format!(
+                    "row has {} fields, the header has {}",
+                    fields.len(),
+                    self.width
+                ),
             });
         }
         out.values.clear();
@@ -509,7 +538,7 @@ impl BoundMapping {
             let raw: Option<std::borrow::Cow<'_, [u8]>> = match &t.source {
                 Source::Csv(i) => fields[*i].map(std::borrow::Cow::Borrowed),
                 Source::Constant(v) => Some(v.as_bytes().into()),
-                Source::SourceKey => Some(ctx.source_key.as_bytes().into()),
+                Source::ObjectKey => Some(ctx.source_key.as_bytes().into()),
                 Source::LoadTime => Some(ctx.load_time.to_string().into_bytes().into()),
                 Source::Concat(idx, sep) => {
                     let parts: Vec<&[u8]> = idx.iter().filter_map(|i| fields[*i]).collect();
@@ -529,7 +558,8 @@ impl BoundMapping {
                         value: Some(truncated(&bytes)),
                         reason,
                     };
-                    let text = std::str::from_utf8(&bytes).map_err(|e| fail(format!("invalid UTF-8 at byte {}", e.valid_up_to())))?;
+                    let text = std::str::from_utf8(&bytes)
+                        .map_err(|e| fail(format!("invalid UTF-8 at byte {}", e.valid_up_to())))?;
                     let converted = t.conversion.convert(text).map_err(fail)?;
                     match t.redact {
                         Some(Redact::Null) => None,
@@ -547,7 +577,12 @@ impl BoundMapping {
         }
         for &k in &self.key_idx {
             match out.values[k].as_deref() {
-                None => return Err(key_error(&self.targets[k].name, "the key is missing (NULL)")),
+                None => {
+                    return Err(key_error(
+                        &self.targets[k].name,
+                        "the key is missing (NULL)",
+                    ));
+                }
                 Some("") => return Err(key_error(&self.targets[k].name, "the key is empty")),
                 Some(_) => {}
             }

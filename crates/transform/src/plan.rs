@@ -105,10 +105,16 @@ fn check_ident(s: &str) -> Result<(), PlanError> {
         return Err(PlanError::BadIdentifier(s.into(), "contains NUL"));
     }
     if s.len() > 63 {
-        return Err(PlanError::BadIdentifier(s.into(), "longer than 63 bytes (Postgres would truncate it)"));
+        return Err(PlanError::BadIdentifier(
+            s.into(),
+            "longer than 63 bytes (Postgres would truncate it)",
+        ));
     }
     if s == LINE_COLUMN {
-        return Err(PlanError::BadIdentifier(s.into(), "reserved for the staging table"));
+        return Err(PlanError::BadIdentifier(
+            s.into(),
+            "reserved for the staging table",
+        ));
     }
     Ok(())
 }
@@ -168,7 +174,11 @@ impl UpsertPlan {
     }
 
     fn key_list(&self) -> String {
-        self.key.iter().map(|k| quote_ident(k)).collect::<Vec<_>>().join(", ")
+        self.key
+            .iter()
+            .map(|k| quote_ident(k))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     fn non_key(&self) -> impl Iterator<Item = &PlanColumn> {
@@ -181,7 +191,11 @@ impl UpsertPlan {
             .columns
             .iter()
             .map(|c| {
-                let not_null = if self.key.contains(&c.name) { " NOT NULL" } else { "" };
+                let not_null = if self.key.contains(&c.name) {
+                    " NOT NULL"
+                } else {
+                    ""
+                };
                 format!("{} {}{not_null}", quote_ident(&c.name), c.ty.sql())
             })
             .collect();
@@ -256,12 +270,19 @@ impl UpsertPlan {
                 .non_key()
                 .map(|c| format!("{0} = EXCLUDED.{0}", quote_ident(&c.name)))
                 .collect();
-            let t: Vec<String> = self.non_key().map(|c| format!("t.{}", quote_ident(&c.name))).collect();
+            let t: Vec<String> = self
+                .non_key()
+                .map(|c| format!("t.{}", quote_ident(&c.name)))
+                .collect();
             let e: Vec<String> = self
                 .non_key()
                 .map(|c| format!("EXCLUDED.{}", quote_ident(&c.name)))
                 .collect();
-            let mut cond = format!("ROW({}) IS DISTINCT FROM ROW({})", t.join(", "), e.join(", "));
+            let mut cond = format!(
+                "ROW({}) IS DISTINCT FROM ROW({})",
+                t.join(", "),
+                e.join(", ")
+            );
             if let Some(g) = &self.guard {
                 let g = quote_ident(g);
                 cond = format!("{cond} AND (t.{g} IS NULL OR EXCLUDED.{g} >= t.{g})");
@@ -312,8 +333,14 @@ mod tests {
             p.add_columns(&["id".into(), "v".into()]),
             [r#"ALTER TABLE "public"."sales" ADD COLUMN IF NOT EXISTS "we""ird col" numeric"#]
         );
-        assert_eq!(p.unique_index(), r#"CREATE UNIQUE INDEX ON "public"."sales" ("id")"#);
-        assert!(p.create_staging("s").starts_with(r#"CREATE TEMP TABLE "s" ("_sluice_line" bigint NOT NULL, "id" text"#));
+        assert_eq!(
+            p.unique_index(),
+            r#"CREATE UNIQUE INDEX ON "public"."sales" ("id")"#
+        );
+        assert!(
+            p.create_staging("s")
+                .starts_with(r#"CREATE TEMP TABLE "s" ("_sluice_line" bigint NOT NULL, "id" text"#)
+        );
         assert_eq!(
             p.copy_staging("s"),
             r#"COPY "s" ("_sluice_line", "id", "we""ird col", "v") FROM STDIN (FORMAT csv)"#
@@ -345,14 +372,26 @@ mod tests {
     fn invalid_plans_are_rejected() {
         let cols = || vec![PlanColumn::new("id", ColumnType::Text)];
         let t = || TableRef::new("public", "t");
-        assert_eq!(UpsertPlan::new(t(), cols(), vec![], None), Err(PlanError::NoKey));
-        assert!(matches!(UpsertPlan::new(t(), cols(), vec!["x".into()], None), Err(PlanError::KeyNotAColumn(_))));
+        assert_eq!(
+            UpsertPlan::new(t(), cols(), vec![], None),
+            Err(PlanError::NoKey)
+        );
+        assert!(matches!(
+            UpsertPlan::new(t(), cols(), vec!["x".into()], None),
+            Err(PlanError::KeyNotAColumn(_))
+        ));
         assert!(matches!(
             UpsertPlan::new(t(), cols(), vec!["id".into()], Some("g".into())),
             Err(PlanError::GuardNotAColumn(_))
         ));
-        let dup = vec![PlanColumn::new("id", ColumnType::Text), PlanColumn::new("id", ColumnType::Text)];
-        assert!(matches!(UpsertPlan::new(t(), dup, vec!["id".into()], None), Err(PlanError::Duplicate(_))));
+        let dup = vec![
+            PlanColumn::new("id", ColumnType::Text),
+            PlanColumn::new("id", ColumnType::Text),
+        ];
+        assert!(matches!(
+            UpsertPlan::new(t(), dup, vec!["id".into()], None),
+            Err(PlanError::Duplicate(_))
+        ));
         let line = vec![PlanColumn::new(LINE_COLUMN, ColumnType::Text)];
         assert!(UpsertPlan::new(t(), line, vec![LINE_COLUMN.into()], None).is_err());
     }

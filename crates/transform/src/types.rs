@@ -180,7 +180,10 @@ impl Conversion {
                 if tm.offset().is_some() {
                     return tm.to_timestamp().map_err(|e| e.to_string());
                 }
-                let dt = tm.to_datetime().or_else(|_| tm.to_date().map(|d| d.to_datetime(jiff::civil::Time::midnight())));
+                let dt = tm.to_datetime().or_else(|_| {
+                    tm.to_date()
+                        .map(|d| d.to_datetime(jiff::civil::Time::midnight()))
+                });
                 let dt = dt.map_err(|e| format!("does not match format {p:?}: {e}"))?;
                 dt.to_zoned(self.zone())
                     .map(|z| z.timestamp())
@@ -200,7 +203,10 @@ impl Conversion {
                     return Ok(ts.to_zoned(self.zone()).datetime());
                 }
                 tm.to_datetime()
-                    .or_else(|_| tm.to_date().map(|d| d.to_datetime(jiff::civil::Time::midnight())))
+                    .or_else(|_| {
+                        tm.to_date()
+                            .map(|d| d.to_datetime(jiff::civil::Time::midnight()))
+                    })
                     .map_err(|e| format!("does not match format {p:?}: {e}"))
             }
             Some(_) => Ok(self.timestamp(value)?.to_zoned(self.zone()).datetime()),
@@ -222,13 +228,25 @@ impl Conversion {
 
 /// Epoch seconds (`scale` 1) or milliseconds (`scale` 1000), with an optional decimal fraction.
 fn epoch(value: &str, scale: i64) -> Result<Timestamp, String> {
-    let bad = || format!("not an epoch {}", if scale == 1 { "seconds" } else { "milliseconds" });
+    let bad = || {
+        format!(
+            "not an epoch {}",
+            if scale == 1 {
+                "seconds"
+            } else {
+                "milliseconds"
+            }
+        )
+    };
     let (neg, digits) = match value.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, value),
     };
     let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
-    if int.is_empty() || !int.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
+    if int.is_empty()
+        || !int.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
         return Err(bad());
     }
     let whole: i64 = int.parse().map_err(|_| bad())?;
@@ -290,7 +308,10 @@ fn decimal_parts(v: &str) -> Option<(usize, usize, i64)> {
 
 /// Postgres `numeric` holds up to 131072 digits before the point and 16383 after.
 fn check_numeric(v: &str) -> Result<(), String> {
-    if matches!(v.to_ascii_lowercase().as_str(), "nan" | "infinity" | "-infinity" | "+infinity") {
+    if matches!(
+        v.to_ascii_lowercase().as_str(),
+        "nan" | "infinity" | "-infinity" | "+infinity"
+    ) {
         return Ok(());
     }
     let Some((int, frac, exp)) = decimal_parts(v) else {
@@ -331,7 +352,15 @@ mod tests {
     #[test]
     fn numeric_keeps_exact_text_and_checks_range() {
         let n = Conversion::plain(ColumnType::Numeric);
-        for ok in ["0.1", "1e400", "18446744073709551616", "97.00", "-1.5E-3", ".5", "NaN"] {
+        for ok in [
+            "0.1",
+            "1e400",
+            "18446744073709551616",
+            "97.00",
+            "-1.5E-3",
+            ".5",
+            "NaN",
+        ] {
             assert_eq!(n.convert(ok).unwrap(), ok);
         }
         for bad in ["abc", "1e", "--1", "1e200000", "1.2.3", ""] {
@@ -358,19 +387,42 @@ mod tests {
     #[test]
     fn timestamps_in_every_format() {
         let ms = conv(ColumnType::Timestamptz, Some("epoch_millis"), None);
-        assert_eq!(ms.convert("1700002467173").unwrap(), "2023-11-14T22:54:27.173Z");
+        assert_eq!(
+            ms.convert("1700002467173").unwrap(),
+            "2023-11-14T22:54:27.173Z"
+        );
         assert!(ms.convert("17000024671.73").is_ok());
         assert!(ms.convert("x").is_err());
         let s = conv(ColumnType::Timestamptz, Some("epoch_seconds"), None);
         assert_eq!(s.convert("1700000000.5").unwrap(), "2023-11-14T22:13:20.5Z");
         assert_eq!(s.convert("-1").unwrap(), "1969-12-31T23:59:59Z");
         let r = conv(ColumnType::Timestamptz, Some("rfc3339"), None);
-        assert_eq!(r.convert("2024-01-02T03:04:05-03:00").unwrap(), "2024-01-02T06:04:05Z");
-        assert!(r.convert("2024-01-02 03:04:05").is_err(), "no offset, not RFC 3339");
-        let p = conv(ColumnType::Timestamptz, Some("%d/%m/%Y %H:%M"), Some("America/Sao_Paulo"));
-        assert_eq!(p.convert("02/01/2024 03:04").unwrap(), "2024-01-02T06:04:00Z");
-        let local = conv(ColumnType::Timestamp, Some("epoch_millis"), Some("America/Sao_Paulo"));
-        assert_eq!(local.convert("1700002467173").unwrap(), "2023-11-14T19:54:27.173");
+        assert_eq!(
+            r.convert("2024-01-02T03:04:05-03:00").unwrap(),
+            "2024-01-02T06:04:05Z"
+        );
+        assert!(
+            r.convert("2024-01-02 03:04:05").is_err(),
+            "no offset, not RFC 3339"
+        );
+        let p = conv(
+            ColumnType::Timestamptz,
+            Some("%d/%m/%Y %H:%M"),
+            Some("America/Sao_Paulo"),
+        );
+        assert_eq!(
+            p.convert("02/01/2024 03:04").unwrap(),
+            "2024-01-02T06:04:00Z"
+        );
+        let local = conv(
+            ColumnType::Timestamp,
+            Some("epoch_millis"),
+            Some("America/Sao_Paulo"),
+        );
+        assert_eq!(
+            local.convert("1700002467173").unwrap(),
+            "2023-11-14T19:54:27.173"
+        );
         let d = conv(ColumnType::Date, None, None);
         assert_eq!(d.convert("2024-02-29").unwrap(), "2024-02-29");
         assert!(d.convert("2023-02-29").is_err());
@@ -396,7 +448,10 @@ mod tests {
 
     #[test]
     fn type_names_parse() {
-        assert_eq!("TIMESTAMPTZ".parse::<ColumnType>().unwrap(), ColumnType::Timestamptz);
+        assert_eq!(
+            "TIMESTAMPTZ".parse::<ColumnType>().unwrap(),
+            ColumnType::Timestamptz
+        );
         assert!("varchar".parse::<ColumnType>().is_err());
         assert_eq!(ColumnType::Double.sql(), "double precision");
     }

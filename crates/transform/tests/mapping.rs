@@ -100,8 +100,19 @@ fn hotmart_mapping_renames_casts_redacts_drops_and_derives() {
     assert_eq!(
         bound.names(),
         [
-            "transaction", "approved_at", "price", "purchase_is_funnel", "buyer_email", "buyer_phone",
-            "purchase_order_date", "buyer_name", "channel", "buyer_label", "source", "loaded_at", "object_key"
+            "transaction",
+            "approved_at",
+            "price",
+            "purchase_is_funnel",
+            "buyer_email",
+            "buyer_phone",
+            "purchase_order_date",
+            "buyer_name",
+            "channel",
+            "buyer_label",
+            "source",
+            "loaded_at",
+            "object_key"
         ]
     );
     let types: Vec<_> = bound.plan().columns.iter().map(|c| c.ty).collect();
@@ -110,8 +121,14 @@ fn hotmart_mapping_renames_casts_redacts_drops_and_derives() {
     assert_eq!(bound.plan().table.to_string(), r#""sales"."hotmart_sales""#);
 
     let row = apply([
-        Some("HP1"), Some("HP1"), Some("1700002467173"), Some("297.00"), None,
-        Some("ana@example.com"), Some("+55 11 9"), Some("14/11/2023"),
+        Some("HP1"),
+        Some("HP1"),
+        Some("1700002467173"),
+        Some("297.00"),
+        None,
+        Some("ana@example.com"),
+        Some("+55 11 9"),
+        Some("14/11/2023"),
     ])
     .unwrap();
     let v: Vec<_> = row.iter().collect();
@@ -123,7 +140,11 @@ fn hotmart_mapping_renames_casts_redacts_drops_and_derives() {
     assert_ne!(v[4], Some("ana@example.com"));
     assert_eq!(v[5], None, "redact = null");
     assert_eq!(v[6], Some("2023-11-14"));
-    assert_eq!(v[8], Some("web"), "a mapped column absent from the file gets its default");
+    assert_eq!(
+        v[8],
+        Some("web"),
+        "a mapped column absent from the file gets its default"
+    );
     assert_eq!(v[9], Some("Ana <ana@example.com"));
     assert_eq!(v[10], Some("hotmart"));
     assert_eq!(v[11], Some("2024-05-06T07:08:09Z"));
@@ -132,7 +153,19 @@ fn hotmart_mapping_renames_casts_redacts_drops_and_derives() {
 
 #[test]
 fn hash_is_salted_and_stable() {
-    let row = |email| apply([Some("k"), Some("k"), None, None, None, Some(email), None, None]).unwrap();
+    let row = |email| {
+        apply([
+            Some("k"),
+            Some("k"),
+            None,
+            None,
+            None,
+            Some(email),
+            None,
+            None,
+        ])
+        .unwrap()
+    };
     assert_eq!(row("a@x").get(4), row("a@x").get(4));
     assert_ne!(row("a@x").get(4), row("b@x").get(4));
     let m = Mapping::from_toml(HOTMART).unwrap();
@@ -140,30 +173,88 @@ fn hash_is_salted_and_stable() {
     header.push("buyer_name");
     let bound = m.bind(&header, &[]).unwrap();
     let mut out = TypedRow::default();
-    let fields: Vec<Option<&[u8]>> = vec![Some(b"k"), Some(b"k"), None, None, None, Some(b"a@x"), None, None, None];
-    let other = RowContext { salt: "other".into(), ..ctx() };
+    let fields: Vec<Option<&[u8]>> = vec![
+        Some(b"k"),
+        Some(b"k"),
+        None,
+        None,
+        None,
+        Some(b"a@x"),
+        None,
+        None,
+        None,
+    ];
+    let other = RowContext {
+        salt: "other".into(),
+        ..ctx()
+    };
     bound.apply(&fields, &other, &mut out).unwrap();
-    assert_ne!(out.get(4), row("a@x").get(4), "a different salt gives a different hash");
+    assert_ne!(
+        out.get(4),
+        row("a@x").get(4),
+        "a different salt gives a different hash"
+    );
 }
 
 #[test]
 fn row_errors_name_column_value_and_reason() {
-    let err = apply([Some("k"), Some("k"), Some("yesterday"), None, None, None, None, None]).unwrap_err();
+    let err = apply([
+        Some("k"),
+        Some("k"),
+        Some("yesterday"),
+        None,
+        None,
+        None,
+        None,
+        None,
+    ])
+    .unwrap_err();
     assert_eq!(err.column, "approved_at");
     assert_eq!(err.value.as_deref(), Some("yesterday"));
     assert!(err.reason.contains("epoch milliseconds"), "{err}");
-    assert!(err.to_string().starts_with(r#"column "approved_at": not an epoch milliseconds"#), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with(r#"column "approved_at": not an epoch milliseconds"#),
+        "{err}"
+    );
 
     let long = "9".repeat(500) + "x";
-    let err = apply([Some("k"), Some("k"), None, Some(&long), None, None, None, None]).unwrap_err();
+    let err = apply([
+        Some("k"),
+        Some("k"),
+        None,
+        Some(&long),
+        None,
+        None,
+        None,
+        None,
+    ])
+    .unwrap_err();
     assert_eq!(err.column, "price");
-    assert_eq!(err.value.as_ref().unwrap().chars().count(), 61, "value truncated");
+    assert_eq!(
+        err.value.as_ref().unwrap().chars().count(),
+        61,
+        "value truncated"
+    );
 
-    let err = apply([Some("k"), Some("k"), None, None, Some("maybe"), None, None, None]).unwrap_err();
+    let err = apply([
+        Some("k"),
+        Some("k"),
+        None,
+        None,
+        Some("maybe"),
+        None,
+        None,
+        None,
+    ])
+    .unwrap_err();
     assert_eq!(err.column, "purchase_is_funnel");
 
     let err = apply([Some("k"), None, None, None, None, None, None, None]).unwrap_err();
-    assert_eq!((err.column.as_str(), err.reason.as_str()), ("transaction", "the key is missing (NULL)"));
+    assert_eq!(
+        (err.column.as_str(), err.reason.as_str()),
+        ("transaction", "the key is missing (NULL)")
+    );
     let err = apply([Some("k"), Some(""), None, None, None, None, None, None]).unwrap_err();
     assert_eq!(err.reason, "the key is empty");
     let err = apply([Some("k"), Some("a\0b"), None, None, None, None, None, None]).unwrap_err();
@@ -172,23 +263,51 @@ fn row_errors_name_column_value_and_reason() {
     let m = Mapping::from_toml("[table]\nname='t'\nkey=['purchase_transaction']").unwrap();
     let bound = m.bind(&["purchase_transaction"], &[]).unwrap();
     let mut out = TypedRow::default();
-    let err = bound.apply(&[Some(b"a"), Some(b"b")], &ctx(), &mut out).unwrap_err();
+    let err = bound
+        .apply(&[Some(b"a"), Some(b"b")], &ctx(), &mut out)
+        .unwrap_err();
     assert!(err.reason.contains("row has 2 fields, the header has 1"));
-    let err = bound.apply(&[Some(b"\xff\xfe")], &ctx(), &mut out).unwrap_err();
+    let err = bound
+        .apply(&[Some(b"\xff\xfe")], &ctx(), &mut out)
+        .unwrap_err();
     assert!(err.reason.contains("invalid UTF-8"));
 }
 
 #[test]
 fn mapping_errors_name_the_key() {
     let cases = [
-        ("[table]\nname='t'\nkey=['a']\n[columns.a]\ntype='varchar'", "columns.a.type"),
-        ("[table]\nname='t'\nkey=['a']\n[columns.a]\nformat='epoch_millis'", "columns.a.format"),
-        ("[table]\nname='t'\nkey=['a']\n[columns.a]\ntype='timestamptz'\nformat='when'", "columns.a.format"),
-        ("[table]\nname='t'\nkey=['a']\n[columns.a]\ntype='timestamptz'\ntimezone='Mars/Olympus'", "columns.a.timezone"),
-        ("[table]\nname='t'\nkey=['a']\n[columns.a]\ntype='bigint'\ndefault='x'", "columns.a.default"),
-        ("[table]\nname='t'\nkey=['a']\n[columns.a]\ntype='bigint'\nredact='hash'", "columns.a.redact"),
-        ("[table]\nname='t'\nkey=['a']\n[[derived]]\nname='d'\nkind='constant'", "derived[0] (d)"),
-        ("[table]\nname='t'\nkey=['a']\n[[derived]]\nname='d'\nkind='magic'", "derived[0] (d)"),
+        (
+            "[table]\nname='t'\nkey=['a']\n[columns.a]\ntype='varchar'",
+            "columns.a.type",
+        ),
+        (
+            "[table]\nname='t'\nkey=['a']\n[columns.a]\nformat='epoch_millis'",
+            "columns.a.format",
+        ),
+        (
+            "[table]\nname='t'\nkey=['a']\n[columns.a]\ntype='timestamptz'\nformat='when'",
+            "columns.a.format",
+        ),
+        (
+            "[table]\nname='t'\nkey=['a']\n[columns.a]\ntype='timestamptz'\ntimezone='Mars/Olympus'",
+            "columns.a.timezone",
+        ),
+        (
+            "[table]\nname='t'\nkey=['a']\n[columns.a]\ntype='bigint'\ndefault='x'",
+            "columns.a.default",
+        ),
+        (
+            "[table]\nname='t'\nkey=['a']\n[columns.a]\ntype='bigint'\nredact='hash'",
+            "columns.a.redact",
+        ),
+        (
+            "[table]\nname='t'\nkey=['a']\n[[derived]]\nname='d'\nkind='constant'",
+            "derived[0] (d)",
+        ),
+        (
+            "[table]\nname='t'\nkey=['a']\n[[derived]]\nname='d'\nkind='magic'",
+            "derived[0] (d)",
+        ),
     ];
     for (toml, key) in cases {
         let err = Mapping::from_toml(toml).unwrap_err().to_string();
@@ -204,17 +323,33 @@ fn bind_errors() {
     let err = m.bind(&["id", "a", "b"], &[]).unwrap_err().to_string();
     assert!(err.contains("produced twice"), "{err}");
     let err = m.bind(&["x"], &[]).unwrap_err().to_string();
-    assert!(err.contains("key column \"id\" is not among the columns"), "{err}");
+    assert!(
+        err.contains("key column \"id\" is not among the columns"),
+        "{err}"
+    );
     let g = Mapping::from_toml("[table]\nname='t'\nkey=['id']\nguard='v'").unwrap();
-    assert!(g.bind(&["id"], &[]).unwrap_err().to_string().contains("guard column \"v\""));
+    assert!(
+        g.bind(&["id"], &[])
+            .unwrap_err()
+            .to_string()
+            .contains("guard column \"v\"")
+    );
 }
 
 #[test]
 fn inferred_types_apply_to_unmapped_columns() {
     let m = Mapping::from_toml("[table]\nname='t'\nkey=['id']").unwrap();
-    let bound = m.bind(&["id", "n"], &[ColumnType::Bigint, ColumnType::Numeric]).unwrap();
+    let bound = m
+        .bind(&["id", "n"], &[ColumnType::Bigint, ColumnType::Numeric])
+        .unwrap();
     let mut out = TypedRow::default();
-    bound.apply(&[Some(b"1"), Some(b"1e400")], &RowContext::now(), &mut out).unwrap();
+    bound
+        .apply(&[Some(b"1"), Some(b"1e400")], &RowContext::now(), &mut out)
+        .unwrap();
     assert_eq!(out.get(1), Some("1e400"));
-    assert!(bound.apply(&[Some(b"x"), None], &RowContext::now(), &mut out).is_err());
+    assert!(
+        bound
+            .apply(&[Some(b"x"), None], &RowContext::now(), &mut out)
+            .is_err()
+    );
 }

@@ -21,9 +21,15 @@ fn plan(guard: bool) -> UpsertPlan {
 }
 
 /// Loads rows (in file order) the way the loader does; returns (inserted, updated, unchanged).
-async fn load(pool: &PgPool, plan: &UpsertPlan, rows: &[[Option<&str>; 4]]) -> anyhow::Result<(i64, i64, i64)> {
+async fn load(
+    pool: &PgPool,
+    plan: &UpsertPlan,
+    rows: &[[Option<&str>; 4]],
+) -> anyhow::Result<(i64, i64, i64)> {
     let mut tx = pool.begin().await?;
-    sqlx::query(sqlx::AssertSqlSafe(plan.create_staging("stage"))).execute(&mut *tx).await?;
+    sqlx::query(sqlx::AssertSqlSafe(plan.create_staging("stage")))
+        .execute(&mut *tx)
+        .await?;
     let mut w = CsvWriter::new(Vec::new());
     for (line, r) in rows.iter().enumerate() {
         let line = (line + 2).to_string();
@@ -33,16 +39,19 @@ async fn load(pool: &PgPool, plan: &UpsertPlan, rows: &[[Option<&str>; 4]]) -> a
     let mut copy = tx.copy_in_raw(&plan.copy_staging("stage")).await?;
     copy.send(csv.as_slice()).await?;
     copy.finish().await?;
-    let row = sqlx::query(sqlx::AssertSqlSafe(plan.upsert("stage"))).fetch_one(&mut *tx).await?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(plan.upsert("stage")))
+        .fetch_one(&mut *tx)
+        .await?;
     tx.commit().await?;
     let (ins, upd, distinct): (i64, i64, i64) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
     Ok((ins, upd, distinct - ins - upd))
 }
 
 async fn table(pool: &PgPool) -> anyhow::Result<Vec<(String, Option<String>, Option<String>)>> {
-    let rows = sqlx::query(r#"SELECT id, status, price::text FROM "public"."Sales ""2024""" ORDER BY id"#)
-        .fetch_all(pool)
-        .await?;
+    let rows =
+        sqlx::query(r#"SELECT id, status, price::text FROM "public"."Sales ""2024""" ORDER BY id"#)
+            .fetch_all(pool)
+            .await?;
     rows.iter()
         .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
         .collect()
@@ -52,7 +61,9 @@ async fn table(pool: &PgPool) -> anyhow::Result<Vec<(String, Option<String>, Opt
 async fn upsert_counts_last_wins_and_leaves_unchanged_rows_alone() -> anyhow::Result<()> {
     let db = sluice_testkit::database().await?;
     let p = plan(false);
-    sqlx::query(sqlx::AssertSqlSafe(p.create_table())).execute(&db.pool).await?;
+    sqlx::query(sqlx::AssertSqlSafe(p.create_table()))
+        .execute(&db.pool)
+        .await?;
     let t = Some("2024-01-01T00:00:00Z");
     let first = [
         [Some("a"), Some("NEW"), Some("97.00"), t],
@@ -61,17 +72,26 @@ async fn upsert_counts_last_wins_and_leaves_unchanged_rows_alone() -> anyhow::Re
     ];
     assert_eq!(load(&db.pool, &p, &first).await?, (2, 0, 0));
     let rows = table(&db.pool).await?;
-    assert_eq!(rows[0], ("a".into(), Some("APPROVED".into()), Some("97.00".into())));
-    assert_eq!(rows[1].2.as_ref().map(String::len), Some(401), "1e400 stored exactly");
+    assert_eq!(
+        rows[0],
+        ("a".into(), Some("APPROVED".into()), Some("97.00".into()))
+    );
+    assert_eq!(
+        rows[1].2.as_ref().map(String::len),
+        Some(401),
+        "1e400 stored exactly"
+    );
 
-    let xmin_before: Vec<String> = sqlx::query_scalar(r#"SELECT xmin::text FROM "public"."Sales ""2024""" ORDER BY id"#)
-        .fetch_all(&db.pool)
-        .await?;
+    let xmin_before: Vec<String> =
+        sqlx::query_scalar(r#"SELECT xmin::text FROM "public"."Sales ""2024""" ORDER BY id"#)
+            .fetch_all(&db.pool)
+            .await?;
     // Redelivery: nothing changes, nothing is rewritten.
     assert_eq!(load(&db.pool, &p, &first).await?, (0, 0, 2));
-    let xmin_after: Vec<String> = sqlx::query_scalar(r#"SELECT xmin::text FROM "public"."Sales ""2024""" ORDER BY id"#)
-        .fetch_all(&db.pool)
-        .await?;
+    let xmin_after: Vec<String> =
+        sqlx::query_scalar(r#"SELECT xmin::text FROM "public"."Sales ""2024""" ORDER BY id"#)
+            .fetch_all(&db.pool)
+            .await?;
     assert_eq!(xmin_before, xmin_after, "unchanged rows are not rewritten");
 
     let second = [
@@ -84,8 +104,14 @@ async fn upsert_counts_last_wins_and_leaves_unchanged_rows_alone() -> anyhow::Re
     assert_eq!(rows[1].1.as_deref(), Some("REFUNDED"));
     assert_eq!(rows[2], ("c".into(), None, None));
     // NULL vs value is a change; NULL vs NULL is not.
-    assert_eq!(load(&db.pool, &p, &[[Some("c"), None, None, None]]).await?, (0, 0, 1));
-    assert_eq!(load(&db.pool, &p, &[[Some("c"), Some(""), None, None]]).await?, (0, 1, 0));
+    assert_eq!(
+        load(&db.pool, &p, &[[Some("c"), None, None, None]]).await?,
+        (0, 0, 1)
+    );
+    assert_eq!(
+        load(&db.pool, &p, &[[Some("c"), Some(""), None, None]]).await?,
+        (0, 1, 0)
+    );
     Ok(())
 }
 
@@ -93,17 +119,50 @@ async fn upsert_counts_last_wins_and_leaves_unchanged_rows_alone() -> anyhow::Re
 async fn guard_holds_back_older_versions() -> anyhow::Result<()> {
     let db = sluice_testkit::database().await?;
     let p = plan(true);
-    sqlx::query(sqlx::AssertSqlSafe(p.create_table())).execute(&db.pool).await?;
-    let newer = [[Some("a"), Some("REFUNDED"), Some("50"), Some("2024-02-01T00:00:00Z")]];
-    let older = [[Some("a"), Some("APPROVED"), Some("97"), Some("2024-01-01T00:00:00Z")]];
+    sqlx::query(sqlx::AssertSqlSafe(p.create_table()))
+        .execute(&db.pool)
+        .await?;
+    let newer = [[
+        Some("a"),
+        Some("REFUNDED"),
+        Some("50"),
+        Some("2024-02-01T00:00:00Z"),
+    ]];
+    let older = [[
+        Some("a"),
+        Some("APPROVED"),
+        Some("97"),
+        Some("2024-01-01T00:00:00Z"),
+    ]];
     assert_eq!(load(&db.pool, &p, &newer).await?, (1, 0, 0));
-    assert_eq!(load(&db.pool, &p, &older).await?, (0, 0, 1), "an older file processed later changes nothing");
+    assert_eq!(
+        load(&db.pool, &p, &older).await?,
+        (0, 0, 1),
+        "an older file processed later changes nothing"
+    );
     assert_eq!(table(&db.pool).await?[0].1.as_deref(), Some("REFUNDED"));
-    let same_time = [[Some("a"), Some("CHARGEBACK"), Some("50"), Some("2024-02-01T00:00:00Z")]];
-    assert_eq!(load(&db.pool, &p, &same_time).await?, (0, 1, 0), "equal guard values replace (>=)");
+    let same_time = [[
+        Some("a"),
+        Some("CHARGEBACK"),
+        Some("50"),
+        Some("2024-02-01T00:00:00Z"),
+    ]];
+    assert_eq!(
+        load(&db.pool, &p, &same_time).await?,
+        (0, 1, 0),
+        "equal guard values replace (>=)"
+    );
     // A stored NULL guard is replaced by any version.
     load(&db.pool, &p, &[[Some("n"), Some("X"), None, None]]).await?;
-    assert_eq!(load(&db.pool, &p, &[[Some("n"), Some("Y"), None, Some("2020-01-01T00:00:00Z")]]).await?, (0, 1, 0));
+    assert_eq!(
+        load(
+            &db.pool,
+            &p,
+            &[[Some("n"), Some("Y"), None, Some("2020-01-01T00:00:00Z")]]
+        )
+        .await?,
+        (0, 1, 0)
+    );
     Ok(())
 }
 
@@ -115,13 +174,23 @@ async fn add_columns_and_unique_index_statements_run() -> anyhow::Result<()> {
         .execute(&db.pool)
         .await?;
     for sql in p.add_columns(&["id".into(), "status".into()]) {
-        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&db.pool).await?;
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&db.pool)
+            .await?;
     }
     // Without a unique constraint on the key the upsert fails; the suggested index fixes it.
     let t = Some("2024-01-01T00:00:00Z");
-    let err = load(&db.pool, &p, &[[Some("a"), None, None, t]]).await.unwrap_err().to_string();
+    let err = load(&db.pool, &p, &[[Some("a"), None, None, t]])
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("no unique or exclusion constraint"), "{err}");
-    sqlx::query(sqlx::AssertSqlSafe(p.unique_index())).execute(&db.pool).await?;
-    assert_eq!(load(&db.pool, &p, &[[Some("a"), None, None, t]]).await?, (1, 0, 0));
+    sqlx::query(sqlx::AssertSqlSafe(p.unique_index()))
+        .execute(&db.pool)
+        .await?;
+    assert_eq!(
+        load(&db.pool, &p, &[[Some("a"), None, None, t]]).await?,
+        (1, 0, 0)
+    );
     Ok(())
 }

@@ -1,0 +1,34 @@
+# sluice — `make test` is what CI runs (.ci/run). See README.md.
+SHELL := /bin/bash
+CARGO ?= cargo
+BASELINES ?= $(abspath ../shared/baselines)
+BENCH_N ?= 100000
+
+.PHONY: help test lint fmt build bench bench-flatten services-up services-down clean-services
+
+help: ## List the targets
+	@awk -F':.*## ' '/^[a-z-]+:.*## / {printf "%-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+test: lint ## fmt check, clippy -D warnings, every test (starts Postgres if needed)
+	scripts/with-services $(CARGO) test --workspace
+
+lint: ## cargo fmt --check and clippy with warnings as errors
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+build: ## Debug build of everything
+	$(CARGO) build --workspace
+
+bench: bench-flatten ## All benchmarks (not tests)
+
+bench-flatten: ## flatten+CSV vs the Python DFS and pandas baselines and a serde_json floor
+	BASELINES=$(BASELINES) BENCH_N=$(BENCH_N) bench/flatten.sh
+
+services-up: ## Start a throwaway Postgres cluster (prints its DATABASE_URL)
+	@scripts/pg-cluster start && scripts/pg-cluster url
+
+services-down: ## Stop the throwaway Postgres cluster
+	@scripts/pg-cluster stop

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# flatten + CSV: sluice vs the Python baselines, side by side in one run (not a test).
+#
+#   make bench-flatten                 # N=100000, baselines from ../shared/baselines
+#   BENCH_N=10000 bench/flatten.sh     # smoke run
+#
+# Each round runs every contender once, in alternating order, each in a fresh process, on the
+# same input file; the report gives medians over ROUNDS (default 3) and ratios to sluice.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BASELINES="${BASELINES:-$(cd .. && pwd)/shared/baselines}"
+N="${BENCH_N:-100000}"
+ROUNDS="${ROUNDS:-3}"
+VENV="${BASELINES_VENV:-$HOME/.cache/sluice-baselines-venv}"
+PY="$VENV/bin/python"
+[ -x "$PY" ] || WITH_AWSWRANGLER=0 "$BASELINES/setup.sh" "$VENV" >/dev/null
+cargo build --profile bench-fast -p sluice-bench >&2
+BIN=target/bench-fast/sluice-bench
+W="$(mktemp -d)"; trap 'rm -rf "$W"' EXIT
+"$PY" "$BASELINES/gen_sales.py" "$N" "$W/in.jsonl" >/dev/null
+RESULTS="$W/results.jsonl"
+for r in $(seq 1 "$ROUNDS"); do
+  run=(sluice floor dfs pandas orjson sluice_index)
+  [ $((r % 2)) = 0 ] && run=(pandas dfs orjson floor sluice_index sluice)
+  for c in "${run[@]}"; do
+    case "$c" in
+      sluice) "$BIN" flatten "$W/in.jsonl" "$W/s.csv" ;;
+      sluice_index) "$BIN" flatten "$W/in.jsonl" "$W/si.csv" --arrays index ;;
+      floor) "$BIN" parse-floor "$W/in.jsonl" ;;
+      dfs) "$PY" "$BASELINES/flatten_python.py" "$W/in.jsonl" "$W/d.csv" --method dfs ;;
+      pandas) "$PY" "$BASELINES/flatten_python.py" "$W/in.jsonl" "$W/p.csv" --method pandas ;;
+      orjson) "$PY" "$BASELINES/parse_python.py" "$W/in.jsonl" --lib orjson ;;
+    esac 2>/dev/null
+  done
+done >"$RESULTS"
+"$PY" - "$RESULTS" "$N" "$ROUNDS" <<'PYEOF'
+import json, statistics, sys, platform, os
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+by = {}
+for r in rows:
+    by.setdefault(r["baseline"], []).append(r)
+med = {k: {"records_per_s": statistics.median(x["records_per_s"] for x in v),
+           "mb_per_s": statistics.median(x["mb_per_s"] for x in v),
+           "peak_rss_mb": max(x["peak_rss_mb"] for x in v),
+           "runs": len(v)} for k, v in by.items()}
+s = med["sluice_flatten_csv"]
+print(f"# flatten + CSV, N={sys.argv[2]}, {sys.argv[3]} rounds, medians, {os.cpu_count()} cores, {platform.machine()}")
+print(f"{'contender':32} {'records/s':>11} {'MB/s':>8} {'peak RSS MB':>12} {'sluice ×':>9}")
+for k, m in sorted(med.items(), key=lambda kv: -kv[1]["records_per_s"]):
+    ratio = s["records_per_s"] / m["records_per_s"]
+    print(f"{k:32} {m['records_per_s']:>11.0f} {m['mb_per_s']:>8.1f} {m['peak_rss_mb']:>12.1f} {ratio:>9.2f}")
+print(json.dumps({"bench": "flatten", "n": int(sys.argv[2]), "medians": med}))
+PYEOF
