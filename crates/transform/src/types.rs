@@ -180,12 +180,8 @@ impl Conversion {
                 if tm.offset().is_some() {
                     return tm.to_timestamp().map_err(|e| e.to_string());
                 }
-                let dt = tm.to_datetime().or_else(|_| {
-                    tm.to_date()
-                        .map(|d| d.to_datetime(jiff::civil::Time::midnight()))
-                });
-                let dt = dt.map_err(|e| format!("does not match format {p:?}: {e}"))?;
-                dt.to_zoned(self.zone())
+                civil_of(&tm, p)?
+                    .to_zoned(self.zone())
                     .map(|z| z.timestamp())
                     .map_err(|e| e.to_string())
             }
@@ -202,12 +198,7 @@ impl Conversion {
                     let ts = tm.to_timestamp().map_err(|e| e.to_string())?;
                     return Ok(ts.to_zoned(self.zone()).datetime());
                 }
-                tm.to_datetime()
-                    .or_else(|_| {
-                        tm.to_date()
-                            .map(|d| d.to_datetime(jiff::civil::Time::midnight()))
-                    })
-                    .map_err(|e| format!("does not match format {p:?}: {e}"))
+                civil_of(&tm, p)
             }
             Some(_) => Ok(self.timestamp(value)?.to_zoned(self.zone()).datetime()),
             None => {
@@ -224,6 +215,16 @@ impl Conversion {
             }
         }
     }
+}
+
+/// The civil date-time a strftime parse produced (a date alone is taken at midnight).
+fn civil_of(tm: &jiff::fmt::strtime::BrokenDownTime, pattern: &str) -> Result<DateTime, String> {
+    tm.to_datetime()
+        .or_else(|_| {
+            tm.to_date()
+                .map(|d| d.to_datetime(jiff::civil::Time::midnight()))
+        })
+        .map_err(|e| format!("does not match format {pattern:?}: {e}"))
 }
 
 /// Epoch seconds (`scale` 1) or milliseconds (`scale` 1000), with an optional decimal fraction.
