@@ -355,9 +355,7 @@ impl Flattener {
             }
             Peek::String => {
                 let s = j.known_str().map_err(jfail(node))?;
-                let col = self.column(node);
-                self.schema.note_type(col, JsonTypes::STRING);
-                self.row.set(col, s);
+                self.leaf(node, Some(s), JsonTypes::STRING);
             }
             Peek::Null => {
                 j.known_null().map_err(jfail(node))?;
@@ -380,9 +378,7 @@ impl Flattener {
                 };
                 // Number bytes are ASCII digits, signs, dots and exponents.
                 let text = std::str::from_utf8(bytes).unwrap_or_default();
-                let col = self.column(node);
-                self.schema.note_type(col, t);
-                self.row.set(col, text);
+                self.leaf(node, Some(text), t);
             }
             _ => {
                 // Not a JSON value: let the parser produce its precise error.

@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use aws_sdk_s3::config::{Credentials, Region};
+use sluice_transform::quote_ident;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool};
 
@@ -71,30 +72,36 @@ impl Drop for TestDb {
     fn drop(&mut self) {
         let admin = self.admin_url.clone();
         let name = self.name.clone();
-        // Drop runs outside async context guarantees: use a thread with its own runtime.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build();
-            if let Ok(rt) = rt {
-                rt.block_on(async {
-                    if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
-                        let sql = format!(
-                            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                            quote_ident(&name)
-                        );
-                        let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut c).await;
-                    }
-                });
+        // Drop may run inside or outside a runtime: use one of its own.
+        on_own_runtime(async move {
+            if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
+                let sql = format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    quote_ident(&name)
+                );
+                let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut c).await;
             }
-        })
-        .join();
+        });
     }
 }
 
-/// Quotes an SQL identifier (`"a""b"`).
-pub fn quote_ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
+/// Runs `work` to completion on a current-thread runtime in a thread of its own, so it can be
+/// called from sync code and from inside another runtime alike. `None` if that runtime failed.
+fn on_own_runtime<F>(work: F) -> Option<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        Some(rt.block_on(work))
+    })
+    .join()
+    .ok()
+    .flatten()
 }
 
 static ADMIN_URL: OnceLock<std::result::Result<String, String>> = OnceLock::new();
@@ -149,23 +156,15 @@ fn read_env_url(path: &std::path::Path) -> Option<String> {
 
 /// True if a trust-auth connection to `url` succeeds within a few seconds.
 fn answers(url: &str) -> bool {
-    let url = url.to_owned();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build();
-        let Ok(rt) = rt else { return false };
-        rt.block_on(async {
-            let Ok(opts) = url.parse::<PgConnectOptions>() else {
-                return false;
-            };
-            matches!(
-                tokio::time::timeout(Duration::from_secs(3), opts.connect()).await,
-                Ok(Ok(_))
-            )
-        })
+    let Ok(opts) = url.parse::<PgConnectOptions>() else {
+        return false;
+    };
+    on_own_runtime(async move {
+        matches!(
+            tokio::time::timeout(Duration::from_secs(3), opts.connect()).await,
+            Ok(Ok(_))
+        )
     })
-    .join()
     .unwrap_or(false)
 }
 
