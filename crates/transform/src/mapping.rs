@@ -161,6 +161,9 @@ pub enum DerivedKind {
     },
     LoadTime,
     SourceKey,
+    /// When the source object was written (S3 `LastModified`, else the event time): an
+    /// ordering guard for files that carry no updated-at of their own.
+    ObjectTime,
 }
 
 #[derive(Debug, Clone)]
@@ -250,14 +253,17 @@ impl Mapping {
                 },
                 "load_time" => DerivedKind::LoadTime,
                 "source_key" => DerivedKind::SourceKey,
+                "object_time" => DerivedKind::ObjectTime,
                 other => {
                     return Err(invalid(
                         &key,
-                        format!("unknown kind {other:?} (constant, concat, load_time, source_key)"),
+                        format!(
+                            "unknown kind {other:?} (constant, concat, load_time, source_key, object_time)"
+                        ),
                     ));
                 }
             };
-            let default_ty = if kind == DerivedKind::LoadTime {
+            let default_ty = if matches!(kind, DerivedKind::LoadTime | DerivedKind::ObjectTime) {
                 ColumnType::Timestamptz
             } else {
                 ColumnType::Text
@@ -299,6 +305,22 @@ impl Mapping {
             columns: BTreeMap::new(),
             derived: Vec::new(),
         }
+    }
+
+    /// The target column a CSV column lands in (`None` if the mapping drops it).
+    pub fn target_name<'a>(&'a self, source: &'a str) -> Option<&'a str> {
+        match self.columns.get(source) {
+            Some(r) if r.drop => None,
+            Some(r) => Some(r.rename.as_deref().unwrap_or(source)),
+            None => Some(source),
+        }
+    }
+
+    /// Whether the mapping fixes the type of this CSV column (otherwise it is inferred).
+    pub fn has_type(&self, source: &str) -> bool {
+        self.columns
+            .get(source)
+            .is_some_and(|r| r.conversion.is_some())
     }
 
     /// Resolves the mapping against a CSV header. `inferred` gives types for unmapped columns
@@ -369,6 +391,7 @@ impl Mapping {
                 DerivedKind::Constant(v) => Source::Constant(v.clone()),
                 DerivedKind::LoadTime => Source::LoadTime,
                 DerivedKind::SourceKey => Source::ObjectKey,
+                DerivedKind::ObjectTime => Source::ObjectTime,
                 DerivedKind::Concat { columns, separator } => {
                     let mut idx = Vec::new();
                     for c in columns {
@@ -395,7 +418,14 @@ impl Mapping {
             self.table.clone(),
             targets
                 .iter()
-                .map(|t| PlanColumn::new(t.name.clone(), t.conversion.ty))
+                .map(|t| {
+                    let c = PlanColumn::new(t.name.clone(), t.conversion.ty);
+                    if matches!(t.source, Source::LoadTime | Source::ObjectKey) {
+                        c.lineage()
+                    } else {
+                        c
+                    }
+                })
                 .collect(),
             self.key.clone(),
             self.guard.clone(),
@@ -421,6 +451,7 @@ enum Source {
     Concat(Vec<usize>, String),
     LoadTime,
     ObjectKey,
+    ObjectTime,
 }
 
 #[derive(Debug, Clone)]
@@ -437,6 +468,8 @@ struct Target {
 pub struct RowContext {
     pub load_time: jiff::Timestamp,
     pub source_key: String,
+    /// When the source object was written (`None`: NULL).
+    pub object_time: Option<jiff::Timestamp>,
     /// Salt for `redact = "hash"` (from configuration or a secret; never logged).
     pub salt: String,
 }
@@ -446,6 +479,7 @@ impl RowContext {
         Self {
             load_time: jiff::Timestamp::now(),
             source_key: String::new(),
+            object_time: None,
             salt: String::new(),
         }
     }
@@ -509,6 +543,13 @@ impl BoundMapping {
     pub fn names(&self) -> Vec<&str> {
         self.targets.iter().map(|t| t.name.as_str()).collect()
     }
+    /// The CSV column (by header position) that target column `i` is read from, if any.
+    pub fn source_column(&self, i: usize) -> Option<usize> {
+        match self.targets.get(i)?.source {
+            Source::Csv(c) => Some(c),
+            _ => None,
+        }
+    }
     /// The upsert plan for these columns.
     pub fn plan(&self) -> &UpsertPlan {
         &self.plan
@@ -540,6 +581,7 @@ impl BoundMapping {
                 Source::Constant(v) => Some(v.as_bytes().into()),
                 Source::ObjectKey => Some(ctx.source_key.as_bytes().into()),
                 Source::LoadTime => Some(ctx.load_time.to_string().into_bytes().into()),
+                Source::ObjectTime => ctx.object_time.map(|t| t.to_string().into_bytes().into()),
                 Source::Concat(idx, sep) => {
                     let parts: Vec<&[u8]> = idx.iter().filter_map(|i| fields[*i]).collect();
                     if parts.is_empty() {

@@ -71,6 +71,9 @@ impl std::fmt::Display for TableRef {
 pub struct PlanColumn {
     pub name: String,
     pub ty: ColumnType,
+    /// Lineage (load time, source object): written with a real change, but no change by itself,
+    /// so a redelivered row with new lineage still counts as unchanged.
+    pub lineage: bool,
 }
 
 impl PlanColumn {
@@ -78,7 +81,13 @@ impl PlanColumn {
         Self {
             name: name.into(),
             ty,
+            lineage: false,
         }
+    }
+    /// Marks the column as lineage.
+    pub fn lineage(mut self) -> Self {
+        self.lineage = true;
+        self
     }
 }
 
@@ -258,24 +267,25 @@ impl UpsertPlan {
     }
 
     /// One statement: the last line per key wins, rows go in key order (a deterministic lock
-    /// order across concurrent loaders), unchanged rows are not rewritten, the guard holds back
-    /// older versions. Returns one row: `inserted`, `updated`, `distinct_rows` (bigint).
+    /// order across concurrent loaders), unchanged rows are not rewritten (lineage columns
+    /// don't count as a change), the guard holds back older versions. Returns one row: `inserted`, `updated`, `distinct_rows` (bigint).
     pub fn upsert(&self, staging: &str) -> String {
         let keys = self.key_list();
         let cols = self.col_list("");
-        let conflict = if self.non_key().next().is_none() {
+        let compared: Vec<&PlanColumn> = self.non_key().filter(|c| !c.lineage).collect();
+        let conflict = if compared.is_empty() {
             "DO NOTHING".to_owned()
         } else {
             let set: Vec<String> = self
                 .non_key()
                 .map(|c| format!("{0} = EXCLUDED.{0}", quote_ident(&c.name)))
                 .collect();
-            let t: Vec<String> = self
-                .non_key()
+            let t: Vec<String> = compared
+                .iter()
                 .map(|c| format!("t.{}", quote_ident(&c.name)))
                 .collect();
-            let e: Vec<String> = self
-                .non_key()
+            let e: Vec<String> = compared
+                .iter()
                 .map(|c| format!("EXCLUDED.{}", quote_ident(&c.name)))
                 .collect();
             let mut cond = format!(
@@ -354,6 +364,30 @@ mod tests {
         assert!(sql.contains(r#"WHERE ROW(t."we""ird col", t."v") IS DISTINCT FROM ROW(EXCLUDED."we""ird col", EXCLUDED."v")"#));
         assert!(sql.contains(r#"AND (t."v" IS NULL OR EXCLUDED."v" >= t."v")"#));
         assert!(!plan(None).upsert("s").contains(">="));
+    }
+
+    #[test]
+    fn lineage_columns_are_written_but_not_compared() {
+        let p = UpsertPlan::new(
+            TableRef::new("public", "t"),
+            vec![
+                PlanColumn::new("id", ColumnType::Text),
+                PlanColumn::new("v", ColumnType::Text),
+                PlanColumn::new("loaded_at", ColumnType::Timestamptz).lineage(),
+            ],
+            vec!["id".into()],
+            None,
+        )
+        .unwrap();
+        let sql = p.upsert("s");
+        assert!(
+            sql.contains(r#""loaded_at" = EXCLUDED."loaded_at""#),
+            "{sql}"
+        );
+        assert!(
+            sql.contains(r#"ROW(t."v") IS DISTINCT FROM ROW(EXCLUDED."v")"#),
+            "{sql}"
+        );
     }
 
     #[test]

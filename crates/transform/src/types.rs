@@ -51,6 +51,31 @@ impl ColumnType {
         }
     }
 
+    /// The type that validates values for a Postgres column type as `format_type` prints it
+    /// (`character varying(20)`, `numeric(12,2)`, `timestamp(3) with time zone`, …); `None`
+    /// for types sluice does not validate itself (Postgres casts and checks those).
+    pub fn from_pg(name: &str) -> Option<Self> {
+        let base = name.split('(').next().unwrap_or(name).trim();
+        let with_tz = name.ends_with("with time zone");
+        Some(match base {
+            "text" | "character varying" | "character" | "varchar" | "name" | "citext" => {
+                Self::Text
+            }
+            "bigint" => Self::Bigint,
+            "integer" | "smallint" => Self::Integer,
+            "numeric" => Self::Numeric,
+            "double precision" | "real" => Self::Double,
+            "boolean" => Self::Boolean,
+            "date" => Self::Date,
+            "timestamp" if with_tz => Self::Timestamptz,
+            "timestamp" | "timestamp without time zone" => Self::Timestamp,
+            "timestamp with time zone" => Self::Timestamptz,
+            "jsonb" | "json" => Self::Jsonb,
+            "uuid" => Self::Uuid,
+            _ => return None,
+        })
+    }
+
     /// True for the types a timestamp format applies to.
     pub fn is_temporal(self) -> bool {
         matches!(self, Self::Date | Self::Timestamptz | Self::Timestamp)
@@ -335,6 +360,25 @@ mod tests {
             ty,
             format: format.map(|f| f.parse().unwrap()),
             tz: tz.map(|z| TimeZone::get(z).unwrap()),
+        }
+    }
+
+    #[test]
+    fn postgres_type_names_map_to_validating_types() {
+        use ColumnType as T;
+        for (pg, ty) in [
+            ("character varying(20)", Some(T::Text)),
+            ("numeric(12,2)", Some(T::Numeric)),
+            ("timestamp(3) with time zone", Some(T::Timestamptz)),
+            ("timestamp with time zone", Some(T::Timestamptz)),
+            ("timestamp without time zone", Some(T::Timestamp)),
+            ("smallint", Some(T::Integer)),
+            ("double precision", Some(T::Double)),
+            ("json", Some(T::Jsonb)),
+            ("inet", None),
+            ("integer[]", None),
+        ] {
+            assert_eq!(ColumnType::from_pg(pg), ty, "{pg}");
         }
     }
 

@@ -59,6 +59,10 @@ kind = "load_time"
 [[derived]]
 name = "object_key"
 kind = "source_key"
+
+[[derived]]
+name = "written_at"
+kind = "object_time"
 "#;
 
 const HEADER: [&str; 8] = [
@@ -76,6 +80,7 @@ fn ctx() -> RowContext {
     RowContext {
         load_time: "2024-05-06T07:08:09Z".parse().unwrap(),
         source_key: "raw/hotmart/dt=2024-05-06/a b.csv".into(),
+        object_time: Some("2024-05-06T07:00:00Z".parse().unwrap()),
         salt: "s3cret".into(),
     }
 }
@@ -112,12 +117,26 @@ fn hotmart_mapping_renames_casts_redacts_drops_and_derives() {
             "buyer_label",
             "source",
             "loaded_at",
-            "object_key"
+            "object_key",
+            "written_at"
         ]
     );
     let types: Vec<_> = bound.plan().columns.iter().map(|c| c.ty).collect();
     assert_eq!(types[1], ColumnType::Timestamptz);
     assert_eq!(types[11], ColumnType::Timestamptz);
+    assert_eq!(types[13], ColumnType::Timestamptz);
+    let lineage: Vec<_> = bound
+        .plan()
+        .columns
+        .iter()
+        .filter(|c| c.lineage)
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(
+        lineage,
+        ["loaded_at", "object_key"],
+        "load time and source key are lineage"
+    );
     assert_eq!(bound.plan().table.to_string(), r#""sales"."hotmart_sales""#);
 
     let row = apply([
@@ -149,6 +168,7 @@ fn hotmart_mapping_renames_casts_redacts_drops_and_derives() {
     assert_eq!(v[10], Some("hotmart"));
     assert_eq!(v[11], Some("2024-05-06T07:08:09Z"));
     assert_eq!(v[12], Some("raw/hotmart/dt=2024-05-06/a b.csv"));
+    assert_eq!(v[13], Some("2024-05-06T07:00:00Z"));
 }
 
 #[test]

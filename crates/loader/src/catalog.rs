@@ -1,0 +1,128 @@
+//! What the database already has: the target table's columns and unique keys, the ledger.
+
+use sluice_transform::{TableRef, quote_ident};
+use sqlx::{PgConnection, Row};
+
+/// A table as the catalog describes it.
+#[derive(Debug, Clone, Default)]
+pub struct TableInfo {
+    /// Columns in order, with `format_type` names (`numeric(12,2)`, `text`, …).
+    pub columns: Vec<(String, String)>,
+    /// Column sets of valid, non-partial, immediate unique indexes (each sorted).
+    pub unique_keys: Vec<Vec<String>>,
+}
+
+impl TableInfo {
+    pub fn column_type(&self, name: &str) -> Option<&str> {
+        self.columns
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| t.as_str())
+    }
+    pub fn has_unique_key(&self, key: &[String]) -> bool {
+        let mut k = key.to_vec();
+        k.sort();
+        self.unique_keys.contains(&k)
+    }
+}
+
+/// The table, or `None` if it does not exist.
+pub async fn table_info(
+    conn: &mut PgConnection,
+    table: &TableRef,
+) -> Result<Option<TableInfo>, sqlx::Error> {
+    let oid: Option<sqlx::postgres::types::Oid> = sqlx::query_scalar(
+        "SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
+    )
+    .bind(&table.schema)
+    .bind(&table.name)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(oid) = oid else { return Ok(None) };
+    let columns = sqlx::query(
+        "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute \
+         WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+    )
+    .bind(oid)
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+    .collect::<Result<Vec<(String, String)>, sqlx::Error>>()?;
+    let unique_keys = sqlx::query_scalar(
+        "SELECT array_agg(a.attname::text ORDER BY a.attname::text) FROM pg_index i \
+         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) \
+         WHERE i.indrelid = $1 AND i.indisunique AND i.indisvalid AND i.indimmediate \
+           AND i.indpred IS NULL AND i.indexprs IS NULL \
+         GROUP BY i.indexrelid",
+    )
+    .bind(oid)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(Some(TableInfo {
+        columns,
+        unique_keys,
+    }))
+}
+
+/// Advisory-lock class ids (first argument of the two-key form): "sluice" DDL and objects.
+const LOCK_DDL: i32 = 0x736c_0001;
+const LOCK_OBJECT: i32 = 0x736c_0002;
+
+/// Serialises schema changes to one table across loaders, until the transaction ends.
+pub async fn lock_table_ddl(conn: &mut PgConnection, table: &TableRef) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+        .bind(LOCK_DDL)
+        .bind(table.quoted())
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// Serialises loads of one object version (concurrent deliveries of the same event).
+pub async fn lock_object(
+    conn: &mut PgConnection,
+    bucket: &str,
+    key: &str,
+    version: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+        .bind(LOCK_OBJECT)
+        .bind(format!("{bucket}\n{key}\n{version}"))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// The ledger table: one row per object version loaded.
+pub fn ledger_table(schema: &str) -> String {
+    format!("{}.{}", quote_ident(schema), quote_ident("sluice_loads"))
+}
+
+/// Creates the ledger if missing (under the DDL lock, so concurrent first loads don't race).
+pub async fn ensure_ledger(conn: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error> {
+    let table = TableRef::new(schema, "sluice_loads");
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    lock_table_ddl(&mut tx, &table).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE SCHEMA IF NOT EXISTS {}",
+        quote_ident(schema)
+    )))
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE TABLE IF NOT EXISTS {} (\
+           bucket text NOT NULL, key text NOT NULL, version text NOT NULL, \
+           etag text, version_id text, sequencer text, source text NOT NULL, target text NOT NULL, \
+           rows_read bigint NOT NULL, inserted bigint NOT NULL, updated bigint NOT NULL, \
+           unchanged bigint NOT NULL, rejected bigint NOT NULL, duplicates bigint NOT NULL, \
+           quarantine_key text, started_at timestamptz NOT NULL, \
+           finished_at timestamptz NOT NULL DEFAULT clock_timestamp(), \
+           PRIMARY KEY (bucket, key, version))",
+        ledger_table(schema)
+    )))
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await
+}

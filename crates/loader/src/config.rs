@@ -1,0 +1,375 @@
+//! Typed configuration, read once from the environment.
+//!
+//! ```
+//! use sluice_loader::Config;
+//!
+//! let env = [("DATABASE_URL", "postgres://sluice:hunter2@db.internal:5432/app"), ("MAX_REJECT_RATIO", "0.05")];
+//! let cfg = Config::from_lookup(|k| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())).unwrap();
+//! assert_eq!(cfg.max_reject_ratio, 0.05);
+//! assert!(!format!("{cfg:?}").contains("hunter2"));          // secrets never print
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use sluice_transform::Mapping;
+use sqlx::postgres::{PgConnectOptions, PgSslMode};
+
+/// The mapping for the built-in `hotmart-sales` source (`mappings/hotmart-sales.toml`).
+pub const HOTMART_SALES_MAPPING: &str = include_str!("../../../mappings/hotmart-sales.toml");
+
+/// A value that must never reach a log: `Debug` and `Display` print `***`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    /// The secret itself; call only where it is used, never to log.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// A configuration error, naming the variable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{var}: {message}")]
+    Invalid { var: &'static str, message: String },
+    #[error("set DATABASE_URL or DATABASE_SECRET_ARN")]
+    NoDatabase,
+    #[error("mapping {path}: {source}")]
+    Mapping {
+        path: String,
+        source: sluice_transform::MappingError,
+    },
+}
+
+fn invalid(var: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        var,
+        message: message.into(),
+    }
+}
+
+/// Where the database credentials come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseSource {
+    /// `DATABASE_URL`.
+    Url(Secret),
+    /// `DATABASE_SECRET_ARN`: a Secrets Manager secret in the RDS JSON format.
+    SecretArn(String),
+}
+
+/// TLS settings on top of the URL or secret.
+#[derive(Debug, Clone, Default)]
+pub struct Tls {
+    /// `DATABASE_SSLMODE`: disable, prefer, require, verify-ca, verify-full.
+    pub mode: Option<PgSslMode>,
+    /// `DATABASE_CA_BUNDLE`: a PEM file (the RDS global bundle); implies verify-full.
+    pub ca_bundle: Option<PathBuf>,
+}
+
+/// The loader's configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database: DatabaseSource,
+    pub tls: Tls,
+    /// `RAW_PREFIX` (default `raw/`): objects are `<raw prefix><source>/…`.
+    pub raw_prefix: String,
+    /// Mappings by source name: the built-in `hotmart-sales` plus `MAPPINGS` (a TOML file named
+    /// `<source>.toml`, or a directory of them).
+    pub mappings: BTreeMap<String, Mapping>,
+    /// `QUARANTINE_PREFIX` (default `quarantine/`).
+    pub quarantine_prefix: String,
+    /// `MAX_REJECT_RATIO` (default 0.1): above it an object fails as a whole.
+    pub max_reject_ratio: f64,
+    /// `REDACT_SALT`: salt for `redact = "hash"` columns.
+    pub redact_salt: Secret,
+    /// `LEDGER_SCHEMA` (default `public`): where `sluice_loads` lives.
+    pub ledger_schema: String,
+    /// `COPY_BATCH_BYTES` (default 1 MiB): rows are sent to Postgres in batches of about this size.
+    pub batch_bytes: usize,
+}
+
+/// Object key suffixes the loader takes.
+pub const SUFFIXES: [&str; 2] = [".csv", ".csv.gz"];
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+    }
+
+    /// Reads configuration through `get` (tests pass a map).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let database = match (get("DATABASE_URL"), get("DATABASE_SECRET_ARN")) {
+            (Some(url), _) => DatabaseSource::Url(Secret::new(url)),
+            (None, Some(arn)) => DatabaseSource::SecretArn(arn),
+            (None, None) => return Err(ConfigError::NoDatabase),
+        };
+        let mode = get("DATABASE_SSLMODE")
+            .map(|m| {
+                m.parse::<PgSslMode>()
+                    .map_err(|e| invalid("DATABASE_SSLMODE", e.to_string()))
+            })
+            .transpose()?;
+        let ca_bundle = get("DATABASE_CA_BUNDLE").map(PathBuf::from);
+        let mut mappings = BTreeMap::new();
+        mappings.insert(
+            "hotmart-sales".to_owned(),
+            Mapping::from_toml(HOTMART_SALES_MAPPING).map_err(|source| ConfigError::Mapping {
+                path: "built-in hotmart-sales".into(),
+                source,
+            })?,
+        );
+        if let Some(path) = get("MAPPINGS") {
+            for (source, m) in read_mappings(Path::new(&path))? {
+                mappings.insert(source, m);
+            }
+        }
+        let max_reject_ratio = match get("MAX_REJECT_RATIO") {
+            None => 0.1,
+            Some(v) => v
+                .parse::<f64>()
+                .ok()
+                .filter(|r| (0.0..=1.0).contains(r))
+                .ok_or_else(|| invalid("MAX_REJECT_RATIO", format!("{v:?} is not in 0..=1")))?,
+        };
+        let batch_bytes = match get("COPY_BATCH_BYTES") {
+            None => 1 << 20,
+            Some(v) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n >= 1024)
+                .ok_or_else(|| invalid("COPY_BATCH_BYTES", format!("{v:?}: need ≥ 1024")))?,
+        };
+        Ok(Self {
+            database,
+            tls: Tls { mode, ca_bundle },
+            raw_prefix: prefix(get("RAW_PREFIX").unwrap_or_else(|| "raw/".into())),
+            mappings,
+            quarantine_prefix: prefix(
+                get("QUARANTINE_PREFIX").unwrap_or_else(|| "quarantine/".into()),
+            ),
+            max_reject_ratio,
+            redact_salt: Secret::new(get("REDACT_SALT").unwrap_or_default()),
+            ledger_schema: get("LEDGER_SCHEMA").unwrap_or_else(|| "public".into()),
+            batch_bytes,
+        })
+    }
+
+    /// The source an object key belongs to: `raw/<source>/…` with a `.csv`/`.csv.gz` suffix.
+    pub fn source_of<'k>(&self, key: &'k str) -> Option<&'k str> {
+        let rest = key.strip_prefix(self.raw_prefix.as_str())?;
+        let (source, _) = rest.split_once('/')?;
+        let suffix_ok = SUFFIXES.iter().any(|s| key.ends_with(s));
+        (!source.is_empty() && suffix_ok).then_some(source)
+    }
+}
+
+/// `raw` → `raw/`; empty stays empty (the whole bucket).
+fn prefix(p: String) -> String {
+    if p.is_empty() || p.ends_with('/') {
+        p
+    } else {
+        p + "/"
+    }
+}
+
+/// A mapping file `<source>.toml`, or every `*.toml` in a directory.
+pub fn read_mappings(path: &Path) -> Result<Vec<(String, Mapping)>, ConfigError> {
+    let files: Vec<PathBuf> = if path.is_dir() {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(|e| invalid("MAPPINGS", format!("{}: {e}", path.display())))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        v.sort();
+        v
+    } else {
+        vec![path.to_owned()]
+    };
+    files
+        .into_iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(&f)
+                .map_err(|e| invalid("MAPPINGS", format!("{}: {e}", f.display())))?;
+            let m = Mapping::from_toml(&text).map_err(|source| ConfigError::Mapping {
+                path: f.display().to_string(),
+                source,
+            })?;
+            let source = f
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            Ok((source, m))
+        })
+        .collect()
+}
+
+/// The RDS secret format (Secrets Manager JSON).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct RdsSecret {
+    pub host: String,
+    #[serde(default = "default_port")]
+    pub port: u16,
+    pub username: String,
+    pub password: String,
+    #[serde(alias = "dbInstanceIdentifier", alias = "database")]
+    pub dbname: Option<String>,
+}
+
+fn default_port() -> u16 {
+    5432
+}
+
+impl RdsSecret {
+    /// Parses the secret string; the error never echoes it.
+    pub fn parse(json: &str) -> Result<Self, ConfigError> {
+        serde_json::from_str(json).map_err(|e| {
+            invalid(
+                "DATABASE_SECRET_ARN",
+                format!(
+                    "the secret is not RDS JSON (host, port, username, password, dbname): line {} column {}",
+                    e.line(),
+                    e.column()
+                ),
+            )
+        })
+    }
+
+    pub fn connect_options(&self) -> PgConnectOptions {
+        PgConnectOptions::new_without_pgpass()
+            .host(&self.host)
+            .port(self.port)
+            .username(&self.username)
+            .password(&self.password)
+            .database(self.dbname.as_deref().unwrap_or("postgres"))
+    }
+}
+
+/// Whether a host is this machine (TLS optional there, required elsewhere).
+pub fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host.starts_with('/')
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Applies the TLS policy: verify-full with a CA bundle; at least `require` off this machine.
+pub fn apply_tls(opts: PgConnectOptions, tls: &Tls) -> PgConnectOptions {
+    let mut opts = opts.application_name("sluice-loader");
+    if let Some(mode) = tls.mode {
+        opts = opts.ssl_mode(mode);
+    }
+    if let Some(ca) = &tls.ca_bundle {
+        opts = opts.ssl_root_cert(ca);
+        if tls.mode.is_none() {
+            opts = opts.ssl_mode(PgSslMode::VerifyFull);
+        }
+    }
+    let weak = matches!(
+        opts.get_ssl_mode(),
+        PgSslMode::Disable | PgSslMode::Allow | PgSslMode::Prefer
+    );
+    if weak && !is_loopback(opts.get_host()) {
+        opts = opts.ssl_mode(PgSslMode::Require);
+    }
+    opts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
+    }
+
+    #[test]
+    fn defaults_and_routes() {
+        let c = cfg(&[("DATABASE_URL", "postgres://localhost/db")]).unwrap();
+        assert_eq!(c.raw_prefix, "raw/");
+        assert_eq!(c.quarantine_prefix, "quarantine/");
+        assert_eq!(c.max_reject_ratio, 0.1);
+        assert!(c.mappings.contains_key("hotmart-sales"));
+        assert_eq!(
+            c.source_of("raw/hotmart-sales/dt=2024-01-01/a.csv"),
+            Some("hotmart-sales")
+        );
+        assert_eq!(c.source_of("raw/x/a.csv.gz"), Some("x"));
+        assert_eq!(c.source_of("raw/x/a.json"), None);
+        assert_eq!(c.source_of("raw/a.csv"), None);
+        assert_eq!(c.source_of("state/x.csv"), None);
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        assert!(matches!(cfg(&[]), Err(ConfigError::NoDatabase)));
+        let e = cfg(&[("DATABASE_URL", "x"), ("MAX_REJECT_RATIO", "2")]).unwrap_err();
+        assert!(e.to_string().starts_with("MAX_REJECT_RATIO:"), "{e}");
+        let e = cfg(&[("DATABASE_URL", "x"), ("DATABASE_SSLMODE", "sometimes")]).unwrap_err();
+        assert!(e.to_string().starts_with("DATABASE_SSLMODE:"), "{e}");
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let c = cfg(&[
+            ("DATABASE_URL", "postgres://u:hunter2@h/db"),
+            ("REDACT_SALT", "pepper"),
+        ])
+        .unwrap();
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("hunter2") && !dbg.contains("pepper"), "{dbg}");
+        let e = RdsSecret::parse(r#"{"password": "hunter2", "host": 1}"#).unwrap_err();
+        assert!(!e.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn tls_is_required_off_this_machine() {
+        let tls = Tls::default();
+        let remote: PgConnectOptions = "postgres://u@db.example.com/app".parse().unwrap();
+        assert_eq!(apply_tls(remote, &tls).get_ssl_mode(), PgSslMode::Require);
+        let remote: PgConnectOptions = "postgres://u@10.0.0.5/app?sslmode=disable".parse().unwrap();
+        assert_eq!(apply_tls(remote, &tls).get_ssl_mode(), PgSslMode::Require);
+        let local: PgConnectOptions = "postgres://u@127.0.0.1/app".parse().unwrap();
+        assert_eq!(apply_tls(local, &tls).get_ssl_mode(), PgSslMode::Prefer);
+        let ca = Tls {
+            mode: None,
+            ca_bundle: Some("/opt/rds-global-bundle.pem".into()),
+        };
+        let remote: PgConnectOptions = "postgres://u@db.example.com/app".parse().unwrap();
+        assert_eq!(apply_tls(remote, &ca).get_ssl_mode(), PgSslMode::VerifyFull);
+        let s = RdsSecret::parse(
+            r#"{"username":"u","password":"p","engine":"postgres","host":"db.x.rds.amazonaws.com","port":5432,"dbname":"app"}"#,
+        )
+        .unwrap();
+        let o = apply_tls(s.connect_options(), &tls);
+        assert_eq!(
+            (o.get_host(), o.get_port(), o.get_database()),
+            ("db.x.rds.amazonaws.com", 5432, Some("app"))
+        );
+        assert_eq!(o.get_ssl_mode(), PgSslMode::Require);
+    }
+}

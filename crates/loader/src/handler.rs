@@ -1,0 +1,213 @@
+//! The invocation: every object of the event, one summary, and errors Lambda can tell apart.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use crate::config::{Config, ConfigError, DatabaseSource, RdsSecret, apply_tls};
+use crate::event::{EventError, objects};
+use crate::load::{Loader, ObjectSummary};
+use crate::store::Store;
+
+/// The response of one invocation (and its one structured log line).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct InvocationSummary {
+    pub objects: usize,
+    pub loaded: usize,
+    /// Object versions loaded before (redelivered events).
+    pub skipped: usize,
+    /// Keys outside `<raw prefix><source>/…(.csv|.csv.gz)`.
+    pub ignored: usize,
+    pub failed: usize,
+    pub rows_read: u64,
+    pub inserted: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub rejected: u64,
+    pub duplicates: u64,
+    pub duration_ms: u64,
+    pub results: Vec<ObjectSummary>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+}
+
+impl InvocationSummary {
+    fn add(&mut self, s: ObjectSummary) {
+        match s.status.as_str() {
+            "skipped" => self.skipped += 1,
+            "ignored" => self.ignored += 1,
+            _ => self.loaded += 1,
+        }
+        self.rows_read += s.rows_read;
+        self.inserted += s.inserted;
+        self.updated += s.updated;
+        self.unchanged += s.unchanged;
+        self.rejected += s.rejected;
+        self.duplicates += s.duplicates;
+        self.results.push(s);
+    }
+}
+
+/// A failed invocation: `retryable` if every failure may pass on a later try.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct HandlerError {
+    pub message: String,
+    pub retryable: bool,
+    /// What did load before the failure (those objects are in the ledger and will be skipped).
+    pub summary: Option<Box<InvocationSummary>>,
+}
+
+impl From<EventError> for HandlerError {
+    fn from(e: EventError) -> Self {
+        Self {
+            message: e.to_string(),
+            retryable: false,
+            summary: None,
+        }
+    }
+}
+
+impl From<HandlerError> for lambda_runtime::Diagnostic {
+    fn from(e: HandlerError) -> Self {
+        lambda_runtime::Diagnostic {
+            error_type: if e.retryable {
+                "sluice.Retryable"
+            } else {
+                "sluice.Permanent"
+            }
+            .into(),
+            error_message: e.message,
+        }
+    }
+}
+
+/// Loads every object the event names, in order. Objects that fail don't stop the others; the
+/// invocation then fails (retryable only if every failure is), and Lambda's retry skips what
+/// already loaded.
+pub async fn handle<S: Store>(
+    event: &Value,
+    loader: &Loader,
+    store: &S,
+) -> Result<InvocationSummary, HandlerError> {
+    let started = Instant::now();
+    let objects = objects(event)?;
+    let mut summary = InvocationSummary {
+        objects: objects.len(),
+        ..InvocationSummary::default()
+    };
+    let mut retryable = true;
+    for o in &objects {
+        match loader.load(store, o).await {
+            Ok(s) => {
+                tracing::info!(bucket = %s.bucket, key = %s.key, status = %s.status,
+                    rows_read = s.rows_read, inserted = s.inserted, updated = s.updated,
+                    unchanged = s.unchanged, rejected = s.rejected, duplicates = s.duplicates,
+                    duration_ms = s.duration_ms, "object done");
+                summary.add(s);
+            }
+            Err(e) => {
+                tracing::error!(bucket = %e.bucket, key = %e.key, retryable = e.retryable,
+                    error = %e.message, "object failed");
+                retryable &= e.retryable;
+                summary.failed += 1;
+                summary.errors.push(e.to_string());
+            }
+        }
+    }
+    summary.duration_ms = started.elapsed().as_millis() as u64;
+    if summary.failed > 0 {
+        return Err(HandlerError {
+            message: format!(
+                "{} of {} objects failed: {}",
+                summary.failed,
+                summary.objects,
+                summary.errors.join(" | ")
+            ),
+            retryable,
+            summary: Some(Box::new(summary)),
+        });
+    }
+    Ok(summary)
+}
+
+/// One CloudWatch embedded-metric-format line for an invocation.
+pub fn emf_line(function: &str, s: &InvocationSummary) -> Value {
+    let metrics = [
+        ("Objects", s.objects as u64, "Count"),
+        ("ObjectsFailed", s.failed as u64, "Count"),
+        ("ObjectsSkipped", s.skipped as u64, "Count"),
+        ("RowsRead", s.rows_read, "Count"),
+        ("RowsInserted", s.inserted, "Count"),
+        ("RowsUpdated", s.updated, "Count"),
+        ("RowsUnchanged", s.unchanged, "Count"),
+        ("RowsRejected", s.rejected, "Count"),
+        ("RowsDuplicate", s.duplicates, "Count"),
+        ("DurationMs", s.duration_ms, "Milliseconds"),
+    ];
+    let mut line = json!({
+        "_aws": {
+            "Timestamp": jiff::Timestamp::now().as_millisecond(),
+            "CloudWatchMetrics": [{
+                "Namespace": "sluice",
+                "Dimensions": [["Function"]],
+                "Metrics": metrics.iter().map(|(n, _, u)| json!({"Name": n, "Unit": u})).collect::<Vec<_>>(),
+            }],
+        },
+        "Function": function,
+    });
+    for (n, v, _) in metrics {
+        line[n] = json!(v);
+    }
+    line
+}
+
+/// A small pool, built once per container: connections are made lazily (a database that is
+/// down fails the invocation as retryable, not the cold start) and checked before use, so a
+/// broken one is replaced.
+pub async fn pool(config: &Config) -> Result<PgPool, ConfigError> {
+    let opts = connect_options(config).await?;
+    Ok(PgPoolOptions::new()
+        .max_connections(2)
+        .min_connections(0)
+        .acquire_timeout(Duration::from_secs(10))
+        .idle_timeout(Duration::from_secs(300))
+        .test_before_acquire(true)
+        .connect_lazy_with(opts))
+}
+
+async fn connect_options(config: &Config) -> Result<PgConnectOptions, ConfigError> {
+    let base = match &config.database {
+        DatabaseSource::Url(url) => url.expose().parse::<PgConnectOptions>().map_err(|e| {
+            ConfigError::Invalid {
+                var: "DATABASE_URL",
+                // sqlx's message may quote the URL; never echo it.
+                message: format!(
+                    "not a Postgres URL ({})",
+                    e.to_string().replace(url.expose(), "***")
+                ),
+            }
+        })?,
+        DatabaseSource::SecretArn(arn) => {
+            let conf = aws_config::load_from_env().await;
+            let client = aws_sdk_secretsmanager::Client::new(&conf);
+            let out = client
+                .get_secret_value()
+                .secret_id(arn)
+                .send()
+                .await
+                .map_err(|e| ConfigError::Invalid {
+                    var: "DATABASE_SECRET_ARN",
+                    message: format!(
+                        "GetSecretValue {arn}: {}",
+                        aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
+                    ),
+                })?;
+            RdsSecret::parse(out.secret_string().unwrap_or_default())?.connect_options()
+        }
+    };
+    Ok(apply_tls(base, &config.tls))
+}

@@ -1,0 +1,46 @@
+//! The loader Lambda: builds the configuration, S3 client and Postgres pool once, then hands
+//! each event to [`sluice_loader::handle`].
+
+use std::sync::Arc;
+
+use lambda_runtime::{LambdaEvent, service_fn};
+use serde_json::Value;
+use sluice_loader::{Config, HandlerError, InvocationSummary, Loader, S3Store, emf_line, handle};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let config = Arc::new(Config::from_env()?);
+    let pool = sluice_loader::pool(&config).await?;
+    let aws = aws_config::load_from_env().await;
+    let mut s3 = aws_sdk_s3::config::Builder::from(&aws);
+    if let Ok(url) = std::env::var("S3_ENDPOINT_URL") {
+        s3 = s3.endpoint_url(url).force_path_style(true);
+    }
+    let store = S3Store {
+        client: aws_sdk_s3::Client::from_conf(s3.build()),
+    };
+    let loader = Loader::new(pool, config);
+    let (loader, store) = (&loader, &store);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let result = handle(&event.payload, loader, store).await;
+        report(&result);
+        result
+    }))
+    .await
+}
+
+/// The invocation's one structured log line and its metrics.
+fn report(result: &Result<InvocationSummary, HandlerError>) {
+    let summary = match result {
+        Ok(s) => Some(s),
+        Err(e) => e.summary.as_deref(),
+    };
+    if let Some(s) = summary {
+        match serde_json::to_string(s) {
+            Ok(json) => tracing::info!(summary = %json, "invocation done"),
+            Err(e) => tracing::error!(error = %e, "summary not serialisable"),
+        }
+        println!("{}", emf_line("loader", s));
+    }
+}
