@@ -408,3 +408,84 @@ pub async fn bucket() -> Result<TestBucket> {
         endpoint,
     })
 }
+
+// ---------------------------------------------------------------- fault injection
+
+/// A TCP proxy in front of a real server that can hold a response mid-stream: requests pass
+/// through untouched; once a connection has relayed `after_bytes` bytes of response while the
+/// gate is closed, that connection stalls until [`GateProxy::open`]. Used to freeze a loader in
+/// the middle of a transfer (and so in the middle of its `COPY`) at a known point.
+#[derive(Debug, Clone)]
+pub struct GateProxy {
+    pub addr: SocketAddr,
+    gate: tokio::sync::watch::Sender<bool>,
+    held: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl GateProxy {
+    /// Starts a proxy to `upstream` (`host:port`), gate closed.
+    pub async fn start(upstream: SocketAddr, after_bytes: u64) -> Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (gate, rx) = tokio::sync::watch::channel(false);
+        let held = std::sync::Arc::new(tokio::sync::Notify::new());
+        let held2 = held.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let rx = rx.clone();
+                let held = held2.clone();
+                tokio::spawn(async move {
+                    let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let (mut cr, mut cw) = client.into_split();
+                    let (mut sr, mut sw) = server.into_split();
+                    let up = tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut cr, &mut sw).await;
+                    });
+                    let _ = relay_gated(&mut sr, &mut cw, after_bytes, rx, &held).await;
+                    up.abort();
+                });
+            }
+        });
+        Ok(Self { addr, gate, held })
+    }
+
+    /// Waits until some connection is being held at the gate.
+    pub async fn held(&self) {
+        self.held.notified().await;
+    }
+
+    /// Opens the gate: held connections resume, new ones pass freely.
+    pub fn open(&self) {
+        let _ = self.gate.send(true);
+    }
+}
+
+async fn relay_gated(
+    from: &mut tokio::net::tcp::OwnedReadHalf,
+    to: &mut tokio::net::tcp::OwnedWriteHalf,
+    after_bytes: u64,
+    mut gate: tokio::sync::watch::Receiver<bool>,
+    held: &tokio::sync::Notify,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut relayed = 0u64;
+    loop {
+        if relayed >= after_bytes && !*gate.borrow() {
+            held.notify_one();
+            while !*gate.borrow_and_update() {
+                if gate.changed().await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            return to.shutdown().await;
+        }
+        to.write_all(&buf[..n]).await?;
+        relayed += n as u64;
+    }
+}
