@@ -104,6 +104,8 @@ pub struct Config {
     pub ledger_schema: String,
     /// `COPY_BATCH_BYTES` (default 1 MiB): rows are sent to Postgres in batches of about this size.
     pub batch_bytes: usize,
+    /// `DATABASE_ACQUIRE_TIMEOUT_SECS` (default 10): how long one attempt waits for a connection.
+    pub acquire_timeout: std::time::Duration,
 }
 
 /// Object key suffixes the loader takes.
@@ -158,7 +160,22 @@ impl Config {
                 .filter(|n| *n >= 1024)
                 .ok_or_else(|| invalid("COPY_BATCH_BYTES", format!("{v:?}: need ≥ 1024")))?,
         };
+        let acquire_timeout = match get("DATABASE_ACQUIRE_TIMEOUT_SECS") {
+            None => std::time::Duration::from_secs(10),
+            Some(v) => v
+                .parse::<f64>()
+                .ok()
+                .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok())
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    invalid(
+                        "DATABASE_ACQUIRE_TIMEOUT_SECS",
+                        format!("{v:?} is not a positive number of seconds"),
+                    )
+                })?,
+        };
         Ok(Self {
+            acquire_timeout,
             database,
             tls: Tls { mode, ca_bundle },
             raw_prefix: prefix(get("RAW_PREFIX").unwrap_or_else(|| "raw/".into())),

@@ -173,7 +173,7 @@ pub async fn pool(config: &Config) -> Result<PgPool, ConfigError> {
     Ok(PgPoolOptions::new()
         .max_connections(2)
         .min_connections(0)
-        .acquire_timeout(Duration::from_secs(10))
+        .acquire_timeout(config.acquire_timeout)
         .idle_timeout(Duration::from_secs(300))
         .test_before_acquire(true)
         .connect_lazy_with(opts))

@@ -1,0 +1,388 @@
+//! Loading semantics against real Postgres and a real S3 endpoint: fresh loads, redelivery,
+//! updates, in-file duplicates, the ordering guard, concurrency, a connection killed mid-COPY,
+//! schema evolution and a 100k-row file.
+
+mod common;
+
+use common::{balanced, sales_csv};
+use sluice_loader::{Config, Loader, S3Store};
+
+#[tokio::test]
+async fn fresh_load_then_redelivery_changes_nothing() -> anyhow::Result<()> {
+    let env = common::env().await?;
+    let csv = sales_csv(0..100, "NEW", "2024-01-01T00:00:00Z");
+    let s = env.put_and_load("raw/sales/a.csv", csv).await?;
+    assert_eq!(
+        (s.rows_read, s.inserted, s.updated, s.unchanged),
+        (100, 100, 0, 0)
+    );
+    assert!(balanced(&s));
+    let before: Vec<String> =
+        sqlx::query_scalar("SELECT xmin::text || ctid::text FROM sales ORDER BY id")
+            .fetch_all(&env.db.pool)
+            .await?;
+
+    let again = env.replay("raw/sales/a.csv").await?;
+    assert_eq!((again.skipped, again.rows_read, again.inserted), (1, 0, 0));
+    let after: Vec<String> =
+        sqlx::query_scalar("SELECT xmin::text || ctid::text FROM sales ORDER BY id")
+            .fetch_all(&env.db.pool)
+            .await?;
+    assert_eq!(before, after, "no row rewritten");
+    assert_eq!(env.ledger().await?, 1);
+    let (read, ins): (i64, i64) = sqlx::query_as("SELECT rows_read, inserted FROM sluice_loads")
+        .fetch_one(&env.db.pool)
+        .await?;
+    assert_eq!((read, ins), (100, 100));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_new_version_updates_changed_rows_only() -> anyhow::Result<()> {
+    let env = common::env().await?;
+    env.put_and_load(
+        "raw/sales/a.csv",
+        sales_csv(0..10, "NEW", "2024-01-01T00:00:00Z"),
+    )
+    .await?;
+    // Same keys plus five new ones; rows 0..3 change status and time.
+    let mut csv = sales_csv(0..3, "PAID", "2024-01-02T00:00:00Z");
+    csv.push_str(&sales_csv(3..15, "NEW", "2024-01-01T00:00:00Z")[common::HEADER.len()..]);
+    // The same key rewritten by a content change counts as a new version of the object.
+    let s = env.put_and_load("raw/sales/a.csv", csv).await?;
+    assert_eq!(
+        (s.rows_read, s.inserted, s.updated, s.unchanged, s.skipped),
+        (15, 5, 3, 7, 0)
+    );
+    let rows = env.rows("sales", "id, status").await?;
+    assert_eq!(rows.len(), 15);
+    assert_eq!(rows[0][1].as_deref(), Some("PAID"));
+    assert_eq!(rows[5][1].as_deref(), Some("NEW"));
+    assert_eq!(env.ledger().await?, 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_last_row_of_a_file_wins_for_a_key() -> anyhow::Result<()> {
+    let env = common::env().await?;
+    let csv = "id,status,price,updated_at\n\
+               a,NEW,1,2024-01-01T00:00:00Z\n\
+               b,NEW,1,2024-01-01T00:00:00Z\n\
+               a,PAID,2,2024-01-01T00:00:00Z\n\
+               a,REFUNDED,3,2024-01-01T00:00:00Z\n";
+    let s = env.put_and_load("raw/sales/dups.csv", csv).await?;
+    assert_eq!((s.rows_read, s.inserted, s.duplicates), (4, 2, 2));
+    assert!(balanced(&s));
+    assert_eq!(
+        env.rows("sales", "id, status, price::text").await?[0],
+        [Some("a".into()), Some("REFUNDED".into()), Some("3".into())]
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_older_file_after_a_newer_one_changes_nothing() -> anyhow::Result<()> {
+    let env = common::env().await?;
+    let newer = sales_csv(0..50, "PAID", "2024-01-02T00:00:00Z");
+    let older = sales_csv(0..50, "NEW", "2024-01-01T00:00:00Z");
+    let s = env.put_and_load("raw/sales/newer.csv", newer).await?;
+    assert_eq!(s.inserted, 50);
+    let s = env.put_and_load("raw/sales/older.csv", older).await?;
+    assert_eq!(
+        (s.rows_read, s.updated, s.unchanged),
+        (50, 0, 50),
+        "held back by the guard"
+    );
+    let statuses = env.rows("sales", "DISTINCT status").await?;
+    assert_eq!(statuses, [[Some("PAID".to_string())]]);
+    // A file with the same guard value replaces (≥): a correction at the same instant.
+    let same = sales_csv(0..1, "CORRECTED", "2024-01-02T00:00:00Z");
+    let s = env.put_and_load("raw/sales/same.csv", same).await?;
+    assert_eq!(s.updated, 1);
+    Ok(())
+}
+
+/// Each load sees rows 0..N; A and B overlap on half of them with different values.
+fn overlapping(n: u32) -> (String, String) {
+    let a = sales_csv(0..n, "A", "2024-01-01T00:00:00Z");
+    let b = sales_csv(n / 2..n + n / 2, "B", "2024-01-02T00:00:00Z");
+    (a, b)
+}
+
+#[tokio::test]
+async fn concurrent_loads_of_overlapping_keys_equal_serial_application() -> anyhow::Result<()> {
+    let n = 20_000;
+    let (a, b) = overlapping(n);
+    // Reference: A then B, serially, in a database of its own.
+    let serial = common::env().await?;
+    serial.put_and_load("raw/sales/a.csv", a.clone()).await?;
+    serial.put_and_load("raw/sales/b.csv", b.clone()).await?;
+    let expected = serial.rows("sales", "id, status, updated_at::text").await?;
+
+    for round in 0..3 {
+        let env = common::env().await?;
+        // Guarded table: the result is the same whatever the commit order.
+        env.bucket.put("raw/sales/a.csv", a.clone()).await?;
+        env.bucket.put("raw/sales/b.csv", b.clone()).await?;
+        // A second loader (its own pool), as when S3 fans out to two Lambda instances.
+        let other = Loader::new(
+            sluice_loader::pool(env.loader.config()).await?,
+            std::sync::Arc::new(env.loader.config().clone()),
+        );
+        let (ra, rb) = tokio::join!(env.replay("raw/sales/a.csv"), async {
+            let ev = serde_json::json!({"bucket": env.bucket.name, "key": "raw/sales/b.csv"});
+            sluice_loader::handle(&ev, &other, &env.store).await
+        });
+        let (ra, rb) = (ra?, rb?);
+        assert_eq!(
+            ra.inserted + rb.inserted,
+            u64::from(n + n / 2),
+            "round {round}"
+        );
+        assert_eq!(
+            env.rows("sales", "id, status, updated_at::text").await?,
+            expected,
+            "round {round}"
+        );
+    }
+
+    // Without a guard the last commit wins, but each key's row comes from one whole file.
+    let env = common::env().await?;
+    let plain = |csv: &str| csv.replace("id,status,price,updated_at", "id,status,price,ts");
+    env.bucket.put("raw/plain/a.csv", plain(&a)).await?;
+    env.bucket.put("raw/plain/b.csv", plain(&b)).await?;
+    let other = Loader::new(
+        sluice_loader::pool(env.loader.config()).await?,
+        std::sync::Arc::new(env.loader.config().clone()),
+    );
+    // Create the table first so both loads race on rows, not on DDL.
+    env.put_and_load(
+        "raw/plain/seed.csv",
+        "id,status,price,ts\nzzz,X,1.5,2024-01-01T00:00:00Z\n",
+    )
+    .await?;
+    let (ra, rb) = tokio::join!(env.replay("raw/plain/a.csv"), async {
+        let ev = serde_json::json!({"bucket": env.bucket.name, "key": "raw/plain/b.csv"});
+        sluice_loader::handle(&ev, &other, &env.store).await
+    });
+    ra?;
+    rb?;
+    let overlap: Vec<Vec<Option<String>>> = env
+        .rows("plain", "DISTINCT status")
+        .await?
+        .into_iter()
+        .collect();
+    assert!(overlap.len() <= 3, "{overlap:?}");
+    let mixed: i64 =
+        sqlx::query_scalar("SELECT count(DISTINCT status) FROM plain WHERE id >= $1 AND id < $2")
+            .bind(format!("id-{:06}", n / 2))
+            .bind(format!("id-{:06}", n))
+            .fetch_one(&env.db.pool)
+            .await?;
+    assert_eq!(
+        mixed, 1,
+        "the overlap comes from one file, as in some serial order"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_connection_killed_mid_copy_is_retried_to_completion() -> anyhow::Result<()> {
+    let env = common::env_with(&[("COPY_BATCH_BYTES", "16384")], &[]).await?;
+    // The table exists first, so the big load goes straight to COPY.
+    env.put_and_load(
+        "raw/sales/seed.csv",
+        sales_csv(0..1, "NEW", "2024-01-01T00:00:00Z"),
+    )
+    .await?;
+    let n = 50_000;
+    env.bucket
+        .put(
+            "raw/sales/big.csv",
+            sales_csv(0..n, "PAID", "2024-01-02T00:00:00Z"),
+        )
+        .await?;
+
+    // The S3 endpoint behind a proxy that holds the response after 512 KiB: the loader has
+    // COPYed some batches and waits for more bytes.
+    let upstream: std::net::SocketAddr = env
+        .bucket
+        .endpoint
+        .url
+        .trim_start_matches("http://")
+        .parse()?;
+    let gate = sluice_testkit::GateProxy::start(upstream, 512 * 1024).await?;
+    let mut endpoint = env.bucket.endpoint.clone();
+    endpoint.url = format!("http://{}", gate.addr);
+    let store = S3Store {
+        client: endpoint.client(),
+    };
+
+    let ev = serde_json::json!({"bucket": env.bucket.name, "key": "raw/sales/big.csv"});
+    let load = sluice_loader::handle(&ev, &env.loader, &store);
+    let kill = async {
+        gate.held().await;
+        // Find the loader's backend in COPY and terminate it, as a failover would.
+        let pid = loop {
+            let pid: Option<i32> = sqlx::query_scalar(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+                 AND application_name = 'sluice-loader' AND query LIKE 'COPY %'",
+            )
+            .fetch_optional(&env.db.pool)
+            .await?;
+            if let Some(pid) = pid {
+                break pid;
+            }
+            tokio::task::yield_now().await;
+        };
+        let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+            .bind(pid)
+            .fetch_one(&env.db.pool)
+            .await?;
+        gate.open();
+        anyhow::Ok(killed)
+    };
+    let (summary, killed) = tokio::join!(load, kill);
+    assert!(killed?);
+    let s = summary?;
+    assert_eq!(s.results[0].attempts, 2, "{s:?}");
+    assert_eq!(
+        (s.rows_read, s.inserted, s.updated),
+        (u64::from(n), u64::from(n) - 1, 1)
+    );
+    assert_eq!(env.count("sales").await?, i64::from(n));
+    assert_eq!(env.ledger().await?, 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_a_retryable_failure() -> anyhow::Result<()> {
+    let env = common::env().await?;
+    env.bucket
+        .put(
+            "raw/sales/a.csv",
+            sales_csv(0..1, "NEW", "2024-01-01T00:00:00Z"),
+        )
+        .await?;
+    // A port nothing listens on (bound, then released).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let vars = [
+        (
+            "DATABASE_URL",
+            format!("postgres://nobody@127.0.0.1:{port}/none"),
+        ),
+        ("DATABASE_ACQUIRE_TIMEOUT_SECS", "0.2".into()),
+    ];
+    let cfg = Config::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))?;
+    let mut cfg = cfg;
+    cfg.mappings = env.loader.config().mappings.clone();
+    let cfg = std::sync::Arc::new(cfg);
+    let loader = Loader::new(sluice_loader::pool(&cfg).await?, cfg);
+    let ev = serde_json::json!({"bucket": env.bucket.name, "key": "raw/sales/a.csv"});
+    let e = sluice_loader::handle(&ev, &loader, &env.store)
+        .await
+        .unwrap_err();
+    assert!(e.retryable, "{e}");
+    assert!(e.message.contains("after 4 attempts"), "{}", e.message);
+    let d: lambda_runtime::Diagnostic = e.into();
+    assert_eq!(d.error_type, "sluice.Retryable");
+    Ok(())
+}
+
+#[tokio::test]
+async fn evolve_adds_columns_and_freeze_quarantines_their_values() -> anyhow::Result<()> {
+    let frozen = r#"
+        [table]
+        name = "frozen"
+        key = ["id"]
+        schema_policy = "freeze"
+    "#;
+    let env = common::env_with(&[], &[("frozen", frozen)]).await?;
+    env.put_and_load("raw/plain/1.csv", "id,a\n1,x\n").await?;
+    let s = env
+        .put_and_load("raw/plain/2.csv", "id,a,b\n2,y,42\n")
+        .await?;
+    assert_eq!(s.inserted, 1);
+    assert_eq!(
+        env.rows("plain", "id::text, a, b::text").await?,
+        [
+            [Some("1".into()), Some("x".into()), None],
+            [Some("2".into()), Some("y".into()), Some("42".into())]
+        ]
+    );
+    let ty: String = sqlx::query_scalar(
+        "SELECT data_type::text FROM information_schema.columns WHERE table_name = 'plain' AND column_name = 'b'",
+    )
+    .fetch_one(&env.db.pool)
+    .await?;
+    assert_eq!(ty, "bigint", "new columns get inferred types");
+
+    env.put_and_load("raw/frozen/1.csv", "id,a\n1,x\n").await?;
+    let csv = "id,a,b\n2,y,\n3,z,oops\n4,w,\n5,v,\n6,u,\n7,t,\n8,s,\n9,r,\n10,q,\n11,p,\n";
+    let s = env.put_and_load("raw/frozen/2.csv", csv).await?;
+    assert_eq!((s.inserted, s.rejected), (9, 1));
+    let cols: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.columns WHERE table_name = 'frozen'",
+    )
+    .fetch_one(&env.db.pool)
+    .await?;
+    assert_eq!(cols, 2, "no column added");
+    let q = String::from_utf8(env.bucket.get("quarantine/raw/frozen/2.csv").await?)?;
+    assert!(
+        q.contains("3,\"column \"\"b\"\" has a value but is not in the table"),
+        "{q}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_table_without_a_unique_key_names_the_index_to_create() -> anyhow::Result<()> {
+    let env = common::env().await?;
+    sqlx::query("CREATE TABLE plain (id text, v text)")
+        .execute(&env.db.pool)
+        .await?;
+    env.bucket.put("raw/plain/a.csv", "id,v\n1,x\n").await?;
+    let e = env.replay("raw/plain/a.csv").await.unwrap_err();
+    let e = e.downcast::<sluice_loader::HandlerError>()?;
+    assert!(!e.retryable);
+    assert!(
+        e.message
+            .contains(r#"CREATE UNIQUE INDEX ON "public"."plain" ("id")"#),
+        "{}",
+        e.message
+    );
+    // Following the advice makes the load work.
+    sqlx::query(r#"CREATE UNIQUE INDEX ON "public"."plain" ("id")"#)
+        .execute(&env.db.pool)
+        .await?;
+    assert_eq!(env.replay("raw/plain/a.csv").await?.inserted, 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_100k_row_file_loads() -> anyhow::Result<()> {
+    let env = common::env().await?;
+    let n = 100_000;
+    let s = env
+        .put_and_load(
+            "raw/sales/big.csv",
+            sales_csv(0..n, "NEW", "2024-01-01T00:00:00Z"),
+        )
+        .await?;
+    assert_eq!((s.rows_read, s.inserted), (u64::from(n), u64::from(n)));
+    assert_eq!(env.count("sales").await?, i64::from(n));
+    let sum: String = sqlx::query_scalar("SELECT sum(price)::text FROM sales")
+        .fetch_one(&env.db.pool)
+        .await?;
+    // Σ (i + 0.5) for i < n.
+    assert_eq!(
+        sum,
+        format!(
+            "{}.00",
+            u64::from(n) * u64::from(n - 1) / 2 + u64::from(n) / 2
+        )
+    );
+    Ok(())
+}
