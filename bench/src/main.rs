@@ -3,7 +3,11 @@
 //! ```text
 //! sluice-bench flatten IN.jsonl OUT.csv [--arrays json|index]   # sluice: stream → flatten → CSV
 //! sluice-bench parse-floor IN.jsonl                              # serde_json parse to Value, keep nothing
+//! sluice-bench load IN.csv [--after PRIOR.csv] [--mapping M.toml]  # the loader's path into Postgres
 //! ```
+//! `load` uses `DATABASE_URL` and the built-in hotmart-sales mapping (or `--mapping`). Without
+//! `--after` the table exists and is empty: every row is new. `--after PRIOR.csv`: the table holds PRIOR (loaded untimed),
+//! so every row of IN is an existing key.
 //! Timed from input opened to output closed, like the Python scripts.
 
 use std::fs::File;
@@ -102,8 +106,99 @@ fn parse_floor(input: &str) -> Result<()> {
     )
 }
 
+/// The loader's own path (stream → transform → COPY → upsert → ledger → COMMIT), timed from the
+/// file opened to COMMIT returned, like upsert_python.py.
+fn load(input: &str, prior: Option<&str>, mapping_file: Option<&str>) -> Result<()> {
+    use sluice_loader::{Config, Loader, LocalStore, ObjectRef};
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let config = std::sync::Arc::new(Config::from_env()?);
+        let pool = sluice_loader::pool(&config).await?;
+        let mapping = match mapping_file {
+            Some(f) => sluice_transform::Mapping::from_toml(&std::fs::read_to_string(f)?)?,
+            None => config.mappings["hotmart-sales"].clone(),
+        };
+        let table = mapping.table.quoted();
+        let loader = Loader::new(pool.clone(), config.clone());
+        let dir = std::env::temp_dir().join("sluice-bench-quarantine");
+        let store = LocalStore {
+            quarantine_dir: dir,
+        };
+        let obj = |key: &str| ObjectRef {
+            bucket: "bench".into(),
+            key: key.into(),
+            ..ObjectRef::default()
+        };
+        let sql = |s: String| sqlx::query(sqlx::AssertSqlSafe(s));
+        // Start from the same place every run: an empty table, an empty ledger.
+        sql(format!("DROP TABLE IF EXISTS {table}"))
+            .execute(&pool)
+            .await?;
+        sql("DROP TABLE IF EXISTS sluice_loads".into())
+            .execute(&pool)
+            .await?;
+        // The table is created by the loader itself from the header and two rows, then emptied.
+        let head: String = std::fs::read_to_string(input)?
+            .lines()
+            .take(3)
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let seed =
+            std::env::temp_dir().join(format!("sluice-bench-seed-{}.csv", std::process::id()));
+        std::fs::write(&seed, head)?;
+        loader
+            .load_with(&store, &obj(&seed.display().to_string()), "bench", &mapping)
+            .await?;
+        std::fs::remove_file(&seed)?;
+        sql(format!("TRUNCATE {table}")).execute(&pool).await?;
+        if let Some(prior) = prior {
+            loader
+                .load_with(&store, &obj(prior), "bench", &mapping)
+                .await?;
+        }
+        sql(format!("VACUUM ANALYZE {table}"))
+            .execute(&pool)
+            .await?;
+        let _ = sql("CHECKPOINT".into()).execute(&pool).await;
+        let t0 = Instant::now();
+        let s = loader
+            .load_with(&store, &obj(input), "bench", &mapping)
+            .await?;
+        let secs = t0.elapsed().as_secs_f64();
+        let name = if prior.is_some() {
+            "sluice_loader_existing_keys"
+        } else {
+            "sluice_loader_new_keys"
+        };
+        let mb = std::fs::metadata(input)?.len() as f64 / 1e6;
+        println!(
+            "{}",
+            serde_json::json!({
+                "baseline": name,
+                "rows": s.rows_read,
+                "seconds": (secs * 1e4).round() / 1e4,
+                "rows_per_s": (s.rows_read as f64 / secs).round(),
+                "mb_per_s": (mb / secs * 10.0).round() / 10.0,
+                "inserted": s.inserted, "updated": s.updated, "unchanged": s.unchanged,
+                "rejected": s.rejected, "copy_ms": s.copy_ms, "upsert_ms": s.upsert_ms,
+                "peak_rss_mb": peak_rss_mb(),
+            })
+        );
+        anyhow::Ok(())
+    })
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("load") && args.len() >= 2 {
+        let opt = |name: &str| {
+            args.iter()
+                .position(|a| a == name)
+                .and_then(|i| args.get(i + 1))
+                .map(String::as_str)
+        };
+        return load(&args[1], opt("--after"), opt("--mapping"));
+    }
     let arrays = if args.iter().any(|a| a == "index") {
         ArrayPolicy::Index
     } else {

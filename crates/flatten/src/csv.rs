@@ -158,7 +158,10 @@ impl<W: Write> CsvWriter<W> {
 /// One record read back: field bytes, whether each field was quoted, and where it started.
 #[derive(Debug, Default, Clone)]
 pub struct CsvRecord {
+    /// Field bytes in `bytes[..used]`; the rest is initialised spare room, reused across records
+    /// (never zeroed again: growing is amortised, clearing is free).
     bytes: Vec<u8>,
+    used: usize,
     fields: Vec<(usize, bool)>,
     /// 1-based line on which the record starts.
     pub line: u64,
@@ -187,7 +190,7 @@ impl CsvRecord {
         (0..self.len()).map(|i| self.get(i))
     }
     fn clear(&mut self) {
-        self.bytes.clear();
+        self.used = 0;
         self.fields.clear();
     }
 }
@@ -278,13 +281,12 @@ impl<R: Read> CsvReader<R> {
                 quoted = input[0] == b'"';
                 at_field_start = false;
             }
-            let out_len = rec.bytes.len();
-            if rec.bytes.capacity() - out_len < 1024 {
-                rec.bytes.reserve(input.len().max(1024));
+            if rec.bytes.len() - rec.used < 1024 {
+                let grown = (rec.bytes.len() * 2).max(rec.used + 4096);
+                rec.bytes.resize(grown, 0);
             }
-            rec.bytes.resize(rec.bytes.capacity(), 0);
-            let (res, nin, nout) = self.core.read_field(input, &mut rec.bytes[out_len..]);
-            rec.bytes.truncate(out_len + nout);
+            let (res, nin, nout) = self.core.read_field(input, &mut rec.bytes[rec.used..]);
+            rec.used += nout;
             self.newlines += input[..nin].iter().filter(|&&b| b == b'\n').count() as u64;
             self.pos += nin;
             self.offset += nin as u64;
@@ -292,7 +294,7 @@ impl<R: Read> CsvReader<R> {
                 ReadFieldResult::InputEmpty | ReadFieldResult::OutputFull => {}
                 ReadFieldResult::Field { record_end } => {
                     self.prev_cr = nin > 0 && input[nin - 1] == b'\r';
-                    rec.fields.push((rec.bytes.len(), quoted));
+                    rec.fields.push((rec.used, quoted));
                     at_field_start = true;
                     quoted = false;
                     if record_end {

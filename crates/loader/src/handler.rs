@@ -209,5 +209,6 @@ async fn connect_options(config: &Config) -> Result<PgConnectOptions, ConfigErro
             RdsSecret::parse(out.secret_string().unwrap_or_default())?.connect_options()
         }
     };
-    Ok(apply_tls(base, &config.tls))
+    // Staging tables are temporary: keep them in memory (the default 8 MB spills to disk).
+    Ok(apply_tls(base, &config.tls).options([("temp_buffers", "64MB")]))
 }

@@ -266,49 +266,96 @@ impl UpsertPlan {
         )
     }
 
+    /// The key in lock order: byte order (`COLLATE "C"`) for text keys, so every loader takes
+    /// row locks in the same order whatever the database's collation (and sorts faster).
+    fn lock_order(&self) -> String {
+        self.key
+            .iter()
+            .map(|k| {
+                let text = self
+                    .columns
+                    .iter()
+                    .any(|c| &c.name == k && c.ty == ColumnType::Text);
+                if text {
+                    format!("{} COLLATE \"C\"", quote_ident(k))
+                } else {
+                    quote_ident(k)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn on_conflict(&self) -> String {
+        let keys = self.key_list();
+        let compared: Vec<&PlanColumn> = self.non_key().filter(|c| !c.lineage).collect();
+        if compared.is_empty() {
+            return format!("ON CONFLICT ({keys}) DO NOTHING");
+        }
+        let set: Vec<String> = self
+            .non_key()
+            .map(|c| format!("{0} = EXCLUDED.{0}", quote_ident(&c.name)))
+            .collect();
+        let t: Vec<String> = compared
+            .iter()
+            .map(|c| format!("t.{}", quote_ident(&c.name)))
+            .collect();
+        let e: Vec<String> = compared
+            .iter()
+            .map(|c| format!("EXCLUDED.{}", quote_ident(&c.name)))
+            .collect();
+        let mut cond = format!(
+            "ROW({}) IS DISTINCT FROM ROW({})",
+            t.join(", "),
+            e.join(", ")
+        );
+        if let Some(g) = &self.guard {
+            let g = quote_ident(g);
+            cond = format!("{cond} AND (t.{g} IS NULL OR EXCLUDED.{g} >= t.{g})");
+        }
+        format!(
+            "ON CONFLICT ({keys}) DO UPDATE SET {} WHERE {cond}",
+            set.join(", ")
+        )
+    }
+
     /// One statement: the last line per key wins, rows go in key order (a deterministic lock
     /// order across concurrent loaders), unchanged rows are not rewritten (lineage columns
-    /// don't count as a change), the guard holds back older versions. Returns one row: `inserted`, `updated`, `distinct_rows` (bigint).
+    /// don't count as a change), the guard holds back older versions. Returns one row:
+    /// `inserted`, `updated`, `distinct_rows` (bigint).
     pub fn upsert(&self, staging: &str) -> String {
-        let keys = self.key_list();
         let cols = self.col_list("");
-        let compared: Vec<&PlanColumn> = self.non_key().filter(|c| !c.lineage).collect();
-        let conflict = if compared.is_empty() {
-            "DO NOTHING".to_owned()
-        } else {
-            let set: Vec<String> = self
-                .non_key()
-                .map(|c| format!("{0} = EXCLUDED.{0}", quote_ident(&c.name)))
-                .collect();
-            let t: Vec<String> = compared
-                .iter()
-                .map(|c| format!("t.{}", quote_ident(&c.name)))
-                .collect();
-            let e: Vec<String> = compared
-                .iter()
-                .map(|c| format!("EXCLUDED.{}", quote_ident(&c.name)))
-                .collect();
-            let mut cond = format!(
-                "ROW({}) IS DISTINCT FROM ROW({})",
-                t.join(", "),
-                e.join(", ")
-            );
-            if let Some(g) = &self.guard {
-                let g = quote_ident(g);
-                cond = format!("{cond} AND (t.{g} IS NULL OR EXCLUDED.{g} >= t.{g})");
-            }
-            format!("DO UPDATE SET {} WHERE {cond}", set.join(", "))
-        };
+        let order = self.lock_order();
         format!(
-            "WITH src AS (SELECT DISTINCT ON ({keys}) {cols} FROM {stage} ORDER BY {keys}, {line} DESC), \
-             up AS (INSERT INTO {table} AS t ({cols}) SELECT {cols} FROM src ORDER BY {keys} \
-             ON CONFLICT ({keys}) {conflict} RETURNING (xmax = 0) AS inserted) \
+            "WITH up AS (INSERT INTO {table} AS t ({cols}) \
+             SELECT {cols} FROM (SELECT DISTINCT ON ({order}) {cols} FROM {stage} ORDER BY {order}, {line} DESC) src \
+             {conflict} RETURNING (xmax = 0) AS inserted) \
              SELECT count(*) FILTER (WHERE inserted) AS inserted, \
              count(*) FILTER (WHERE NOT inserted) AS updated, \
-             (SELECT count(*) FROM src) AS distinct_rows FROM up",
+             (SELECT count(*) FROM (SELECT 1 FROM {stage} GROUP BY {keys}) d) AS distinct_rows FROM up",
             stage = quote_ident(staging),
             line = quote_ident(LINE_COLUMN),
             table = self.table.quoted(),
+            keys = self.key_list(),
+            conflict = self.on_conflict(),
+        )
+    }
+
+    /// [`upsert`](Self::upsert) for a staging table whose keys are known to be unique (the
+    /// loader saw no key twice): no de-duplication step. Same result row.
+    pub fn upsert_unique(&self, staging: &str) -> String {
+        let cols = self.col_list("");
+        format!(
+            "WITH up AS (INSERT INTO {table} AS t ({cols}) \
+             SELECT {cols} FROM {stage} ORDER BY {order} \
+             {conflict} RETURNING (xmax = 0) AS inserted) \
+             SELECT count(*) FILTER (WHERE inserted) AS inserted, \
+             count(*) FILTER (WHERE NOT inserted) AS updated, \
+             (SELECT count(*) FROM {stage}) AS distinct_rows FROM up",
+            stage = quote_ident(staging),
+            table = self.table.quoted(),
+            order = self.lock_order(),
+            conflict = self.on_conflict(),
         )
     }
 }
@@ -360,7 +407,13 @@ mod tests {
     #[test]
     fn upsert_has_last_wins_distinct_and_guard() {
         let sql = plan(Some("v")).upsert("s");
-        assert!(sql.contains(r#"SELECT DISTINCT ON ("id") "id", "we""ird col", "v" FROM "s" ORDER BY "id", "_sluice_line" DESC"#));
+        assert!(sql.contains(r#"SELECT DISTINCT ON ("id" COLLATE "C") "id", "we""ird col", "v" FROM "s" ORDER BY "id" COLLATE "C", "_sluice_line" DESC"#), "{sql}");
+        let unique = plan(Some("v")).upsert_unique("s");
+        assert!(
+            unique.contains(r#"FROM "s" ORDER BY "id" COLLATE "C" ON CONFLICT"#),
+            "{unique}"
+        );
+        assert!(!unique.contains("DISTINCT ON"));
         assert!(sql.contains(r#"WHERE ROW(t."we""ird col", t."v") IS DISTINCT FROM ROW(EXCLUDED."we""ird col", EXCLUDED."v")"#));
         assert!(sql.contains(r#"AND (t."v" IS NULL OR EXCLUDED."v" >= t."v")"#));
         assert!(!plan(None).upsert("s").contains(">="));

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# The loader's path vs raw COPY (the floor), the COPY+staging upsert and the tutorial's per-row
+# upsert, on one Postgres in one run (not a test).
+#
+#   make bench-loader                  # N=100000 (gen_sales.py + sluice flatten: 42 columns)
+#   BENCH_N=10000 bench/loader.sh      # smoke run
+#   TUTORIAL_N=100000                  # rows for the per-row method (default N; it is slow)
+#
+# New keys: every contender starts from an empty keyed table. Existing keys: the table holds
+# version 1 and every row of version 2 changes. Each round runs every contender once, alternating
+# the order, each in a fresh process; the report gives medians over ROUNDS (default 3). Needs
+# DATABASE_URL (make wraps this in scripts/with-services).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BASELINES="${BASELINES:-$(cd .. && pwd)/shared/baselines}"
+N="${BENCH_N:-100000}"
+TN="${TUTORIAL_N:-$N}"
+ROUNDS="${ROUNDS:-3}"
+VENV="${BASELINES_VENV:-$HOME/.cache/sluice-baselines-venv}"
+PY="$VENV/bin/python"
+: "${DATABASE_URL:?set DATABASE_URL (make bench-loader starts Postgres if needed)}"
+[ -x "$PY" ] || WITH_AWSWRANGLER=0 "$BASELINES/setup.sh" "$VENV" >/dev/null
+cargo build --profile bench-fast -p sluice-bench >&2
+BIN=target/bench-fast/sluice-bench
+W="$(mktemp -d)"; trap 'rm -rf "$W"' EXIT
+"$PY" "$BASELINES/gen_sales.py" "$N" "$W/v1.jsonl" >/dev/null
+"$PY" "$BASELINES/gen_sales.py" "$N" "$W/v2.jsonl" --version 2 >/dev/null
+"$BIN" flatten "$W/v1.jsonl" "$W/v1.csv" >/dev/null
+"$BIN" flatten "$W/v2.jsonl" "$W/v2.csv" >/dev/null
+head -n $((TN + 1)) "$W/v1.csv" >"$W/t1.csv"
+UP=("$PY" "$BASELINES/upsert_python.py" --table bench_sales --key purchase_transaction)
+RESULTS="$W/results.jsonl"
+for r in $(seq 1 "$ROUNDS"); do
+  run=(sluice_new raw stage_new sluice_old stage_old)
+  [ $((r % 2)) = 0 ] && run=(stage_old sluice_old stage_new raw sluice_new)
+  for c in "${run[@]}"; do
+    case "$c" in
+      sluice_new) "$BIN" load "$W/v1.csv" ;;
+      sluice_old) "$BIN" load "$W/v2.csv" --after "$W/v1.csv" ;;
+      raw) "${UP[@]}" --csv "$W/v1.csv" --method copy_raw --fresh ;;
+      stage_new) "${UP[@]}" --csv "$W/v1.csv" --method copy_stage --fresh ;;
+      stage_old)
+        "${UP[@]}" --csv "$W/v1.csv" --method copy_raw --fresh >/dev/null
+        "${UP[@]}" --csv "$W/v2.csv" --method copy_stage | sed 's/"upsert_copy_stage"/"upsert_copy_stage_existing"/' ;;
+    esac 2>/dev/null
+  done
+done >"$RESULTS"
+# The seed's per-row method once (minutes at 100k rows).
+"${UP[@]}" --csv "$W/t1.csv" --method tutorial --fresh 2>/dev/null >>"$RESULTS"
+# Peak memory on a 1,000,000-row file (the Lambda minimum is 128 MB).
+if [ "${BIG_N:-1000000}" -gt 0 ]; then
+  "$PY" "$BASELINES/gen_sales.py" "${BIG_N:-1000000}" "$W/big.jsonl" >/dev/null
+  "$BIN" flatten "$W/big.jsonl" "$W/big.csv" >/dev/null
+  rm -f "$W/big.jsonl"
+  "$BIN" load "$W/big.csv" | sed 's/"sluice_loader_new_keys"/"sluice_loader_1m_rows"/' >>"$RESULTS"
+fi
+"$PY" - "$RESULTS" "$N" "$ROUNDS" <<'PYEOF'
+import json, statistics, sys, platform, os
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+by = {}
+for r in rows:
+    name = r["baseline"]
+    if name == "upsert_copy_stage" and r.get("table_rows_before", 0):
+        name = "upsert_copy_stage_existing"
+    by.setdefault(name, []).append(r)
+med = {k: {"rows_per_s": statistics.median(x["rows_per_s"] for x in v),
+           "peak_rss_mb": max(x["peak_rss_mb"] for x in v),
+           "rows": v[0]["rows"], "runs": len(v)} for k, v in by.items()}
+floor = med["upsert_copy_raw"]["rows_per_s"]
+print(f"# loader, N={sys.argv[2]}, {sys.argv[3]} rounds, medians, {os.cpu_count()} cores, {platform.machine()}")
+print(f"{'contender':32} {'rows':>8} {'rows/s':>10} {'× raw COPY':>11} {'peak RSS MB':>12}")
+for k, m in sorted(med.items(), key=lambda kv: -kv[1]["rows_per_s"]):
+    print(f"{k:32} {m['rows']:>8} {m['rows_per_s']:>10.0f} {m['rows_per_s'] / floor:>11.2f} {m['peak_rss_mb']:>12.1f}")
+def ratio(a, b):
+    return round(med[a]["rows_per_s"] / med[b]["rows_per_s"], 2) if a in med and b in med else None
+summary = {
+    "new_keys_vs_raw_copy": ratio("sluice_loader_new_keys", "upsert_copy_raw"),
+    "existing_keys_vs_raw_copy": ratio("sluice_loader_existing_keys", "upsert_copy_raw"),
+    "new_keys_vs_copy_stage": ratio("sluice_loader_new_keys", "upsert_copy_stage"),
+    "existing_keys_vs_copy_stage": ratio("sluice_loader_existing_keys", "upsert_copy_stage_existing"),
+    "new_keys_vs_tutorial": ratio("sluice_loader_new_keys", "upsert_tutorial"),
+}
+print(json.dumps({"bench": "loader", "n": int(sys.argv[2]), "ratios": summary, "medians": med, "raw": rows}))
+PYEOF
