@@ -138,11 +138,11 @@ fn load(input: &str, prior: Option<&str>, mapping_file: Option<&str>) -> Result<
             .execute(&pool)
             .await?;
         // The table is created by the loader itself from the header and two rows, then emptied.
-        let head: String = std::fs::read_to_string(input)?
+        let head: String = BufReader::new(File::open(input)?)
             .lines()
             .take(3)
-            .map(|l| format!("{l}\n"))
-            .collect();
+            .map(|l| l.map(|l| l + "\n"))
+            .collect::<Result<_, _>>()?;
         let seed =
             std::env::temp_dir().join(format!("sluice-bench-seed-{}.csv", std::process::id()));
         std::fs::write(&seed, head)?;

@@ -63,6 +63,40 @@ async fn a_new_version_updates_changed_rows_only() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn lineage_follows_changes_only() -> anyhow::Result<()> {
+    let lineage = r#"
+        [table]
+        name = "lin"
+        key = ["id"]
+        [[derived]]
+        name = "source_object"
+        kind = "source_key"
+        [[derived]]
+        name = "loaded_at"
+        kind = "load_time"
+    "#;
+    let env = common::env_with(&[], &[("lin", lineage)]).await?;
+    env.put_and_load("raw/lin/1.csv", "id,v\na,1\nb,1\n")
+        .await?;
+    let s = env
+        .put_and_load("raw/lin/2.csv", "id,v\na,2\nb,1\n")
+        .await?;
+    assert_eq!(
+        (s.updated, s.unchanged),
+        (1, 1),
+        "new lineage alone is no change"
+    );
+    assert_eq!(
+        env.rows("lin", "id, source_object").await?,
+        [
+            [Some("a".into()), Some("raw/lin/2.csv".into())],
+            [Some("b".into()), Some("raw/lin/1.csv".into())]
+        ]
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn the_last_row_of_a_file_wins_for_a_key() -> anyhow::Result<()> {
     let env = common::env().await?;
     let csv = "id,status,price,updated_at\n\
