@@ -28,15 +28,19 @@ W="$(mktemp -d)"; trap 'rm -rf "$W"' EXIT
 "$BIN" flatten "$W/v1.jsonl" "$W/v1.csv" >/dev/null
 "$BIN" flatten "$W/v2.jsonl" "$W/v2.csv" >/dev/null
 head -n $((TN + 1)) "$W/v1.csv" >"$W/t1.csv"
+# sluice gets the baseline table's column types (so Postgres does the same type work on both
+# sides); `sluice_hotmart` is the built-in mapping (timestamptz, jsonb, lineage, guard), for reference.
+M=(--mapping bench/mappings/baseline-types.toml)
 UP=("$PY" "$BASELINES/upsert_python.py" --table bench_sales --key purchase_transaction)
 RESULTS="$W/results.jsonl"
 for r in $(seq 1 "$ROUNDS"); do
-  run=(sluice_new raw stage_new sluice_old stage_old)
-  [ $((r % 2)) = 0 ] && run=(stage_old sluice_old stage_new raw sluice_new)
+  run=(sluice_new raw stage_new sluice_old stage_old sluice_hotmart)
+  [ $((r % 2)) = 0 ] && run=(sluice_hotmart stage_old sluice_old stage_new raw sluice_new)
   for c in "${run[@]}"; do
     case "$c" in
-      sluice_new) "$BIN" load "$W/v1.csv" ;;
-      sluice_old) "$BIN" load "$W/v2.csv" --after "$W/v1.csv" ;;
+      sluice_new) "$BIN" load "$W/v1.csv" "${M[@]}" ;;
+      sluice_old) "$BIN" load "$W/v2.csv" --after "$W/v1.csv" "${M[@]}" ;;
+      sluice_hotmart) "$BIN" load "$W/v1.csv" | sed 's/"sluice_loader_new_keys"/"sluice_loader_new_keys_hotmart_mapping"/' ;;
       raw) "${UP[@]}" --csv "$W/v1.csv" --method copy_raw --fresh ;;
       stage_new) "${UP[@]}" --csv "$W/v1.csv" --method copy_stage --fresh ;;
       stage_old)
@@ -52,7 +56,7 @@ if [ "${BIG_N:-1000000}" -gt 0 ]; then
   "$PY" "$BASELINES/gen_sales.py" "${BIG_N:-1000000}" "$W/big.jsonl" >/dev/null
   "$BIN" flatten "$W/big.jsonl" "$W/big.csv" >/dev/null
   rm -f "$W/big.jsonl"
-  "$BIN" load "$W/big.csv" | sed 's/"sluice_loader_new_keys"/"sluice_loader_1m_rows"/' >>"$RESULTS"
+  "$BIN" load "$W/big.csv" "${M[@]}" | sed 's/"sluice_loader_new_keys"/"sluice_loader_1m_rows"/' >>"$RESULTS"
 fi
 "$PY" - "$RESULTS" "$N" "$ROUNDS" <<'PYEOF'
 import json, statistics, sys, platform, os

@@ -212,3 +212,46 @@ async fn connect_options(config: &Config) -> Result<PgConnectOptions, ConfigErro
     // Staging tables are temporary: keep them in memory (the default 8 MB spills to disk).
     Ok(apply_tls(base, &config.tls).options([("temp_buffers", "64MB")]))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emf_line_declares_every_metric_it_carries() {
+        let s = InvocationSummary {
+            objects: 2,
+            rows_read: 10,
+            inserted: 7,
+            rejected: 3,
+            ..InvocationSummary::default()
+        };
+        let line = emf_line("loader", &s);
+        let decl = &line["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(decl["Namespace"], "sluice");
+        assert_eq!(decl["Dimensions"], json!([["Function"]]));
+        assert_eq!(line["Function"], "loader");
+        for m in decl["Metrics"].as_array().unwrap() {
+            let name = m["Name"].as_str().unwrap();
+            assert!(line[name].is_u64(), "{name} has a value");
+        }
+        assert_eq!(
+            (line["RowsRead"].as_u64(), line["RowsRejected"].as_u64()),
+            (Some(10), Some(3))
+        );
+        assert!(line["_aws"]["Timestamp"].as_i64().unwrap() > 1_700_000_000_000);
+    }
+
+    #[test]
+    fn diagnostics_tell_retryable_from_permanent() {
+        for (retryable, ty) in [(true, "sluice.Retryable"), (false, "sluice.Permanent")] {
+            let d: lambda_runtime::Diagnostic = HandlerError {
+                message: "m".into(),
+                retryable,
+                summary: None,
+            }
+            .into();
+            assert_eq!((d.error_type.as_str(), d.error_message.as_str()), (ty, "m"));
+        }
+    }
+}

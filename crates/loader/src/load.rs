@@ -385,8 +385,11 @@ impl Loader {
         }
         let plan = prepared.bound.plan();
         let t0 = Instant::now();
-        let sql = if stats.keys_unique {
-            plan.upsert_unique(STAGE)
+        let sql = if stats.presorted {
+            // Strictly ascending keys are unique too.
+            plan.upsert_unique(STAGE, true)
+        } else if stats.keys_unique {
+            plan.upsert_unique(STAGE, false)
         } else {
             plan.upsert(STAGE)
         };
@@ -557,6 +560,7 @@ impl Loader {
             .collect();
         let job = RowJob {
             key_pos,
+            text_key: plan.text_key(),
             header: header.to_vec(),
             bound: prepared.bound.clone(),
             frozen: prepared.frozen.clone(),
@@ -706,6 +710,8 @@ struct Prepared {
 struct ParseStats {
     /// No key was staged twice (exact: decided on 64-bit hashes, a collision only says "maybe").
     keys_unique: bool,
+    /// Text keys staged in strictly ascending byte order: already in lock order.
+    presorted: bool,
     rows_read: u64,
     staged: u64,
     rejected: u64,
@@ -717,6 +723,8 @@ struct ParseStats {
 struct RowJob {
     /// Positions of the key columns in the typed row.
     key_pos: Vec<usize>,
+    /// Every key column is text (byte order is the lock order).
+    text_key: bool,
     header: Vec<String>,
     bound: BoundMapping,
     frozen: Vec<(usize, String)>,
@@ -732,6 +740,7 @@ impl RowJob {
     ) -> Result<ParseStats, Fail> {
         let mut stats = ParseStats {
             keys_unique: true,
+            presorted: self.text_key,
             rows_read: 0,
             staged: 0,
             rejected: 0,
@@ -740,6 +749,9 @@ impl RowJob {
         };
         let mut q: Option<CsvWriter<std::fs::File>> = None;
         let mut seen_keys = std::collections::HashSet::<u64>::new();
+        // The previous key, text columns joined by NUL (which no value contains, so byte order
+        // of the joined form is the tuple's order).
+        let (mut prev_key, mut this_key) = (Vec::<u8>::new(), Vec::<u8>::new());
         let mut rec = CsvRecord::default();
         let mut typed = TypedRow::default();
         let mut w = CsvWriter::new(Vec::with_capacity(self.batch_bytes + (128 << 10)));
@@ -769,6 +781,19 @@ impl RowJob {
                     w.write_fields(std::iter::once(Some(line.as_str())).chain(typed.iter()))
                         .map_err(|e| permanent(e.to_string()))?;
                     stats.staged += 1;
+                    if stats.presorted {
+                        this_key.clear();
+                        for (i, &k) in self.key_pos.iter().enumerate() {
+                            if i > 0 {
+                                this_key.push(0);
+                            }
+                            this_key.extend_from_slice(typed.get(k).unwrap_or_default().as_bytes());
+                        }
+                        if stats.staged > 1 && this_key <= prev_key {
+                            stats.presorted = false;
+                        }
+                        std::mem::swap(&mut prev_key, &mut this_key);
+                    }
                     if stats.keys_unique {
                         let mut h = std::hash::DefaultHasher::new();
                         for &k in &self.key_pos {

@@ -341,20 +341,36 @@ impl UpsertPlan {
         )
     }
 
+    /// True when every key column is text: then byte order is the lock order, and a file whose
+    /// keys already ascend in byte order needs no sort ([`upsert_unique`](Self::upsert_unique)).
+    pub fn text_key(&self) -> bool {
+        self.key.iter().all(|k| {
+            self.columns
+                .iter()
+                .any(|c| &c.name == k && c.ty == ColumnType::Text)
+        })
+    }
+
     /// [`upsert`](Self::upsert) for a staging table whose keys are known to be unique (the
-    /// loader saw no key twice): no de-duplication step. Same result row.
-    pub fn upsert_unique(&self, staging: &str) -> String {
+    /// loader saw no key twice): no de-duplication step. `presorted`: the rows were staged in
+    /// strictly ascending byte order of a text key, which is already the lock order, so they go
+    /// in as staged, without a sort. Same result row.
+    pub fn upsert_unique(&self, staging: &str, presorted: bool) -> String {
         let cols = self.col_list("");
+        let order = if presorted {
+            String::new()
+        } else {
+            format!("ORDER BY {} ", self.lock_order())
+        };
         format!(
             "WITH up AS (INSERT INTO {table} AS t ({cols}) \
-             SELECT {cols} FROM {stage} ORDER BY {order} \
+             SELECT {cols} FROM {stage} {order}\
              {conflict} RETURNING (xmax = 0) AS inserted) \
              SELECT count(*) FILTER (WHERE inserted) AS inserted, \
              count(*) FILTER (WHERE NOT inserted) AS updated, \
              (SELECT count(*) FROM {stage}) AS distinct_rows FROM up",
             stage = quote_ident(staging),
             table = self.table.quoted(),
-            order = self.lock_order(),
             conflict = self.on_conflict(),
         )
     }
@@ -408,12 +424,15 @@ mod tests {
     fn upsert_has_last_wins_distinct_and_guard() {
         let sql = plan(Some("v")).upsert("s");
         assert!(sql.contains(r#"SELECT DISTINCT ON ("id" COLLATE "C") "id", "we""ird col", "v" FROM "s" ORDER BY "id" COLLATE "C", "_sluice_line" DESC"#), "{sql}");
-        let unique = plan(Some("v")).upsert_unique("s");
+        let unique = plan(Some("v")).upsert_unique("s", false);
         assert!(
             unique.contains(r#"FROM "s" ORDER BY "id" COLLATE "C" ON CONFLICT"#),
             "{unique}"
         );
         assert!(!unique.contains("DISTINCT ON"));
+        let sorted = plan(Some("v")).upsert_unique("s", true);
+        assert!(sorted.contains(r#"FROM "s" ON CONFLICT"#), "{sorted}");
+        assert!(plan(None).text_key());
         assert!(sql.contains(r#"WHERE ROW(t."we""ird col", t."v") IS DISTINCT FROM ROW(EXCLUDED."we""ird col", EXCLUDED."v")"#));
         assert!(sql.contains(r#"AND (t."v" IS NULL OR EXCLUDED."v" >= t."v")"#));
         assert!(!plan(None).upsert("s").contains(">="));
