@@ -50,7 +50,11 @@ pub struct ObjectSummary {
     pub quarantine_key: Option<String>,
     pub attempts: u32,
     pub duration_ms: u64,
-    /// Time spent reading, transforming and `COPY`ing into staging (in parallel).
+    /// `direct` (new keys in lock order, `COPY`ed straight into the table) or `staged`
+    /// (`COPY` into staging, then the upsert).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub path: String,
+    /// Time spent reading, transforming and `COPY`ing (in parallel).
     pub copy_ms: u64,
     /// Time spent in the upsert statement.
     pub upsert_ms: u64,
@@ -72,21 +76,36 @@ pub struct LoadError {
 struct Fail {
     message: String,
     retryable: bool,
+    /// The direct `COPY` into the target cannot go on (a key exists, repeats or is out of
+    /// order): roll it back and take the staging path.
+    fallback: bool,
 }
 
 fn permanent(message: impl Into<String>) -> Fail {
     Fail {
         message: message.into(),
         retryable: false,
+        fallback: false,
+    }
+}
+
+fn fallback(message: impl Into<String>) -> Fail {
+    Fail {
+        message: message.into(),
+        retryable: false,
+        fallback: true,
     }
 }
 
 impl From<sqlx::Error> for Fail {
     fn from(e: sqlx::Error) -> Self {
         let retryable = is_retryable_db(&e);
+        let unique_violation =
+            matches!(&e, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"));
         Fail {
             message: format!("database: {e}"),
             retryable,
+            fallback: unique_violation,
         }
     }
 }
@@ -96,6 +115,7 @@ impl From<StoreError> for Fail {
         Fail {
             message: e.message,
             retryable: e.retryable,
+            fallback: false,
         }
     }
 }
@@ -364,25 +384,54 @@ impl Loader {
         summary: &mut ObjectSummary,
     ) -> Result<(), Fail> {
         let t0 = Instant::now();
-        let stats = self.copy_rows(tx, reader, header, prepared, ctx).await?;
+        let mut reader = Some(reader);
+        if prepared.bound.plan().text_key() {
+            // Fast path: new keys in lock order go straight into the table. Any existing,
+            // repeated or out-of-order key rolls it back to the savepoint; then the object is
+            // read again and takes the staging path.
+            sqlx::query("SAVEPOINT sluice_direct")
+                .execute(&mut *tx)
+                .await?;
+            let first = reader.take().expect("reader present");
+            match self
+                .copy_rows(tx, first, header, prepared, ctx.clone(), true)
+                .await
+            {
+                Ok(stats) => {
+                    summary.copy_ms = t0.elapsed().as_millis() as u64;
+                    summary.path = "direct".into();
+                    self.check_ratio(&stats)?;
+                    summary.rows_read = stats.rows_read;
+                    summary.rejected = stats.rejected;
+                    summary.inserted = stats.staged;
+                    return self.quarantine(store, object, stats, summary).await;
+                }
+                Err(f) if f.fallback => {
+                    tracing::debug!(reason = %f.message, "direct COPY not possible; staging");
+                    sqlx::query("ROLLBACK TO SAVEPOINT sluice_direct")
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                Err(f) => return Err(f),
+            }
+        }
+        let reader = match reader {
+            Some(r) => r,
+            None => {
+                let (_, raw) = store
+                    .open(&object.bucket, &object.key, object.version_id.as_deref())
+                    .await?;
+                blocking(move || read_header(raw)).await??.0
+            }
+        };
+        let stats = self
+            .copy_rows(tx, reader, header, prepared, ctx, false)
+            .await?;
         summary.copy_ms = t0.elapsed().as_millis() as u64;
+        summary.path = "staged".into();
         summary.rows_read = stats.rows_read;
         summary.rejected = stats.rejected;
-        let ratio = if stats.rows_read == 0 {
-            0.0
-        } else {
-            stats.rejected as f64 / stats.rows_read as f64
-        };
-        if ratio > self.config.max_reject_ratio {
-            return Err(permanent(format!(
-                "{} of {} rows rejected ({:.1}% > MAX_REJECT_RATIO {}); nothing loaded; first bad lines: {}",
-                stats.rejected,
-                stats.rows_read,
-                ratio * 100.0,
-                self.config.max_reject_ratio,
-                stats.samples.join("; ")
-            )));
-        }
+        self.check_ratio(&stats)?;
         let plan = prepared.bound.plan();
         let t0 = Instant::now();
         let sql = if stats.presorted {
@@ -403,10 +452,40 @@ impl Loader {
         summary.updated = updated as u64;
         summary.unchanged = (distinct - inserted - updated) as u64;
         summary.duplicates = stats.staged - distinct as u64;
+        self.quarantine(store, object, stats, summary).await
+    }
+
+    /// Above `MAX_REJECT_RATIO` the object fails as a whole.
+    fn check_ratio(&self, stats: &ParseStats) -> Result<(), Fail> {
+        let ratio = if stats.rows_read == 0 {
+            0.0
+        } else {
+            stats.rejected as f64 / stats.rows_read as f64
+        };
+        if ratio > self.config.max_reject_ratio {
+            return Err(permanent(format!(
+                "{} of {} rows rejected ({:.1}% > MAX_REJECT_RATIO {}); nothing loaded; first bad lines: {}",
+                stats.rejected,
+                stats.rows_read,
+                ratio * 100.0,
+                self.config.max_reject_ratio,
+                stats.samples.join("; ")
+            )));
+        }
+        Ok(())
+    }
+
+    /// Uploads the quarantine file, if any (before the commit: a failed commit leaves a file
+    /// the retry overwrites, never a committed load without its rejected rows).
+    async fn quarantine<S: Store>(
+        &self,
+        store: &S,
+        object: &ObjectRef,
+        stats: ParseStats,
+        summary: &mut ObjectSummary,
+    ) -> Result<(), Fail> {
         if let Some(file) = stats.quarantine {
             let qkey = quarantine_key(&self.config.quarantine_prefix, &object.key);
-            // Written before the commit: a failed commit leaves a quarantine file that the
-            // retry overwrites, never a committed load without its rejected rows.
             store.put_file(&object.bucket, &qkey, file).await?;
             summary.quarantine_key = Some(qkey);
         }
@@ -546,12 +625,15 @@ impl Loader {
         header: &[String],
         prepared: &Prepared,
         ctx: RowContext,
+        direct: bool,
     ) -> Result<ParseStats, Fail> {
         let plan = prepared.bound.plan();
-        sqlx::query(sqlx::AssertSqlSafe(plan.create_staging(STAGE)))
-            .execute(&mut *conn)
-            .await?;
-        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(4);
+        if !direct {
+            sqlx::query(sqlx::AssertSqlSafe(plan.create_staging(STAGE)))
+                .execute(&mut *conn)
+                .await?;
+        }
+        let (tx, mut rx) = mpsc::channel::<Batch>(4);
         let names = prepared.bound.names();
         let key_pos = plan
             .key
@@ -560,6 +642,7 @@ impl Loader {
             .collect();
         let job = RowJob {
             key_pos,
+            direct,
             text_key: plan.text_key(),
             header: header.to_vec(),
             bound: prepared.bound.clone(),
@@ -568,10 +651,43 @@ impl Loader {
             batch_bytes: self.config.batch_bytes,
         };
         let parser = tokio::task::spawn_blocking(move || job.run(reader, tx));
-        let mut copy = conn.copy_in_raw(&plan.copy_staging(STAGE)).await?;
+        let statement = if direct {
+            plan.copy_target()
+        } else {
+            plan.copy_staging(STAGE)
+        };
+        let mut first = rx.recv().await;
+        if direct
+            && let (Some(b), [key]) = (&first, plan.key.as_slice())
+            && !b.keys.is_empty()
+        {
+            // Probe the first keys: if any exists already, the direct COPY would fail on it
+            // after streaming the whole object; take the staging path at once.
+            let exists: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT EXISTS (SELECT 1 FROM {} WHERE {} = ANY($1))",
+                plan.table.quoted(),
+                quote_ident(key)
+            )))
+            .bind(&b.keys)
+            .fetch_one(&mut *conn)
+            .await?;
+            if exists {
+                drop(rx);
+                let _ = parser.await;
+                return Err(fallback("some of the first keys exist already"));
+            }
+        }
+        let mut copy = conn.copy_in_raw(&statement).await?;
         let mut send_err = None;
-        while let Some(batch) = rx.recv().await {
-            if let Err(e) = copy.send(batch).await {
+        loop {
+            let batch = match first.take() {
+                Some(b) => b,
+                None => match rx.recv().await {
+                    Some(b) => b,
+                    None => break,
+                },
+            };
+            if let Err(e) = copy.send(batch.rows).await {
                 send_err = Some(e);
                 break;
             }
@@ -586,7 +702,13 @@ impl Loader {
         let stats = match parsed {
             Ok(Ok(stats)) => stats,
             Ok(Err(f)) | Err(f) => {
-                let _ = copy.abort(f.message.clone()).await;
+                if f.fallback {
+                    // Ending the COPY normally keeps the protocol in step whatever the server
+                    // already said (a unique violation, say); the savepoint undoes it anyway.
+                    let _ = copy.finish().await;
+                } else {
+                    let _ = copy.abort(f.message.clone()).await;
+                }
                 return Err(f);
             }
         };
@@ -613,6 +735,7 @@ fn read_fail(e: io::Error) -> Fail {
             format!("reading the object: {e}")
         },
         retryable,
+        fallback: false,
     }
 }
 
@@ -719,10 +842,22 @@ struct ParseStats {
     quarantine: Option<std::fs::File>,
 }
 
+/// Keys of the first rows checked against the table before a direct `COPY`.
+const PROBE_KEYS: usize = 1000;
+
+/// `COPY` data for one send, and (first batch of a direct load) the keys to probe.
+#[derive(Debug)]
+struct Batch {
+    rows: Vec<u8>,
+    keys: Vec<String>,
+}
+
 /// The blocking half: parse, transform, batch for COPY, quarantine.
 struct RowJob {
     /// Positions of the key columns in the typed row.
     key_pos: Vec<usize>,
+    /// Rows go straight into the table: no line number, and keys must ascend strictly.
+    direct: bool,
     /// Every key column is text (byte order is the lock order).
     text_key: bool,
     header: Vec<String>,
@@ -736,8 +871,12 @@ impl RowJob {
     fn run(
         self,
         mut reader: CsvReader<ObjectReader>,
-        tx: mpsc::Sender<Vec<u8>>,
+        tx: mpsc::Sender<Batch>,
     ) -> Result<ParseStats, Fail> {
+        // Direct path: the first keys travel with the first batch, to be probed.
+        let mut probe: Option<Vec<String>> =
+            (self.direct && self.key_pos.len() == 1).then(Vec::new);
+        let keys_for_batch = |probe: &mut Option<Vec<String>>| probe.take().unwrap_or_default();
         let mut stats = ParseStats {
             keys_unique: true,
             presorted: self.text_key,
@@ -778,9 +917,15 @@ impl RowJob {
             match outcome {
                 Ok(()) => {
                     let line = rec.line.to_string();
-                    w.write_fields(std::iter::once(Some(line.as_str())).chain(typed.iter()))
+                    let line = (!self.direct).then_some(Some(line.as_str()));
+                    w.write_fields(line.into_iter().chain(typed.iter()))
                         .map_err(|e| permanent(e.to_string()))?;
                     stats.staged += 1;
+                    if let Some(p) = probe.as_mut()
+                        && p.len() < PROBE_KEYS
+                    {
+                        p.push(typed.get(self.key_pos[0]).unwrap_or_default().to_owned());
+                    }
                     if stats.presorted {
                         this_key.clear();
                         for (i, &k) in self.key_pos.iter().enumerate() {
@@ -791,10 +936,16 @@ impl RowJob {
                         }
                         if stats.staged > 1 && this_key <= prev_key {
                             stats.presorted = false;
+                            if self.direct {
+                                return Err(fallback(format!(
+                                    "line {}: key not after the previous one",
+                                    rec.line
+                                )));
+                            }
                         }
                         std::mem::swap(&mut prev_key, &mut this_key);
                     }
-                    if stats.keys_unique {
+                    if stats.keys_unique && !self.direct {
                         let mut h = std::hash::DefaultHasher::new();
                         for &k in &self.key_pos {
                             std::hash::Hash::hash(&typed.get(k), &mut h);
@@ -811,7 +962,9 @@ impl RowJob {
                             w.get_mut(),
                             Vec::with_capacity(self.batch_bytes + (128 << 10)),
                         );
-                        tx.blocking_send(batch).map_err(|_| cancelled())?;
+                        let keys = keys_for_batch(&mut probe);
+                        tx.blocking_send(Batch { rows: batch, keys })
+                            .map_err(|_| cancelled())?;
                     }
                 }
                 Err(reason) => {
@@ -847,7 +1000,9 @@ impl RowJob {
         }
         let last = w.into_inner().map_err(|e| permanent(e.to_string()))?;
         if !last.is_empty() {
-            tx.blocking_send(last).map_err(|_| cancelled())?;
+            let keys = keys_for_batch(&mut probe);
+            tx.blocking_send(Batch { rows: last, keys })
+                .map_err(|_| cancelled())?;
         }
         if let Some(qw) = q {
             let mut file = qw

@@ -54,6 +54,10 @@ async fn a_new_version_updates_changed_rows_only() -> anyhow::Result<()> {
         (s.rows_read, s.inserted, s.updated, s.unchanged, s.skipped),
         (15, 5, 3, 7, 0)
     );
+    assert_eq!(
+        s.results[0].path, "staged",
+        "existing keys roll the direct COPY back"
+    );
     let rows = env.rows("sales", "id, status").await?;
     assert_eq!(rows.len(), 15);
     assert_eq!(rows[0][1].as_deref(), Some("PAID"));
@@ -93,6 +97,40 @@ async fn lineage_follows_changes_only() -> anyhow::Result<()> {
             [Some("b".into()), Some("raw/lin/1.csv".into())]
         ]
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_direct_path_keeps_quarantine_and_falls_back_on_order() -> anyhow::Result<()> {
+    let env = common::env_with(&[("MAX_REJECT_RATIO", "0.5")], &[]).await?;
+    let csv = "id,status,price,updated_at\n\
+               a,NEW,1,2024-01-01T00:00:00Z\n\
+               b,NEW,oops,2024-01-01T00:00:00Z\n\
+               c,NEW,3,2024-01-01T00:00:00Z\n";
+    let s = env.put_and_load("raw/sales/1.csv", csv).await?;
+    assert_eq!(
+        (s.results[0].path.as_str(), s.inserted, s.rejected),
+        ("direct", 2, 1)
+    );
+    assert!(env.bucket.get("quarantine/raw/sales/1.csv").await.is_ok());
+    // New keys, but out of order: the staging path sorts them.
+    let csv = "id,status,price,updated_at\n\
+               f,NEW,1,2024-01-01T00:00:00Z\n\
+               d,NEW,1,2024-01-01T00:00:00Z\n\
+               e,NEW,1,2024-01-01T00:00:00Z\n";
+    let s = env.put_and_load("raw/sales/2.csv", csv).await?;
+    assert_eq!((s.results[0].path.as_str(), s.inserted), ("staged", 3));
+    // A key repeated in order (not strictly ascending): staging, last row wins.
+    let csv = "id,status,price,updated_at\n\
+               g,NEW,1,2024-01-01T00:00:00Z\n\
+               g,PAID,2,2024-01-01T00:00:00Z\n";
+    let s = env.put_and_load("raw/sales/3.csv", csv).await?;
+    assert_eq!(
+        (s.results[0].path.as_str(), s.inserted, s.duplicates),
+        ("staged", 1, 1)
+    );
+    assert_eq!(env.count("sales").await?, 6);
+    assert_eq!(env.ledger().await?, 3);
     Ok(())
 }
 

@@ -266,6 +266,16 @@ impl UpsertPlan {
         )
     }
 
+    /// `COPY` of CSV rows straight into the target table (the loader's fast path for new keys
+    /// arriving in lock order).
+    pub fn copy_target(&self) -> String {
+        format!(
+            "COPY {} ({}) FROM STDIN (FORMAT csv)",
+            self.table.quoted(),
+            self.col_list("")
+        )
+    }
+
     /// The key in lock order: byte order (`COLLATE "C"`) for text keys, so every loader takes
     /// row locks in the same order whatever the database's collation (and sorts faster).
     fn lock_order(&self) -> String {
@@ -413,6 +423,10 @@ mod tests {
         assert!(
             p.create_staging("s")
                 .starts_with(r#"CREATE TEMP TABLE "s" ("_sluice_line" bigint NOT NULL, "id" text"#)
+        );
+        assert_eq!(
+            p.copy_target(),
+            r#"COPY "public"."sales" ("id", "we""ird col", "v") FROM STDIN (FORMAT csv)"#
         );
         assert_eq!(
             p.copy_staging("s"),
