@@ -384,50 +384,45 @@ impl Loader {
         summary: &mut ObjectSummary,
     ) -> Result<(), Fail> {
         let t0 = Instant::now();
-        let mut reader = Some(reader);
-        if prepared.bound.plan().text_key() {
-            // Fast path: new keys in lock order go straight into the table. Any existing,
-            // repeated or out-of-order key rolls it back to the savepoint; then the object is
-            // read again and takes the staging path.
+        // Fast path first when the key is text: new keys in lock order go straight into the
+        // table. The parser switches to staging by itself (no second read) when a key is out of
+        // order or repeats within the first batch, or when a probe of the first keys finds one
+        // that exists. A conflict after that rolls back to the savepoint, and the object is read
+        // again for the staging path.
+        let try_direct = prepared.bound.plan().text_key();
+        if try_direct {
             sqlx::query("SAVEPOINT sluice_direct")
                 .execute(&mut *tx)
                 .await?;
-            let first = reader.take().expect("reader present");
-            match self
-                .copy_rows(tx, first, header, prepared, ctx.clone(), true)
-                .await
-            {
-                Ok(stats) => {
-                    summary.copy_ms = t0.elapsed().as_millis() as u64;
-                    summary.path = "direct".into();
-                    self.check_ratio(&stats)?;
-                    summary.rows_read = stats.rows_read;
-                    summary.rejected = stats.rejected;
-                    summary.inserted = stats.staged;
-                    return self.quarantine(store, object, stats, summary).await;
-                }
-                Err(f) if f.fallback => {
-                    tracing::debug!(reason = %f.message, "direct COPY not possible; staging");
-                    sqlx::query("ROLLBACK TO SAVEPOINT sluice_direct")
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                Err(f) => return Err(f),
-            }
         }
-        let reader = match reader {
-            Some(r) => r,
-            None => {
+        let stats = match self
+            .copy_rows(tx, reader, header, prepared, ctx.clone(), try_direct)
+            .await
+        {
+            Ok(stats) => stats,
+            Err(f) if f.fallback => {
+                tracing::debug!(reason = %f.message, "direct COPY not possible; staging");
+                sqlx::query("ROLLBACK TO SAVEPOINT sluice_direct")
+                    .execute(&mut *tx)
+                    .await?;
                 let (_, raw) = store
                     .open(&object.bucket, &object.key, object.version_id.as_deref())
                     .await?;
-                blocking(move || read_header(raw)).await??.0
+                let reader = blocking(move || read_header(raw)).await??.0;
+                self.copy_rows(tx, reader, header, prepared, ctx, false)
+                    .await?
             }
+            Err(f) => return Err(f),
         };
-        let stats = self
-            .copy_rows(tx, reader, header, prepared, ctx, false)
-            .await?;
         summary.copy_ms = t0.elapsed().as_millis() as u64;
+        if stats.direct {
+            summary.path = "direct".into();
+            self.check_ratio(&stats)?;
+            summary.rows_read = stats.rows_read;
+            summary.rejected = stats.rejected;
+            summary.inserted = stats.staged;
+            return self.quarantine(store, object, stats, summary).await;
+        }
         summary.path = "staged".into();
         summary.rows_read = stats.rows_read;
         summary.rejected = stats.rejected;
@@ -618,6 +613,8 @@ impl Loader {
         Ok(Some(Prepared { bound, frozen }))
     }
 
+    /// Streams the rows into Postgres: straight into the table (`direct`, when allowed and the
+    /// first batch qualifies) or into the staging table. `ParseStats::direct` tells which.
     async fn copy_rows(
         &self,
         conn: &mut PgConnection,
@@ -625,15 +622,11 @@ impl Loader {
         header: &[String],
         prepared: &Prepared,
         ctx: RowContext,
-        direct: bool,
+        try_direct: bool,
     ) -> Result<ParseStats, Fail> {
         let plan = prepared.bound.plan();
-        if !direct {
-            sqlx::query(sqlx::AssertSqlSafe(plan.create_staging(STAGE)))
-                .execute(&mut *conn)
-                .await?;
-        }
         let (tx, mut rx) = mpsc::channel::<Batch>(4);
+        let (decide_tx, decide_rx) = std::sync::mpsc::sync_channel::<bool>(1);
         let names = prepared.bound.names();
         let key_pos = plan
             .key
@@ -642,7 +635,8 @@ impl Loader {
             .collect();
         let job = RowJob {
             key_pos,
-            direct,
+            direct: try_direct,
+            decision: decide_rx,
             text_key: plan.text_key(),
             header: header.to_vec(),
             bound: prepared.bound.clone(),
@@ -651,32 +645,56 @@ impl Loader {
             batch_bytes: self.config.batch_bytes,
         };
         let parser = tokio::task::spawn_blocking(move || job.run(reader, tx));
+
+        // The first batch decides the path.
+        let mut first = rx.recv().await;
+        let direct = match first.as_mut() {
+            Some(b) => match b.staged_rows.take() {
+                // Still eligible for the direct path: probe the first keys.
+                Some(staged_rows) => {
+                    let mut exists = false;
+                    if let [key] = plan.key.as_slice()
+                        && !b.keys.is_empty()
+                    {
+                        exists = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                            "SELECT EXISTS (SELECT 1 FROM {} WHERE {} = ANY($1))",
+                            plan.table.quoted(),
+                            quote_ident(key)
+                        )))
+                        .bind(&b.keys)
+                        .fetch_one(&mut *conn)
+                        .await?;
+                    }
+                    if exists {
+                        b.rows = staged_rows;
+                    }
+                    // The parser waits for this after a full first batch (not after its last).
+                    let _ = decide_tx.try_send(!exists);
+                    !exists
+                }
+                None => b.direct,
+            },
+            None => {
+                // No row to send (none, or all rejected): nothing to COPY either way.
+                drop(rx);
+                let stats = parser
+                    .await
+                    .map_err(|e| permanent(format!("row reader panicked: {e}")))??;
+                // Reported as direct: no staging table, no upsert, nothing inserted.
+                return Ok(ParseStats {
+                    direct: true,
+                    ..stats
+                });
+            }
+        };
         let statement = if direct {
             plan.copy_target()
         } else {
+            sqlx::query(sqlx::AssertSqlSafe(plan.create_staging(STAGE)))
+                .execute(&mut *conn)
+                .await?;
             plan.copy_staging(STAGE)
         };
-        let mut first = rx.recv().await;
-        if direct
-            && let (Some(b), [key]) = (&first, plan.key.as_slice())
-            && !b.keys.is_empty()
-        {
-            // Probe the first keys: if any exists already, the direct COPY would fail on it
-            // after streaming the whole object; take the staging path at once.
-            let exists: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "SELECT EXISTS (SELECT 1 FROM {} WHERE {} = ANY($1))",
-                plan.table.quoted(),
-                quote_ident(key)
-            )))
-            .bind(&b.keys)
-            .fetch_one(&mut *conn)
-            .await?;
-            if exists {
-                drop(rx);
-                let _ = parser.await;
-                return Err(fallback("some of the first keys exist already"));
-            }
-        }
         let mut copy = conn.copy_in_raw(&statement).await?;
         let mut send_err = None;
         loop {
@@ -714,7 +732,8 @@ impl Loader {
         };
         let staged = copy.finish().await?;
         debug_assert_eq!(staged, stats.staged);
-        Ok(stats)
+        // The probe's answer decides, also for a first batch that was the parser's last.
+        Ok(ParseStats { direct, ..stats })
     }
 }
 
@@ -831,6 +850,8 @@ struct Prepared {
 
 #[derive(Debug)]
 struct ParseStats {
+    /// The rows went straight into the table.
+    direct: bool,
     /// No key was staged twice (exact: decided on 64-bit hashes, a collision only says "maybe").
     keys_unique: bool,
     /// Text keys staged in strictly ascending byte order: already in lock order.
@@ -849,15 +870,23 @@ const PROBE_KEYS: usize = 1000;
 #[derive(Debug)]
 struct Batch {
     rows: Vec<u8>,
+    /// The rows are for the table (`direct`) rather than staging.
+    direct: bool,
+    /// First batch of a direct attempt: the first keys, to probe…
     keys: Vec<String>,
+    /// …and the same rows in staging form, should the probe say no.
+    staged_rows: Option<Vec<u8>>,
 }
 
 /// The blocking half: parse, transform, batch for COPY, quarantine.
 struct RowJob {
     /// Positions of the key columns in the typed row.
     key_pos: Vec<usize>,
-    /// Rows go straight into the table: no line number, and keys must ascend strictly.
+    /// Try the direct path: rows straight into the table (no line number), keys strictly
+    /// ascending. Until the first batch is decided, rows are kept in both forms.
     direct: bool,
+    /// The async side's answer to the first direct batch: `true` to stay direct.
+    decision: std::sync::mpsc::Receiver<bool>,
     /// Every key column is text (byte order is the lock order).
     text_key: bool,
     header: Vec<String>,
@@ -878,6 +907,7 @@ impl RowJob {
             (self.direct && self.key_pos.len() == 1).then(Vec::new);
         let keys_for_batch = |probe: &mut Option<Vec<String>>| probe.take().unwrap_or_default();
         let mut stats = ParseStats {
+            direct: self.direct,
             keys_unique: true,
             presorted: self.text_key,
             rows_read: 0,
@@ -893,7 +923,10 @@ impl RowJob {
         let (mut prev_key, mut this_key) = (Vec::<u8>::new(), Vec::<u8>::new());
         let mut rec = CsvRecord::default();
         let mut typed = TypedRow::default();
-        let mut w = CsvWriter::new(Vec::with_capacity(self.batch_bytes + (128 << 10)));
+        let new_buf = || Vec::with_capacity(self.batch_bytes + (128 << 10));
+        let mut w = CsvWriter::new(new_buf());
+        // While the first direct batch is undecided, the same rows in staging form.
+        let mut w_staged = self.direct.then(|| CsvWriter::new(new_buf()));
         let width = self.header.len();
         let cancelled = || permanent("the COPY stopped before the rows did");
         while reader.read(&mut rec).map_err(read_fail)? {
@@ -917,9 +950,18 @@ impl RowJob {
             match outcome {
                 Ok(()) => {
                     let line = rec.line.to_string();
-                    let line = (!self.direct).then_some(Some(line.as_str()));
-                    w.write_fields(line.into_iter().chain(typed.iter()))
-                        .map_err(|e| permanent(e.to_string()))?;
+                    let numbered = std::iter::once(Some(line.as_str())).chain(typed.iter());
+                    if stats.direct {
+                        w.write_fields(typed.iter())
+                            .map_err(|e| permanent(e.to_string()))?;
+                        if let Some(ws) = w_staged.as_mut() {
+                            ws.write_fields(numbered)
+                                .map_err(|e| permanent(e.to_string()))?;
+                        }
+                    } else {
+                        w.write_fields(numbered)
+                            .map_err(|e| permanent(e.to_string()))?;
+                    }
                     stats.staged += 1;
                     if let Some(p) = probe.as_mut()
                         && p.len() < PROBE_KEYS
@@ -936,16 +978,26 @@ impl RowJob {
                         }
                         if stats.staged > 1 && this_key <= prev_key {
                             stats.presorted = false;
-                            if self.direct {
-                                return Err(fallback(format!(
-                                    "line {}: key not after the previous one",
-                                    rec.line
-                                )));
+                            if stats.direct {
+                                match w_staged.take() {
+                                    // Nothing sent yet: carry on in staging form.
+                                    Some(ws) => {
+                                        stats.direct = false;
+                                        probe = None;
+                                        w = ws;
+                                    }
+                                    None => {
+                                        return Err(fallback(format!(
+                                            "line {}: key not after the previous one",
+                                            rec.line
+                                        )));
+                                    }
+                                }
                             }
                         }
                         std::mem::swap(&mut prev_key, &mut this_key);
                     }
-                    if stats.keys_unique && !self.direct {
+                    if stats.keys_unique && (!stats.direct || w_staged.is_some()) {
                         let mut h = std::hash::DefaultHasher::new();
                         for &k in &self.key_pos {
                             std::hash::Hash::hash(&typed.get(k), &mut h);
@@ -958,13 +1010,26 @@ impl RowJob {
                     }
                     if w.get_mut().len() >= self.batch_bytes {
                         w.flush().map_err(|e| permanent(e.to_string()))?;
-                        let batch = std::mem::replace(
-                            w.get_mut(),
-                            Vec::with_capacity(self.batch_bytes + (128 << 10)),
-                        );
+                        let rows = std::mem::replace(w.get_mut(), new_buf());
+                        let staged_rows = match w_staged.take() {
+                            Some(ws) => {
+                                Some(ws.into_inner().map_err(|e| permanent(e.to_string()))?)
+                            }
+                            None => None,
+                        };
+                        let undecided = staged_rows.is_some();
                         let keys = keys_for_batch(&mut probe);
-                        tx.blocking_send(Batch { rows: batch, keys })
-                            .map_err(|_| cancelled())?;
+                        tx.blocking_send(Batch {
+                            rows,
+                            direct: stats.direct,
+                            keys,
+                            staged_rows,
+                        })
+                        .map_err(|_| cancelled())?;
+                        if undecided && !self.decision.recv().unwrap_or(false) {
+                            // The probe found an existing key: the rest goes to staging.
+                            stats.direct = false;
+                        }
                     }
                 }
                 Err(reason) => {
@@ -1000,9 +1065,18 @@ impl RowJob {
         }
         let last = w.into_inner().map_err(|e| permanent(e.to_string()))?;
         if !last.is_empty() {
+            let staged_rows = match w_staged.take() {
+                Some(ws) => Some(ws.into_inner().map_err(|e| permanent(e.to_string()))?),
+                None => None,
+            };
             let keys = keys_for_batch(&mut probe);
-            tx.blocking_send(Batch { rows: last, keys })
-                .map_err(|_| cancelled())?;
+            tx.blocking_send(Batch {
+                rows: last,
+                direct: stats.direct,
+                keys,
+                staged_rows,
+            })
+            .map_err(|_| cancelled())?;
         }
         if let Some(qw) = q {
             let mut file = qw

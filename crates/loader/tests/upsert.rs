@@ -134,6 +134,99 @@ async fn the_direct_path_keeps_quarantine_and_falls_back_on_order() -> anyhow::R
     Ok(())
 }
 
+/// The real S3 store, counting how often an object is opened.
+struct CountingStore {
+    inner: S3Store,
+    opens: std::sync::atomic::AtomicUsize,
+}
+
+impl sluice_loader::Store for CountingStore {
+    async fn open(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<(sluice_loader::ObjectMeta, Box<dyn std::io::Read + Send>), sluice_loader::StoreError>
+    {
+        self.opens.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.open(bucket, key, version_id).await
+    }
+    async fn put_file(
+        &self,
+        bucket: &str,
+        key: &str,
+        file: std::fs::File,
+    ) -> Result<(), sluice_loader::StoreError> {
+        self.inner.put_file(bucket, key, file).await
+    }
+}
+
+#[tokio::test]
+async fn the_path_is_chosen_without_reading_the_object_twice() -> anyhow::Result<()> {
+    // Small batches, so the first one is decided long before the end of the file.
+    let env = common::env_with(&[("COPY_BATCH_BYTES", "1024")], &[]).await?;
+    let store = CountingStore {
+        inner: env.store.clone(),
+        opens: 0.into(),
+    };
+    let load = |key: &'static str| {
+        let ev = serde_json::json!({"bucket": env.bucket.name, "key": key});
+        let store = &store;
+        let loader = &env.loader;
+        async move {
+            store.opens.store(0, std::sync::atomic::Ordering::SeqCst);
+            let s = sluice_loader::handle(&ev, loader, store).await?;
+            anyhow::Ok((
+                s.results[0].path.clone(),
+                store.opens.load(std::sync::atomic::Ordering::SeqCst),
+                s,
+            ))
+        }
+    };
+    env.bucket
+        .put(
+            "raw/sales/1.csv",
+            sales_csv(0..500, "NEW", "2024-01-01T00:00:00Z"),
+        )
+        .await?;
+    let (path, opens, s) = load("raw/sales/1.csv").await?;
+    // Two reads: the table is new, so one pass infers the unmapped columns' types.
+    assert_eq!((path.as_str(), opens, s.inserted), ("direct", 2, 500));
+
+    // Existing keys first: the probe sends it to staging, same read.
+    env.bucket
+        .put(
+            "raw/sales/2.csv",
+            sales_csv(0..600, "PAID", "2024-01-02T00:00:00Z"),
+        )
+        .await?;
+    let (path, opens, s) = load("raw/sales/2.csv").await?;
+    assert_eq!(
+        (path.as_str(), opens, s.inserted, s.updated),
+        ("staged", 1, 100, 500)
+    );
+
+    // Out of order within the first batch: staging, same read.
+    let mut csv = String::from(common::HEADER);
+    csv.push_str("zz,NEW,1,2024-01-01T00:00:00Z\nyy,NEW,1,2024-01-01T00:00:00Z\n");
+    env.bucket.put("raw/sales/3.csv", csv).await?;
+    let (path, opens, s) = load("raw/sales/3.csv").await?;
+    assert_eq!((path.as_str(), opens, s.inserted), ("staged", 1, 2));
+
+    // New first keys, an existing one past the first batch (the writer flushes every 64 KiB):
+    // the direct COPY meets it, rolls back, and the object is read again for staging.
+    let mut csv = sales_csv(600..3000, "NEW", "2024-01-03T00:00:00Z");
+    csv.push_str("zz,LATE,1,2024-01-03T00:00:00Z\n");
+    env.bucket.put("raw/sales/4.csv", csv).await?;
+    let (path, opens, s) = load("raw/sales/4.csv").await?;
+    assert_eq!(
+        (path.as_str(), opens, s.inserted, s.updated),
+        ("staged", 2, 2400, 1)
+    );
+    assert_eq!(env.count("sales").await?, 3002);
+    Ok(())
+}
+
 #[tokio::test]
 async fn the_last_row_of_a_file_wins_for_a_key() -> anyhow::Result<()> {
     let env = common::env().await?;
