@@ -259,12 +259,36 @@ pub fn s3_endpoint() -> Result<S3Endpoint> {
                     .unwrap_or_else(|_| S3_SECRET_KEY.into()),
             });
         }
-        let root = std::env::temp_dir().join(unique_name("sluice-s3"));
+        // One directory per test process under target/; those of processes that have ended
+        // are removed here, so test data does not pile up.
+        let parent = target_dir().join("sluice-services").join("s3");
+        remove_stale_roots(&parent);
+        let root = parent.join(unique_name("sluice-s3"));
         serve_s3_in_background(root, "127.0.0.1:0".parse().expect("literal address"))
             .map_err(|e| format!("{e:#}"))
     })
     .clone()
     .map_err(|e| anyhow!(e))
+}
+
+/// Removes `sluice-s3-<pid>-…` directories whose process no longer runs (Linux `/proc`).
+fn remove_stale_roots(parent: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let pid = name
+            .strip_prefix("sluice-s3-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok());
+        if let Some(pid) = pid
+            && pid != std::process::id()
+            && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 /// Serves `root` as an S3 endpoint on `addr` from a dedicated thread; returns once it listens.
