@@ -171,13 +171,6 @@ impl Loader {
         store: &S,
         object: &ObjectRef,
     ) -> Result<ObjectSummary, LoadError> {
-        let started = Instant::now();
-        let wrap = |f: Fail| LoadError {
-            bucket: object.bucket.clone(),
-            key: object.key.clone(),
-            message: f.message,
-            retryable: f.retryable,
-        };
         let Some(source) = self.config.source_of(&object.key) else {
             tracing::info!(bucket = %object.bucket, key = %object.key,
                 "skipping: key is not <raw prefix><source>/…(.csv|.csv.gz)");
@@ -188,17 +181,13 @@ impl Loader {
                 ..ObjectSummary::default()
             });
         };
-        let mapping = self.config.mappings.get(source).ok_or_else(|| {
-            wrap(permanent(format!(
-                "no mapping for source {source:?} (add {source}.toml to MAPPINGS)"
-            )))
+        let mapping = self.config.mappings.get(source).ok_or_else(|| LoadError {
+            bucket: object.bucket.clone(),
+            key: object.key.clone(),
+            message: format!("no mapping for source {source:?} (add {source}.toml to MAPPINGS)"),
+            retryable: false,
         })?;
-        self.load_with(store, object, source, mapping)
-            .await
-            .map(|mut s| {
-                s.duration_ms = started.elapsed().as_millis() as u64;
-                s
-            })
+        self.load_with(store, object, source, mapping).await
     }
 
     /// Loads one object with an explicit mapping (the CLI's `--table/--key`).
@@ -271,6 +260,11 @@ impl Loader {
             .open(&object.bucket, &object.key, object.version_id.as_deref())
             .await?;
         let version_id = meta.version_id.clone().or(object.version_id.clone());
+        // Later reads (type inference, the staging fallback) ask for this same version.
+        let object = &ObjectRef {
+            version_id: version_id.clone(),
+            ..object.clone()
+        };
         let etag = meta.etag.clone().or(object.etag.clone());
         let version = match (&version_id, &etag) {
             (Some(v), _) => v.clone(),
@@ -405,9 +399,7 @@ impl Loader {
                 sqlx::query("ROLLBACK TO SAVEPOINT sluice_direct")
                     .execute(&mut *tx)
                     .await?;
-                let (_, raw) = store
-                    .open(&object.bucket, &object.key, object.version_id.as_deref())
-                    .await?;
+                let raw = open_again(store, object).await?;
                 let reader = blocking(move || read_header(raw)).await??.0;
                 self.copy_rows(tx, reader, header, prepared, ctx, false)
                     .await?
@@ -515,9 +507,7 @@ impl Loader {
             }
         }
         if !to_infer.is_empty() {
-            let (_, raw) = store
-                .open(&object.bucket, &object.key, object.version_id.as_deref())
-                .await?;
+            let raw = open_again(store, object).await?;
             let width = header.len();
             let (guessed, rows) = blocking(move || infer(raw, width)).await??;
             if rows == 0 && info.is_none() {
@@ -737,6 +727,18 @@ impl Loader {
     }
 }
 
+/// Reads the object a second time: the version the first read saw, where the bucket has
+/// versions.
+async fn open_again<S: Store>(
+    store: &S,
+    object: &ObjectRef,
+) -> Result<Box<dyn io::Read + Send>, Fail> {
+    let (_, raw) = store
+        .open(&object.bucket, &object.key, object.version_id.as_deref())
+        .await?;
+    Ok(raw)
+}
+
 /// Runs blocking work (reading and parsing the object) off the async threads.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Fail> {
     tokio::task::spawn_blocking(f)
@@ -878,6 +880,29 @@ struct Batch {
     staged_rows: Option<Vec<u8>>,
 }
 
+impl Batch {
+    /// A batch; while the direct path is undecided, with the rows in staging form and the keys
+    /// to probe (both taken, so only the first batch carries them).
+    fn new(
+        rows: Vec<u8>,
+        direct: bool,
+        staged: &mut Option<CsvWriter<Vec<u8>>>,
+        probe: &mut Option<Vec<String>>,
+    ) -> Result<Self, Fail> {
+        let staged_rows = staged
+            .take()
+            .map(CsvWriter::into_inner)
+            .transpose()
+            .map_err(|e| permanent(e.to_string()))?;
+        Ok(Self {
+            rows,
+            direct,
+            keys: probe.take().unwrap_or_default(),
+            staged_rows,
+        })
+    }
+}
+
 /// The blocking half: parse, transform, batch for COPY, quarantine.
 struct RowJob {
     /// Positions of the key columns in the typed row.
@@ -905,7 +930,6 @@ impl RowJob {
         // Direct path: the first keys travel with the first batch, to be probed.
         let mut probe: Option<Vec<String>> =
             (self.direct && self.key_pos.len() == 1).then(Vec::new);
-        let keys_for_batch = |probe: &mut Option<Vec<String>>| probe.take().unwrap_or_default();
         let mut stats = ParseStats {
             direct: self.direct,
             keys_unique: true,
@@ -1011,21 +1035,9 @@ impl RowJob {
                     if w.get_mut().len() >= self.batch_bytes {
                         w.flush().map_err(|e| permanent(e.to_string()))?;
                         let rows = std::mem::replace(w.get_mut(), new_buf());
-                        let staged_rows = match w_staged.take() {
-                            Some(ws) => {
-                                Some(ws.into_inner().map_err(|e| permanent(e.to_string()))?)
-                            }
-                            None => None,
-                        };
-                        let undecided = staged_rows.is_some();
-                        let keys = keys_for_batch(&mut probe);
-                        tx.blocking_send(Batch {
-                            rows,
-                            direct: stats.direct,
-                            keys,
-                            staged_rows,
-                        })
-                        .map_err(|_| cancelled())?;
+                        let batch = Batch::new(rows, stats.direct, &mut w_staged, &mut probe)?;
+                        let undecided = batch.staged_rows.is_some();
+                        tx.blocking_send(batch).map_err(|_| cancelled())?;
                         if undecided && !self.decision.recv().unwrap_or(false) {
                             // The probe found an existing key: the rest goes to staging.
                             stats.direct = false;
@@ -1065,18 +1077,8 @@ impl RowJob {
         }
         let last = w.into_inner().map_err(|e| permanent(e.to_string()))?;
         if !last.is_empty() {
-            let staged_rows = match w_staged.take() {
-                Some(ws) => Some(ws.into_inner().map_err(|e| permanent(e.to_string()))?),
-                None => None,
-            };
-            let keys = keys_for_batch(&mut probe);
-            tx.blocking_send(Batch {
-                rows: last,
-                direct: stats.direct,
-                keys,
-                staged_rows,
-            })
-            .map_err(|_| cancelled())?;
+            let batch = Batch::new(last, stats.direct, &mut w_staged, &mut probe)?;
+            tx.blocking_send(batch).map_err(|_| cancelled())?;
         }
         if let Some(qw) = q {
             let mut file = qw
