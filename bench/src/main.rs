@@ -175,12 +175,12 @@ fn load(input: &str, prior: Option<&str>, mapping_file: Option<&str>) -> Result<
             "{}",
             serde_json::json!({
                 "baseline": name,
-                "rows": s.rows_read,
+                "rows": s.rows.rows_read,
                 "seconds": (secs * 1e4).round() / 1e4,
-                "rows_per_s": (s.rows_read as f64 / secs).round(),
+                "rows_per_s": (s.rows.rows_read as f64 / secs).round(),
                 "mb_per_s": (mb / secs * 10.0).round() / 10.0,
-                "inserted": s.inserted, "updated": s.updated, "unchanged": s.unchanged,
-                "rejected": s.rejected, "copy_ms": s.copy_ms, "upsert_ms": s.upsert_ms,
+                "inserted": s.rows.inserted, "updated": s.rows.updated, "unchanged": s.rows.unchanged,
+                "rejected": s.rows.rejected, "copy_ms": s.copy_ms, "upsert_ms": s.upsert_ms,
                 "peak_rss_mb": peak_rss_mb(),
             })
         );

@@ -34,5 +34,7 @@ pub mod store;
 pub use crate::config::{Config, ConfigError, DatabaseSource, RdsSecret, Secret};
 pub use crate::event::{EventError, ObjectRef};
 pub use crate::handler::{HandlerError, InvocationSummary, emf_line, handle, pool};
-pub use crate::load::{LoadError, Loader, ObjectSummary, is_retryable_db, quarantine_key};
+pub use crate::load::{
+    LoadError, Loader, ObjectSummary, RowCounts, is_retryable_db, quarantine_key,
+};
 pub use crate::store::{LocalStore, ObjectMeta, S3Store, Store, StoreError};

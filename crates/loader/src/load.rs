@@ -27,6 +27,31 @@ const STAGE: &str = "sluice_stage";
 /// Attempts per object when the failure is retryable.
 const MAX_ATTEMPTS: usize = 4;
 
+/// Row counts of a load. Always: `rows_read = inserted + updated + unchanged + rejected +
+/// duplicates`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RowCounts {
+    pub rows_read: u64,
+    pub inserted: u64,
+    pub updated: u64,
+    /// Rows whose key existed with identical values, or held back by the ordering guard.
+    pub unchanged: u64,
+    pub rejected: u64,
+    /// Rows superseded by a later row with the same key in the same file.
+    pub duplicates: u64,
+}
+
+impl std::ops::AddAssign for RowCounts {
+    fn add_assign(&mut self, o: Self) {
+        self.rows_read += o.rows_read;
+        self.inserted += o.inserted;
+        self.updated += o.updated;
+        self.unchanged += o.unchanged;
+        self.rejected += o.rejected;
+        self.duplicates += o.duplicates;
+    }
+}
+
 /// What happened to one object.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ObjectSummary {
@@ -38,14 +63,8 @@ pub struct ObjectSummary {
     pub table: String,
     /// `loaded`, `skipped` (this version was loaded before) or `ignored` (not a loader key).
     pub status: String,
-    pub rows_read: u64,
-    pub inserted: u64,
-    pub updated: u64,
-    /// Rows whose key existed with identical values, or held back by the ordering guard.
-    pub unchanged: u64,
-    pub rejected: u64,
-    /// Rows superseded by a later row with the same key in the same file.
-    pub duplicates: u64,
+    #[serde(flatten)]
+    pub rows: RowCounts,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quarantine_key: Option<String>,
     pub attempts: u32,
@@ -351,12 +370,12 @@ impl Loader {
         .bind(&object.sequencer)
         .bind(source)
         .bind(&summary.table)
-        .bind(summary.rows_read as i64)
-        .bind(summary.inserted as i64)
-        .bind(summary.updated as i64)
-        .bind(summary.unchanged as i64)
-        .bind(summary.rejected as i64)
-        .bind(summary.duplicates as i64)
+        .bind(summary.rows.rows_read as i64)
+        .bind(summary.rows.inserted as i64)
+        .bind(summary.rows.updated as i64)
+        .bind(summary.rows.unchanged as i64)
+        .bind(summary.rows.rejected as i64)
+        .bind(summary.rows.duplicates as i64)
         .bind(&summary.quarantine_key)
         .bind(started.to_string())
         .execute(&mut *tx)
@@ -410,14 +429,14 @@ impl Loader {
         if stats.direct {
             summary.path = "direct".into();
             self.check_ratio(&stats)?;
-            summary.rows_read = stats.rows_read;
-            summary.rejected = stats.rejected;
-            summary.inserted = stats.staged;
+            summary.rows.rows_read = stats.rows_read;
+            summary.rows.rejected = stats.rejected;
+            summary.rows.inserted = stats.staged;
             return self.quarantine(store, object, stats, summary).await;
         }
         summary.path = "staged".into();
-        summary.rows_read = stats.rows_read;
-        summary.rejected = stats.rejected;
+        summary.rows.rows_read = stats.rows_read;
+        summary.rows.rejected = stats.rejected;
         self.check_ratio(&stats)?;
         let plan = prepared.bound.plan();
         let t0 = Instant::now();
@@ -435,10 +454,10 @@ impl Loader {
         summary.upsert_ms = t0.elapsed().as_millis() as u64;
         let (inserted, updated, distinct): (i64, i64, i64) =
             (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
-        summary.inserted = inserted as u64;
-        summary.updated = updated as u64;
-        summary.unchanged = (distinct - inserted - updated) as u64;
-        summary.duplicates = stats.staged - distinct as u64;
+        summary.rows.inserted = inserted as u64;
+        summary.rows.updated = updated as u64;
+        summary.rows.unchanged = (distinct - inserted - updated) as u64;
+        summary.rows.duplicates = stats.staged - distinct as u64;
         self.quarantine(store, object, stats, summary).await
     }
 

@@ -44,7 +44,11 @@ async fn bad_rows_are_quarantined_with_line_and_reason_and_the_rest_load() -> an
     let s = env
         .put_and_load("raw/sales/dt=2024-01-01/mixed file.csv", csv)
         .await?;
-    assert_eq!((s.rows_read, s.inserted, s.rejected), (13, 4, 9), "{s:?}");
+    assert_eq!(
+        (s.rows.rows_read, s.rows.inserted, s.rows.rejected),
+        (13, 4, 9),
+        "{s:?}"
+    );
     assert!(balanced(&s));
     let r = &s.results[0];
     assert_eq!(
@@ -157,11 +161,11 @@ async fn empty_header_only_bom_and_crlf_files() -> anyhow::Result<()> {
     let env = common::env().await?;
     // Empty: nothing to do, but recorded, so a redelivery is a skip.
     let s = env.put_and_load("raw/plain/empty.csv", "").await?;
-    assert_eq!((s.loaded, s.rows_read), (1, 0));
+    assert_eq!((s.loaded, s.rows.rows_read), (1, 0));
     assert_eq!(env.replay("raw/plain/empty.csv").await?.skipped, 1);
     // Header only and no table yet: nothing to create (no values to take types from).
     let s = env.put_and_load("raw/plain/header.csv", "id,v\n").await?;
-    assert_eq!((s.loaded, s.rows_read), (1, 0));
+    assert_eq!((s.loaded, s.rows.rows_read), (1, 0));
     assert!(!env.table_exists("plain").await?);
     // A BOM and CRLF line ends, as spreadsheets write them.
     let s = env
@@ -170,7 +174,10 @@ async fn empty_header_only_bom_and_crlf_files() -> anyhow::Result<()> {
             "\u{feff}id,v\r\n1,\"a\r\nb\"\r\n2,c\r\n",
         )
         .await?;
-    assert_eq!((s.rows_read, s.inserted, s.rejected), (2, 2, 0));
+    assert_eq!(
+        (s.rows.rows_read, s.rows.inserted, s.rows.rejected),
+        (2, 2, 0)
+    );
     assert_eq!(
         env.rows("plain", "id::text, v").await?,
         [
@@ -181,7 +188,7 @@ async fn empty_header_only_bom_and_crlf_files() -> anyhow::Result<()> {
     );
     // Header only once the table exists: a load of nothing.
     let s = env.put_and_load("raw/plain/header2.csv", "id,v\n").await?;
-    assert_eq!((s.loaded, s.rows_read, s.inserted), (1, 0, 0));
+    assert_eq!((s.loaded, s.rows.rows_read, s.rows.inserted), (1, 0, 0));
     Ok(())
 }
 

@@ -40,7 +40,10 @@ async fn s3_notification_fixture_loads_the_decoded_key() -> anyhow::Result<()> {
     env.bucket.put(key, hotmart_csv("APPROVED")).await?;
     let ev = common::fixture("s3-object-created.json", &env.bucket.name)?;
     let s = handle(&ev, &env.loader, &env.store).await?;
-    assert_eq!((s.objects, s.loaded, s.inserted, s.rows_read), (1, 1, 2, 2));
+    assert_eq!(
+        (s.objects, s.loaded, s.rows.inserted, s.rows.rows_read),
+        (1, 1, 2, 2)
+    );
     assert_eq!(s.results[0].key, key);
     let rows = env
         .rows(
@@ -93,7 +96,10 @@ async fn s3_notification_fixture_loads_the_decoded_key() -> anyhow::Result<()> {
         .fetch_all(&env.db.pool)
         .await?;
     let again = handle(&ev, &env.loader, &env.store).await?;
-    assert_eq!((again.skipped, again.inserted, again.updated), (1, 0, 0));
+    assert_eq!(
+        (again.skipped, again.rows.inserted, again.rows.updated),
+        (1, 0, 0)
+    );
     let xmin2: Vec<String> = sqlx::query_scalar("SELECT xmin::text FROM hotmart_sales ORDER BY 1")
         .fetch_all(&env.db.pool)
         .await?;
@@ -119,7 +125,11 @@ async fn eventbridge_fixture_loads_gzip_and_a_later_file_updates() -> anyhow::Re
     assert_eq!(s.results[0].key, key);
     // Both rows are rewritten or one is unchanged, depending on whether the second object's
     // LastModified (the guard, `_sluice_object_time`) is later than the first's.
-    assert_eq!((s.rows_read, s.updated + s.unchanged), (2, 2), "{s:?}");
+    assert_eq!(
+        (s.rows.rows_read, s.rows.updated + s.rows.unchanged),
+        (2, 2),
+        "{s:?}"
+    );
     let status = env
         .rows("hotmart_sales", "purchase_transaction, purchase_status")
         .await?;
@@ -134,7 +144,7 @@ async fn replay_fixture_takes_the_key_as_is() -> anyhow::Result<()> {
     env.bucket.put(key, hotmart_csv("APPROVED")).await?;
     let ev = common::fixture("loader-replay.json", &env.bucket.name)?;
     let s = handle(&ev, &env.loader, &env.store).await?;
-    assert_eq!((s.loaded, s.inserted), (1, 2));
+    assert_eq!((s.loaded, s.rows.inserted), (1, 2));
     Ok(())
 }
 

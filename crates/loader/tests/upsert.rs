@@ -13,7 +13,12 @@ async fn fresh_load_then_redelivery_changes_nothing() -> anyhow::Result<()> {
     let csv = sales_csv(0..100, "NEW", "2024-01-01T00:00:00Z");
     let s = env.put_and_load("raw/sales/a.csv", csv).await?;
     assert_eq!(
-        (s.rows_read, s.inserted, s.updated, s.unchanged),
+        (
+            s.rows.rows_read,
+            s.rows.inserted,
+            s.rows.updated,
+            s.rows.unchanged
+        ),
         (100, 100, 0, 0)
     );
     assert!(balanced(&s));
@@ -23,7 +28,10 @@ async fn fresh_load_then_redelivery_changes_nothing() -> anyhow::Result<()> {
             .await?;
 
     let again = env.replay("raw/sales/a.csv").await?;
-    assert_eq!((again.skipped, again.rows_read, again.inserted), (1, 0, 0));
+    assert_eq!(
+        (again.skipped, again.rows.rows_read, again.rows.inserted),
+        (1, 0, 0)
+    );
     let after: Vec<String> =
         sqlx::query_scalar("SELECT xmin::text || ctid::text FROM sales ORDER BY id")
             .fetch_all(&env.db.pool)
@@ -51,7 +59,13 @@ async fn a_new_version_updates_changed_rows_only() -> anyhow::Result<()> {
     // The same key rewritten by a content change counts as a new version of the object.
     let s = env.put_and_load("raw/sales/a.csv", csv).await?;
     assert_eq!(
-        (s.rows_read, s.inserted, s.updated, s.unchanged, s.skipped),
+        (
+            s.rows.rows_read,
+            s.rows.inserted,
+            s.rows.updated,
+            s.rows.unchanged,
+            s.skipped
+        ),
         (15, 5, 3, 7, 0)
     );
     assert_eq!(
@@ -86,7 +100,7 @@ async fn lineage_follows_changes_only() -> anyhow::Result<()> {
         .put_and_load("raw/lin/2.csv", "id,v\na,2\nb,1\n")
         .await?;
     assert_eq!(
-        (s.updated, s.unchanged),
+        (s.rows.updated, s.rows.unchanged),
         (1, 1),
         "new lineage alone is no change"
     );
@@ -109,7 +123,7 @@ async fn the_direct_path_keeps_quarantine_and_falls_back_on_order() -> anyhow::R
                c,NEW,3,2024-01-01T00:00:00Z\n";
     let s = env.put_and_load("raw/sales/1.csv", csv).await?;
     assert_eq!(
-        (s.results[0].path.as_str(), s.inserted, s.rejected),
+        (s.results[0].path.as_str(), s.rows.inserted, s.rows.rejected),
         ("direct", 2, 1)
     );
     assert!(env.bucket.get("quarantine/raw/sales/1.csv").await.is_ok());
@@ -119,14 +133,18 @@ async fn the_direct_path_keeps_quarantine_and_falls_back_on_order() -> anyhow::R
                d,NEW,1,2024-01-01T00:00:00Z\n\
                e,NEW,1,2024-01-01T00:00:00Z\n";
     let s = env.put_and_load("raw/sales/2.csv", csv).await?;
-    assert_eq!((s.results[0].path.as_str(), s.inserted), ("staged", 3));
+    assert_eq!((s.results[0].path.as_str(), s.rows.inserted), ("staged", 3));
     // A key repeated in order (not strictly ascending): staging, last row wins.
     let csv = "id,status,price,updated_at\n\
                g,NEW,1,2024-01-01T00:00:00Z\n\
                g,PAID,2,2024-01-01T00:00:00Z\n";
     let s = env.put_and_load("raw/sales/3.csv", csv).await?;
     assert_eq!(
-        (s.results[0].path.as_str(), s.inserted, s.duplicates),
+        (
+            s.results[0].path.as_str(),
+            s.rows.inserted,
+            s.rows.duplicates
+        ),
         ("staged", 1, 1)
     );
     assert_eq!(env.count("sales").await?, 6);
@@ -191,7 +209,7 @@ async fn the_path_is_chosen_without_reading_the_object_twice() -> anyhow::Result
         .await?;
     let (path, opens, s) = load("raw/sales/1.csv").await?;
     // Two reads: the table is new, so one pass infers the unmapped columns' types.
-    assert_eq!((path.as_str(), opens, s.inserted), ("direct", 2, 500));
+    assert_eq!((path.as_str(), opens, s.rows.inserted), ("direct", 2, 500));
 
     // Existing keys first: the probe sends it to staging, same read.
     env.bucket
@@ -202,7 +220,7 @@ async fn the_path_is_chosen_without_reading_the_object_twice() -> anyhow::Result
         .await?;
     let (path, opens, s) = load("raw/sales/2.csv").await?;
     assert_eq!(
-        (path.as_str(), opens, s.inserted, s.updated),
+        (path.as_str(), opens, s.rows.inserted, s.rows.updated),
         ("staged", 1, 100, 500)
     );
 
@@ -211,7 +229,7 @@ async fn the_path_is_chosen_without_reading_the_object_twice() -> anyhow::Result
     csv.push_str("zz,NEW,1,2024-01-01T00:00:00Z\nyy,NEW,1,2024-01-01T00:00:00Z\n");
     env.bucket.put("raw/sales/3.csv", csv).await?;
     let (path, opens, s) = load("raw/sales/3.csv").await?;
-    assert_eq!((path.as_str(), opens, s.inserted), ("staged", 1, 2));
+    assert_eq!((path.as_str(), opens, s.rows.inserted), ("staged", 1, 2));
 
     // New first keys, an existing one past the first batch (the writer flushes every 64 KiB):
     // the direct COPY meets it, rolls back, and the object is read again for staging.
@@ -220,7 +238,7 @@ async fn the_path_is_chosen_without_reading_the_object_twice() -> anyhow::Result
     env.bucket.put("raw/sales/4.csv", csv).await?;
     let (path, opens, s) = load("raw/sales/4.csv").await?;
     assert_eq!(
-        (path.as_str(), opens, s.inserted, s.updated),
+        (path.as_str(), opens, s.rows.inserted, s.rows.updated),
         ("staged", 2, 2400, 1)
     );
     assert_eq!(env.count("sales").await?, 3002);
@@ -236,7 +254,10 @@ async fn the_last_row_of_a_file_wins_for_a_key() -> anyhow::Result<()> {
                a,PAID,2,2024-01-01T00:00:00Z\n\
                a,REFUNDED,3,2024-01-01T00:00:00Z\n";
     let s = env.put_and_load("raw/sales/dups.csv", csv).await?;
-    assert_eq!((s.rows_read, s.inserted, s.duplicates), (4, 2, 2));
+    assert_eq!(
+        (s.rows.rows_read, s.rows.inserted, s.rows.duplicates),
+        (4, 2, 2)
+    );
     assert!(balanced(&s));
     assert_eq!(
         env.rows("sales", "id, status, price::text").await?[0],
@@ -251,10 +272,10 @@ async fn an_older_file_after_a_newer_one_changes_nothing() -> anyhow::Result<()>
     let newer = sales_csv(0..50, "PAID", "2024-01-02T00:00:00Z");
     let older = sales_csv(0..50, "NEW", "2024-01-01T00:00:00Z");
     let s = env.put_and_load("raw/sales/newer.csv", newer).await?;
-    assert_eq!(s.inserted, 50);
+    assert_eq!(s.rows.inserted, 50);
     let s = env.put_and_load("raw/sales/older.csv", older).await?;
     assert_eq!(
-        (s.rows_read, s.updated, s.unchanged),
+        (s.rows.rows_read, s.rows.updated, s.rows.unchanged),
         (50, 0, 50),
         "held back by the guard"
     );
@@ -263,7 +284,7 @@ async fn an_older_file_after_a_newer_one_changes_nothing() -> anyhow::Result<()>
     // A file with the same guard value replaces (≥): a correction at the same instant.
     let same = sales_csv(0..1, "CORRECTED", "2024-01-02T00:00:00Z");
     let s = env.put_and_load("raw/sales/same.csv", same).await?;
-    assert_eq!(s.updated, 1);
+    assert_eq!(s.rows.updated, 1);
     Ok(())
 }
 
@@ -300,7 +321,7 @@ async fn concurrent_loads_of_overlapping_keys_equal_serial_application() -> anyh
         });
         let (ra, rb) = (ra?, rb?);
         assert_eq!(
-            ra.inserted + rb.inserted,
+            ra.rows.inserted + rb.rows.inserted,
             u64::from(n + n / 2),
             "round {round}"
         );
@@ -412,7 +433,7 @@ async fn a_connection_killed_mid_copy_is_retried_to_completion() -> anyhow::Resu
     let s = summary?;
     assert_eq!(s.results[0].attempts, 2, "{s:?}");
     assert_eq!(
-        (s.rows_read, s.inserted, s.updated),
+        (s.rows.rows_read, s.rows.inserted, s.rows.updated),
         (u64::from(n), u64::from(n) - 1, 1)
     );
     assert_eq!(env.count("sales").await?, i64::from(n));
@@ -469,7 +490,7 @@ async fn evolve_adds_columns_and_freeze_quarantines_their_values() -> anyhow::Re
     let s = env
         .put_and_load("raw/plain/2.csv", "id,a,b\n2,y,42\n")
         .await?;
-    assert_eq!(s.inserted, 1);
+    assert_eq!(s.rows.inserted, 1);
     assert_eq!(
         env.rows("plain", "id::text, a, b::text").await?,
         [
@@ -487,7 +508,7 @@ async fn evolve_adds_columns_and_freeze_quarantines_their_values() -> anyhow::Re
     env.put_and_load("raw/frozen/1.csv", "id,a\n1,x\n").await?;
     let csv = "id,a,b\n2,y,\n3,z,oops\n4,w,\n5,v,\n6,u,\n7,t,\n8,s,\n9,r,\n10,q,\n11,p,\n";
     let s = env.put_and_load("raw/frozen/2.csv", csv).await?;
-    assert_eq!((s.inserted, s.rejected), (9, 1));
+    assert_eq!((s.rows.inserted, s.rows.rejected), (9, 1));
     let cols: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM information_schema.columns WHERE table_name = 'frozen'",
     )
@@ -522,7 +543,7 @@ async fn a_table_without_a_unique_key_names_the_index_to_create() -> anyhow::Res
     sqlx::query(r#"CREATE UNIQUE INDEX ON "public"."plain" ("id")"#)
         .execute(&env.db.pool)
         .await?;
-    assert_eq!(env.replay("raw/plain/a.csv").await?.inserted, 1);
+    assert_eq!(env.replay("raw/plain/a.csv").await?.rows.inserted, 1);
     Ok(())
 }
 
@@ -536,7 +557,10 @@ async fn a_100k_row_file_loads() -> anyhow::Result<()> {
             sales_csv(0..n, "NEW", "2024-01-01T00:00:00Z"),
         )
         .await?;
-    assert_eq!((s.rows_read, s.inserted), (u64::from(n), u64::from(n)));
+    assert_eq!(
+        (s.rows.rows_read, s.rows.inserted),
+        (u64::from(n), u64::from(n))
+    );
     assert_eq!(env.count("sales").await?, i64::from(n));
     let sum: String = sqlx::query_scalar("SELECT sum(price)::text FROM sales")
         .fetch_one(&env.db.pool)

@@ -148,7 +148,8 @@ pub fn fixture(name: &str, bucket: &str) -> Result<Value> {
 
 /// The rows-read identity every load keeps.
 pub fn balanced(s: &InvocationSummary) -> bool {
-    s.rows_read == s.inserted + s.updated + s.unchanged + s.rejected + s.duplicates
+    s.rows.rows_read
+        == s.rows.inserted + s.rows.updated + s.rows.unchanged + s.rows.rejected + s.rows.duplicates
 }
 
 /// `n` CSV rows `id-00001,NEW,<i>.50,2024-01-01T00:00:00Z` after the header.
