@@ -7,18 +7,8 @@
 # Each round runs every contender once, in alternating order, each in a fresh process, on the
 # same input file; the report gives medians over ROUNDS (default 3) and ratios to sluice.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-BASELINES="${BASELINES:-$(cd .. && pwd)/shared/baselines}"
-N="${BENCH_N:-100000}"
-ROUNDS="${ROUNDS:-3}"
-VENV="${BASELINES_VENV:-$HOME/.cache/sluice-baselines-venv}"
-PY="$VENV/bin/python"
-[ -x "$PY" ] || WITH_AWSWRANGLER=0 "$BASELINES/setup.sh" "$VENV" >/dev/null
-cargo build --profile bench-fast -p sluice-bench >&2
-BIN=target/bench-fast/sluice-bench
-W="$(mktemp -d)"; trap 'rm -rf "$W"' EXIT
+. "$(dirname "$0")/common.sh"
 "$PY" "$BASELINES/gen_sales.py" "$N" "$W/in.jsonl" >/dev/null
-RESULTS="$W/results.jsonl"
 for r in $(seq 1 "$ROUNDS"); do
   run=(sluice floor dfs pandas orjson sluice_index)
   [ $((r % 2)) = 0 ] && run=(pandas dfs orjson floor sluice_index sluice)

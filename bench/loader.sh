@@ -11,18 +11,9 @@
 # the order, each in a fresh process; the report gives medians over ROUNDS (default 3). Needs
 # DATABASE_URL (make wraps this in scripts/with-services).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-BASELINES="${BASELINES:-$(cd .. && pwd)/shared/baselines}"
-N="${BENCH_N:-100000}"
-TN="${TUTORIAL_N:-$N}"
-ROUNDS="${ROUNDS:-3}"
-VENV="${BASELINES_VENV:-$HOME/.cache/sluice-baselines-venv}"
-PY="$VENV/bin/python"
 : "${DATABASE_URL:?set DATABASE_URL (make bench-loader starts Postgres if needed)}"
-[ -x "$PY" ] || WITH_AWSWRANGLER=0 "$BASELINES/setup.sh" "$VENV" >/dev/null
-cargo build --profile bench-fast -p sluice-bench >&2
-BIN=target/bench-fast/sluice-bench
-W="$(mktemp -d)"; trap 'rm -rf "$W"' EXIT
+. "$(dirname "$0")/common.sh"
+TN="${TUTORIAL_N:-$N}"
 "$PY" "$BASELINES/gen_sales.py" "$N" "$W/v1.jsonl" >/dev/null
 "$PY" "$BASELINES/gen_sales.py" "$N" "$W/v2.jsonl" --version 2 >/dev/null
 "$BIN" flatten "$W/v1.jsonl" "$W/v1.csv" >/dev/null
@@ -32,7 +23,6 @@ head -n $((TN + 1)) "$W/v1.csv" >"$W/t1.csv"
 # sides); `sluice_hotmart` is the built-in mapping (timestamptz, jsonb, lineage, guard), for reference.
 M=(--mapping bench/mappings/baseline-types.toml)
 UP=("$PY" "$BASELINES/upsert_python.py" --table bench_sales --key purchase_transaction)
-RESULTS="$W/results.jsonl"
 for r in $(seq 1 "$ROUNDS"); do
   run=(sluice_new raw stage_new sluice_old stage_old sluice_hotmart)
   [ $((r % 2)) = 0 ] && run=(sluice_hotmart stage_old sluice_old stage_new raw sluice_new)
