@@ -80,6 +80,18 @@ pub async fn lock_table_ddl(conn: &mut PgConnection, table: &TableRef) -> Result
         .map(drop)
 }
 
+/// Before changing `table`'s schema: takes the table's DDL lock and makes sure its schema exists.
+pub async fn begin_ddl(conn: &mut PgConnection, table: &TableRef) -> Result<(), sqlx::Error> {
+    lock_table_ddl(conn, table).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE SCHEMA IF NOT EXISTS {}",
+        quote_ident(&table.schema)
+    )))
+    .execute(conn)
+    .await
+    .map(drop)
+}
+
 /// Serialises loads of one object version (concurrent deliveries of the same event).
 pub async fn lock_object(
     conn: &mut PgConnection,
@@ -104,13 +116,7 @@ pub fn ledger_table(schema: &str) -> String {
 pub async fn ensure_ledger(conn: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error> {
     let table = TableRef::new(schema, "sluice_loads");
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-    lock_table_ddl(&mut tx, &table).await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "CREATE SCHEMA IF NOT EXISTS {}",
-        quote_ident(schema)
-    )))
-    .execute(&mut *tx)
-    .await?;
+    begin_ddl(&mut tx, &table).await?;
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "CREATE TABLE IF NOT EXISTS {} (\
            bucket text NOT NULL, key text NOT NULL, version text NOT NULL, \

@@ -555,13 +555,7 @@ impl Loader {
         };
         if info.is_none() || (!missing.is_empty() && mapping.schema_policy == SchemaPolicy::Evolve)
         {
-            catalog::lock_table_ddl(conn, table).await?;
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "CREATE SCHEMA IF NOT EXISTS {}",
-                quote_ident(&table.schema)
-            )))
-            .execute(&mut *conn)
-            .await?;
+            catalog::begin_ddl(conn, table).await?;
             // Another loader may have changed the table while we waited for the lock.
             let now = catalog::table_info(conn, table).await?;
             let plan = bound.plan();
