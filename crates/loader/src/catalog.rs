@@ -71,7 +71,7 @@ const LOCK_DDL: i32 = 0x736c_0001;
 const LOCK_OBJECT: i32 = 0x736c_0002;
 
 /// Serialises schema changes to one table across loaders, until the transaction ends.
-pub async fn lock_table_ddl(conn: &mut PgConnection, table: &TableRef) -> Result<(), sqlx::Error> {
+async fn lock_table_ddl(conn: &mut PgConnection, table: &TableRef) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
         .bind(LOCK_DDL)
         .bind(table.quoted())
