@@ -10,7 +10,6 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use sluice_transform::Mapping;
@@ -19,31 +18,7 @@ use sqlx::postgres::{PgConnectOptions, PgSslMode};
 /// The mapping for the built-in `hotmart-sales` source (`mappings/hotmart-sales.toml`).
 pub const HOTMART_SALES_MAPPING: &str = include_str!("../../../mappings/hotmart-sales.toml");
 
-/// A value that must never reach a log: `Debug` and `Display` print `***`.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
-    }
-    /// The secret itself; call only where it is used, never to log.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
+pub use sluice_edge::Secret;
 
 /// A configuration error, naming the variable.
 #[derive(Debug, thiserror::Error)]

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
@@ -127,33 +127,21 @@ pub async fn handle<S: Store>(
 
 /// One CloudWatch embedded-metric-format line for an invocation.
 pub fn emf_line(function: &str, s: &InvocationSummary) -> Value {
-    let metrics = [
-        ("Objects", s.objects as u64, "Count"),
-        ("ObjectsFailed", s.failed as u64, "Count"),
-        ("ObjectsSkipped", s.skipped as u64, "Count"),
-        ("RowsRead", s.rows.rows_read, "Count"),
-        ("RowsInserted", s.rows.inserted, "Count"),
-        ("RowsUpdated", s.rows.updated, "Count"),
-        ("RowsUnchanged", s.rows.unchanged, "Count"),
-        ("RowsRejected", s.rows.rejected, "Count"),
-        ("RowsDuplicate", s.rows.duplicates, "Count"),
-        ("DurationMs", s.duration_ms, "Milliseconds"),
-    ];
-    let mut line = json!({
-        "_aws": {
-            "Timestamp": jiff::Timestamp::now().as_millisecond(),
-            "CloudWatchMetrics": [{
-                "Namespace": "sluice",
-                "Dimensions": [["Function"]],
-                "Metrics": metrics.iter().map(|(n, _, u)| json!({"Name": n, "Unit": u})).collect::<Vec<_>>(),
-            }],
-        },
-        "Function": function,
-    });
-    for (n, v, _) in metrics {
-        line[n] = json!(v);
-    }
-    line
+    sluice_edge::emf_line(
+        function,
+        &[
+            ("Objects", s.objects as u64, "Count"),
+            ("ObjectsFailed", s.failed as u64, "Count"),
+            ("ObjectsSkipped", s.skipped as u64, "Count"),
+            ("RowsRead", s.rows.rows_read, "Count"),
+            ("RowsInserted", s.rows.inserted, "Count"),
+            ("RowsUpdated", s.rows.updated, "Count"),
+            ("RowsUnchanged", s.rows.unchanged, "Count"),
+            ("RowsRejected", s.rows.rejected, "Count"),
+            ("RowsDuplicate", s.rows.duplicates, "Count"),
+            ("DurationMs", s.duration_ms, "Milliseconds"),
+        ],
+    )
 }
 
 /// A small pool, built once per container: connections are made lazily (a database that is
@@ -184,20 +172,13 @@ async fn connect_options(config: &Config) -> Result<PgConnectOptions, ConfigErro
         })?,
         DatabaseSource::SecretArn(arn) => {
             let conf = aws_config::load_from_env().await;
-            let client = aws_sdk_secretsmanager::Client::new(&conf);
-            let out = client
-                .get_secret_value()
-                .secret_id(arn)
-                .send()
+            let secret = sluice_edge::secret_string(&conf, arn)
                 .await
                 .map_err(|e| ConfigError::Invalid {
                     var: "DATABASE_SECRET_ARN",
-                    message: format!(
-                        "GetSecretValue {arn}: {}",
-                        aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
-                    ),
+                    message: e.to_string(),
                 })?;
-            RdsSecret::parse(out.secret_string().unwrap_or_default())?.connect_options()
+            RdsSecret::parse(secret.expose())?.connect_options()
         }
     };
     // Staging tables are temporary: keep them in memory (the default 8 MB spills to disk).
@@ -207,6 +188,7 @@ async fn connect_options(config: &Config) -> Result<PgConnectOptions, ConfigErro
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn emf_line_declares_every_metric_it_carries() {

@@ -13,12 +13,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let config = Arc::new(Config::from_env()?);
     let pool = sluice_loader::pool(&config).await?;
     let aws = aws_config::load_from_env().await;
-    let mut s3 = aws_sdk_s3::config::Builder::from(&aws);
-    if let Ok(url) = std::env::var("S3_ENDPOINT_URL") {
-        s3 = s3.endpoint_url(url).force_path_style(true);
-    }
     let store = S3Store {
-        client: aws_sdk_s3::Client::from_conf(s3.build()),
+        client: sluice_edge::s3_client(&aws),
     };
     let loader = Loader::new(pool, config);
     let (loader, store) = (&loader, &store);

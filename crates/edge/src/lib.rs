@@ -1,0 +1,122 @@
+//! # sluice-edge
+//!
+//! What the Lambdas share at their edges, so each `main.rs` stays a few lines of wiring:
+//!
+//! - [`Secret`]: a string that never prints (`Debug` and `Display` show `***`);
+//! - [`secret_string`]: one Secrets Manager read;
+//! - [`s3_client`]: the S3 client, pointed at `S3_ENDPOINT_URL` (path-style) when it is set;
+//! - [`emf_line`]: one CloudWatch embedded-metric-format line.
+//!
+//! ```
+//! use sluice_edge::{Secret, emf_line};
+//!
+//! let s = Secret::new("hunter2");
+//! assert_eq!(format!("{s} {s:?}"), "*** Secret(***)");
+//! let line = emf_line("ingest", &[("Records", 10, "Count")]);
+//! assert_eq!(line["Records"], 10);
+//! ```
+
+use std::fmt;
+
+use serde_json::{Value, json};
+
+/// A secret (a password, a token, a database URL with a password): never printed.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    /// The secret itself; call only where it is used, never to log.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// A Secrets Manager read that failed, naming the secret (never its value).
+#[derive(Debug, thiserror::Error)]
+#[error("GetSecretValue {arn}: {message}")]
+pub struct SecretError {
+    pub arn: String,
+    pub message: String,
+}
+
+/// The `SecretString` of a Secrets Manager secret.
+pub async fn secret_string(aws: &aws_config::SdkConfig, arn: &str) -> Result<Secret, SecretError> {
+    let client = aws_sdk_secretsmanager::Client::new(aws);
+    let out = client
+        .get_secret_value()
+        .secret_id(arn)
+        .send()
+        .await
+        .map_err(|e| SecretError {
+            arn: arn.to_owned(),
+            message: aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string(),
+        })?;
+    Ok(Secret::new(out.secret_string().unwrap_or_default()))
+}
+
+/// The S3 client for `aws`, on `S3_ENDPOINT_URL` with path-style addressing when that is set (a
+/// local S3-compatible endpoint), else on AWS.
+pub fn s3_client(aws: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    let mut s3 = aws_sdk_s3::config::Builder::from(aws);
+    if let Ok(url) = std::env::var("S3_ENDPOINT_URL")
+        && !url.is_empty()
+    {
+        s3 = s3.endpoint_url(url).force_path_style(true);
+    }
+    aws_sdk_s3::Client::from_conf(s3.build())
+}
+
+/// One CloudWatch embedded-metric-format line: namespace `sluice`, dimension `Function`, one
+/// `(name, value, unit)` per metric.
+pub fn emf_line(function: &str, metrics: &[(&str, u64, &str)]) -> Value {
+    let mut line = json!({
+        "_aws": {
+            "Timestamp": jiff::Timestamp::now().as_millisecond(),
+            "CloudWatchMetrics": [{
+                "Namespace": "sluice",
+                "Dimensions": [["Function"]],
+                "Metrics": metrics.iter().map(|(n, _, u)| json!({"Name": n, "Unit": u})).collect::<Vec<_>>(),
+            }],
+        },
+        "Function": function,
+    });
+    for (n, v, _) in metrics {
+        line[*n] = json!(v);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emf_line_declares_every_metric_it_carries() {
+        let line = emf_line("loader", &[("RowsRead", 10, "Count"), ("DurationMs", 5, "Milliseconds")]);
+        let decl = &line["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(decl["Namespace"], "sluice");
+        assert_eq!(decl["Dimensions"], json!([["Function"]]));
+        assert_eq!(line["Function"], "loader");
+        for m in decl["Metrics"].as_array().unwrap() {
+            let name = m["Name"].as_str().unwrap();
+            assert!(line[name].is_u64(), "{name} has a value");
+        }
+        assert_eq!(line["DurationMs"], 5);
+        assert!(line["_aws"]["Timestamp"].as_i64().unwrap() > 1_700_000_000_000);
+    }
+}
