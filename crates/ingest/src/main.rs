@@ -1,1 +1,38 @@
-fn main() {}
+//! The ingest Lambda: builds the configuration, the per-source API clients (their OAuth tokens
+//! live as long as the container) and the S3 client once, then hands each event to
+//! [`sluice_ingest::handle`] with the Lambda request id as the run id.
+
+use lambda_runtime::{LambdaEvent, service_fn};
+use serde_json::Value;
+use sluice_ingest::{Config, HandlerError, InvocationSummary, emf_line, handle};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let config = Config::from_env()?;
+    let aws = aws_config::load_from_env().await;
+    let ingest = sluice_ingest::build(&config, &aws).await?;
+    let ingest = &ingest;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let now = jiff::Timestamp::now();
+        let result = handle(&event.payload, ingest, now, &event.context.request_id).await;
+        report(&result);
+        result
+    }))
+    .await
+}
+
+/// The invocation's one structured log line and its metrics.
+fn report(result: &Result<InvocationSummary, HandlerError>) {
+    let summary = match result {
+        Ok(s) => Some(s),
+        Err(e) => e.summary.as_deref(),
+    };
+    if let Some(s) = summary {
+        match serde_json::to_string(s) {
+            Ok(json) => tracing::info!(summary = %json, "invocation done"),
+            Err(e) => tracing::error!(error = %e, "summary not serialisable"),
+        }
+        println!("{}", emf_line(s));
+    }
+}

@@ -82,6 +82,8 @@ impl Default for Settings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Fault {
+    /// Serve this request normally (to place a later fault at a given request).
+    Pass,
     /// 429 with Hotmart's rate-limit headers (`RateLimit-Reset`, `X-RateLimit-*`), no
     /// `Retry-After`.
     TooManyRequests { reset_secs: u64 },

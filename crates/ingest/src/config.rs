@@ -1,0 +1,117 @@
+//! The ingest function's configuration, read once from the environment.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `BUCKET` | (required) | the lake bucket |
+//! | `INGEST_SOURCES` | built-in `hotmart-sales` | path of the sources TOML |
+//! | `RAW_PREFIX` | `raw/` | where CSV objects go (`raw/<source>/dt=…/…`) |
+//! | `STATE_PREFIX` | `state/` | where watermarks go (`state/<source>.json`) |
+//! | `PART_SIZE_MB` | `8` | multipart part size (5 … 512) |
+//! | `API_CREDENTIALS_SECRET_ARN` | — | Secrets Manager JSON with the API credentials |
+//!
+//! Credentials otherwise come from the variables each source's `auth` names
+//! (`HOTMART_CLIENT_ID`, `HOTMART_CLIENT_SECRET`, `HOTMART_BASIC` for the preset).
+//!
+//! ```
+//! use sluice_ingest::Config;
+//!
+//! let c = Config::from_lookup(|k| (k == "BUCKET").then(|| "lake".to_owned())).unwrap();
+//! assert_eq!((c.bucket.as_str(), c.raw_prefix.as_str(), c.part_size), ("lake", "raw/", 8 << 20));
+//! assert!(c.sources.get("hotmart-sales").is_some());
+//! ```
+
+use crate::source::{DEFAULT_SOURCES, SourceError, Sources};
+
+/// A configuration error, naming the variable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0} is not set")]
+    Missing(&'static str),
+    #[error("{var}: {message}")]
+    Invalid { var: &'static str, message: String },
+    #[error("INGEST_SOURCES {path}: {source}")]
+    Sources { path: String, source: SourceError },
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub bucket: String,
+    pub sources: Sources,
+    pub raw_prefix: String,
+    pub state_prefix: String,
+    pub part_size: usize,
+    pub credentials_secret_arn: Option<String>,
+}
+
+fn prefix(p: String) -> String {
+    if p.is_empty() || p.ends_with('/') {
+        p
+    } else {
+        p + "/"
+    }
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |k: &str| get(k).filter(|v| !v.is_empty());
+        let bucket = get("BUCKET").ok_or(ConfigError::Missing("BUCKET"))?;
+        let sources = match get("INGEST_SOURCES") {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::Invalid {
+                    var: "INGEST_SOURCES",
+                    message: format!("{path}: {e}"),
+                })?;
+                Sources::from_toml(&text).map_err(|source| ConfigError::Sources { path, source })?
+            }
+            None => Sources::from_toml(DEFAULT_SOURCES).expect("the built-in sources parse"),
+        };
+        let part_mb: usize = match get("PART_SIZE_MB") {
+            Some(v) => v
+                .parse()
+                .ok()
+                .filter(|n| (5..=512).contains(n))
+                .ok_or_else(|| ConfigError::Invalid {
+                    var: "PART_SIZE_MB",
+                    message: format!("{v:?} is not a number from 5 to 512"),
+                })?,
+            None => 8,
+        };
+        Ok(Config {
+            bucket,
+            sources,
+            raw_prefix: prefix(get("RAW_PREFIX").unwrap_or_else(|| "raw/".into())),
+            state_prefix: prefix(get("STATE_PREFIX").unwrap_or_else(|| "state/".into())),
+            part_size: part_mb << 20,
+            credentials_secret_arn: get("API_CREDENTIALS_SECRET_ARN"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_the_variable() {
+        let e = Config::from_lookup(|_| None).unwrap_err();
+        assert_eq!(e.to_string(), "BUCKET is not set");
+        let e = Config::from_lookup(|k| match k {
+            "BUCKET" => Some("b".into()),
+            "PART_SIZE_MB" => Some("4".into()),
+            _ => None,
+        })
+        .unwrap_err();
+        assert_eq!(e.to_string(), "PART_SIZE_MB: \"4\" is not a number from 5 to 512");
+        let c = Config::from_lookup(|k| match k {
+            "BUCKET" => Some("b".into()),
+            "RAW_PREFIX" => Some("landing".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(c.raw_prefix, "landing/");
+    }
+}

@@ -1,0 +1,623 @@
+//! HTTP to the source API: authentication (OAuth2 client credentials with a cached token,
+//! bearer, API key), a request budget, timeouts, and retries with jittered exponential backoff
+//! (`backon`) on 5xx, timeouts and dropped connections; 429 waits for the time the API names in
+//! `Retry-After`, `RateLimit-Reset` or `X-RateLimit-Reset` (Hotmart sends the latter two).
+//!
+//! ```
+//! use std::time::Duration;
+//! use reqwest::header::{HeaderMap, HeaderValue};
+//! use sluice_ingest::http::rate_limit_wait;
+//!
+//! let mut h = HeaderMap::new();
+//! h.insert("RateLimit-Reset", HeaderValue::from_static("7"));
+//! assert_eq!(rate_limit_wait(&h), Some(Duration::from_secs(7)));
+//! ```
+
+use std::time::{Duration, Instant};
+
+use backon::{ExponentialBuilder, Retryable};
+use base64::Engine as _;
+use bytes::Bytes;
+use reqwest::StatusCode;
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue, LINK, RETRY_AFTER};
+use sluice_edge::Secret;
+
+use crate::source::{Auth, Source};
+
+/// Everything that can go wrong talking to the API, with the URL (never a credential).
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("{method} {url}: HTTP {status}: {snippet}")]
+    Status {
+        method: &'static str,
+        url: String,
+        status: u16,
+        snippet: String,
+        /// How long the API asked us to wait (429).
+        wait: Option<Duration>,
+    },
+    #[error("{method} {url}: {message}")]
+    Transport {
+        method: &'static str,
+        url: String,
+        message: String,
+        timeout: bool,
+    },
+    #[error("credentials for source {source_name:?}: {message}")]
+    Credentials {
+        source_name: String,
+        message: String,
+    },
+    #[error("token response from {url}: {message}")]
+    Token { url: String, message: String },
+}
+
+impl FetchError {
+    /// Worth another attempt: 429, 5xx, timeouts, connection and body errors.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            FetchError::Status { status, .. } => *status == 429 || *status >= 500,
+            FetchError::Transport { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// A gateway giving up (502/504) or a timeout: the query may be too big — split it.
+    pub fn is_overload(&self) -> bool {
+        match self {
+            FetchError::Status { status, .. } => matches!(status, 502 | 504),
+            FetchError::Transport { timeout, .. } => *timeout,
+            _ => false,
+        }
+    }
+
+    fn transport(method: &'static str, url: &str, e: reqwest::Error) -> Self {
+        // reqwest's message carries the URL; ours is printed once, without the query.
+        let timeout = e.is_timeout();
+        let e = e.without_url();
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            message.push_str(": ");
+            message.push_str(&s.to_string());
+            source = s.source();
+        }
+        FetchError::Transport {
+            method,
+            url: url.to_owned(),
+            timeout,
+            message,
+        }
+    }
+}
+
+/// The wait a 429 asks for: `Retry-After` (seconds), else `RateLimit-Reset` /
+/// `X-RateLimit-Reset` (seconds until the window resets; values above a day are read as an
+/// epoch time in seconds).
+pub fn rate_limit_wait(headers: &HeaderMap) -> Option<Duration> {
+    let num = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|v| v.is_finite() && *v >= 0.0)
+    };
+    let secs = num(RETRY_AFTER.as_str())
+        .or_else(|| num("ratelimit-reset"))
+        .or_else(|| num("x-ratelimit-reset"))?;
+    let secs = if secs > 86_400.0 {
+        // an epoch time
+        let now = jiff::Timestamp::now().as_second() as f64;
+        (secs - now).max(0.0)
+    } else {
+        secs
+    };
+    Some(Duration::from_secs_f64(secs.min(300.0)))
+}
+
+/// The `rel="next"` target of an RFC 8288 `Link` header.
+pub fn link_next(headers: &HeaderMap) -> Option<String> {
+    for v in headers.get_all(LINK) {
+        let Ok(v) = v.to_str() else { continue };
+        for link in v.split(',') {
+            let mut parts = link.split(';');
+            let target = parts.next()?.trim();
+            let is_next = parts.any(|p| {
+                let p = p.trim();
+                p.strip_prefix("rel=").is_some_and(|r| {
+                    r.trim_matches('"')
+                        .split_ascii_whitespace()
+                        .any(|r| r.eq_ignore_ascii_case("next"))
+                })
+            });
+            if is_next && target.starts_with('<') && target.ends_with('>') {
+                return Some(target[1..target.len() - 1].to_owned());
+            }
+        }
+    }
+    None
+}
+
+/// A source's resolved credentials (from the environment or a Secrets Manager JSON secret).
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    pub client_id: Option<Secret>,
+    pub client_secret: Option<Secret>,
+    pub basic: Option<Secret>,
+    pub token: Option<Secret>,
+    pub api_key: Option<Secret>,
+}
+
+impl Credentials {
+    /// Reads what `auth` needs: from `secret_json` (keys `client_id`, `client_secret`, `basic`,
+    /// `token`, `api_key`) when given, else from the environment variables `auth` names.
+    pub fn resolve(
+        source: &Source,
+        lookup: impl Fn(&str) -> Option<String>,
+        secret_json: Option<&str>,
+    ) -> Result<Self, FetchError> {
+        let err = |message: String| FetchError::Credentials {
+            source_name: source.name.clone(),
+            message,
+        };
+        let json: Option<serde_json::Map<String, serde_json::Value>> = secret_json
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(|e| err(format!("the secret is not a JSON object: {e}")))?;
+        let get = |key: &str, env: Option<&str>| -> Option<Secret> {
+            match &json {
+                Some(j) => j.get(key).and_then(|v| v.as_str()).map(Secret::new),
+                None => env.and_then(&lookup).filter(|v| !v.is_empty()).map(Secret::new),
+            }
+        };
+        let need = |key: &str, env: &str| -> Result<Secret, FetchError> {
+            get(key, Some(env)).ok_or_else(|| {
+                err(match &json {
+                    Some(_) => format!("the secret has no {key:?}"),
+                    None => format!("{env} is not set"),
+                })
+            })
+        };
+        Ok(match &source.auth {
+            Auth::Oauth2ClientCredentials {
+                client_id_env,
+                client_secret_env,
+                basic_env,
+                ..
+            } => Credentials {
+                client_id: Some(need("client_id", client_id_env)?),
+                client_secret: Some(need("client_secret", client_secret_env)?),
+                basic: get("basic", basic_env.as_deref()),
+                ..Credentials::default()
+            },
+            Auth::Bearer { token_env } => Credentials {
+                token: Some(need("token", token_env)?),
+                ..Credentials::default()
+            },
+            Auth::ApiKey { key_env, .. } => Credentials {
+                api_key: Some(need("api_key", key_env)?),
+                ..Credentials::default()
+            },
+            Auth::None => Credentials::default(),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct CachedToken {
+    value: Secret,
+    refresh_at: Instant,
+}
+
+/// Request pacing: at most `per_minute` requests in any minute, bursts up to that many.
+#[derive(Debug)]
+struct Budget {
+    per_sec: f64,
+    cap: f64,
+    state: tokio::sync::Mutex<(f64, Instant)>,
+}
+
+impl Budget {
+    fn new(per_minute: u32) -> Self {
+        let cap = f64::from(per_minute.max(1));
+        Budget {
+            per_sec: cap / 60.0,
+            cap,
+            state: tokio::sync::Mutex::new((cap, Instant::now())),
+        }
+    }
+
+    /// Takes one request from the budget; returns how long it waited.
+    async fn take(&self) -> Duration {
+        let mut s = self.state.lock().await;
+        let now = Instant::now();
+        let tokens = (s.0 + now.duration_since(s.1).as_secs_f64() * self.per_sec).min(self.cap);
+        if tokens >= 1.0 {
+            *s = (tokens - 1.0, now);
+            return Duration::ZERO;
+        }
+        let wait = Duration::from_secs_f64((1.0 - tokens) / self.per_sec);
+        tokio::time::sleep(wait).await;
+        *s = (0.0, Instant::now());
+        wait
+    }
+}
+
+/// Retry settings (tests shorten the delays).
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub min_delay: Duration,
+    pub max_delay: Duration,
+    /// Attempts after the first.
+    pub max_retries: usize,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            min_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(30),
+            max_retries: 5,
+        }
+    }
+}
+
+/// One source's HTTP client: authenticated, budgeted, retried. Built once per container, so the
+/// OAuth token survives warm invocations.
+#[derive(Debug)]
+pub struct Api {
+    pub source: Source,
+    http: reqwest::Client,
+    creds: Credentials,
+    token: tokio::sync::Mutex<Option<CachedToken>>,
+    budget: Option<Budget>,
+    pub retry: RetryPolicy,
+    counters: std::sync::Mutex<ApiCounters>,
+}
+
+/// What the API client did, for the run summary.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ApiCounters {
+    pub requests: u64,
+    pub retries: u64,
+    pub token_requests: u64,
+    /// Time spent waiting for responses, backoff and the request budget.
+    pub api_wait_ms: u64,
+}
+
+/// One response body and what tells where the next page is.
+#[derive(Debug)]
+pub struct Page {
+    pub body: Bytes,
+    pub link_next: Option<String>,
+}
+
+impl Api {
+    pub fn new(source: Source, creds: Credentials) -> Result<Self, FetchError> {
+        let http = reqwest::Client::builder()
+            .timeout(source.timeout)
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("sluice-ingest/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| FetchError::transport("BUILD", &source.base_url, e))?;
+        Ok(Api {
+            budget: source.requests_per_minute.map(Budget::new),
+            source,
+            http,
+            creds,
+            token: tokio::sync::Mutex::new(None),
+            retry: RetryPolicy::default(),
+            counters: std::sync::Mutex::default(),
+        })
+    }
+
+    pub fn counters(&self) -> ApiCounters {
+        self.counters.lock().unwrap().clone()
+    }
+
+    fn count(&self, f: impl FnOnce(&mut ApiCounters)) {
+        f(&mut self.counters.lock().unwrap());
+    }
+
+    fn backoff(&self) -> ExponentialBuilder {
+        ExponentialBuilder::default()
+            .with_min_delay(self.retry.min_delay)
+            .with_max_delay(self.retry.max_delay)
+            .with_max_times(self.retry.max_retries)
+            .with_jitter()
+    }
+
+    fn url(&self, path_or_url: &str) -> String {
+        if path_or_url.starts_with("http://") || path_or_url.starts_with("https://") {
+            path_or_url.to_owned()
+        } else {
+            format!("{}{}", self.source.base_url, path_or_url)
+        }
+    }
+
+    /// The authorization header, fetching or refreshing the OAuth token when needed.
+    async fn auth_header(&self) -> Result<Option<(HeaderName, HeaderValue)>, FetchError> {
+        let secret_header = |name: HeaderName, v: String| {
+            let mut v = HeaderValue::from_str(&v).map_err(|_| FetchError::Credentials {
+                source_name: self.source.name.clone(),
+                message: "a credential holds characters not allowed in a header".into(),
+            })?;
+            v.set_sensitive(true);
+            Ok(Some((name, v)))
+        };
+        match &self.source.auth {
+            Auth::None => Ok(None),
+            Auth::Bearer { .. } => secret_header(
+                AUTHORIZATION,
+                format!("Bearer {}", self.creds.token.as_ref().map_or("", |t| t.expose())),
+            ),
+            Auth::ApiKey { header, .. } => {
+                let name = HeaderName::from_bytes(header.as_bytes()).map_err(|_| {
+                    FetchError::Credentials {
+                        source_name: self.source.name.clone(),
+                        message: format!("{header:?} is not a header name"),
+                    }
+                })?;
+                secret_header(
+                    name,
+                    self.creds.api_key.as_ref().map_or("", |k| k.expose()).into(),
+                )
+            }
+            Auth::Oauth2ClientCredentials { .. } => {
+                let mut cached = self.token.lock().await;
+                if cached.as_ref().is_none_or(|t| Instant::now() >= t.refresh_at) {
+                    *cached = Some(self.fetch_token().await?);
+                }
+                let token = cached.as_ref().map_or("", |t| t.value.expose());
+                secret_header(AUTHORIZATION, format!("Bearer {token}"))
+            }
+        }
+    }
+
+    /// Forgets the cached token (after a 401).
+    async fn invalidate_token(&self) {
+        *self.token.lock().await = None;
+    }
+
+    async fn fetch_token(&self) -> Result<CachedToken, FetchError> {
+        let Auth::Oauth2ClientCredentials {
+            token_url,
+            params_in_query,
+            ..
+        } = &self.source.auth
+        else {
+            unreachable!("only OAuth2 sources fetch tokens")
+        };
+        let url = self.url(token_url);
+        let id = self.creds.client_id.clone().unwrap_or_default();
+        let secret = self.creds.client_secret.clone().unwrap_or_default();
+        let basic = match &self.creds.basic {
+            Some(b) => b.expose().to_owned(),
+            None => base64::engine::general_purpose::STANDARD
+                .encode(format!("{}:{}", id.expose(), secret.expose())),
+        };
+        let params = [
+            ("grant_type", "client_credentials"),
+            ("client_id", id.expose()),
+            ("client_secret", secret.expose()),
+        ];
+        let encoded = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params)
+            .finish();
+        let attempt = || async {
+            self.count(|c| c.token_requests += 1);
+            let mut auth = HeaderValue::from_str(&format!("Basic {basic}")).map_err(|_| {
+                FetchError::Credentials {
+                    source_name: self.source.name.clone(),
+                    message: "the Basic value holds characters not allowed in a header".into(),
+                }
+            })?;
+            auth.set_sensitive(true);
+            let req = if *params_in_query {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                self.http.post(format!("{url}{sep}{encoded}"))
+            } else {
+                self.http
+                    .post(&url)
+                    .header(
+                        reqwest::header::CONTENT_TYPE,
+                        "application/x-www-form-urlencoded",
+                    )
+                    .body(encoded.clone())
+            };
+            let resp = req
+                .header(AUTHORIZATION, auth)
+                .send()
+                .await
+                .map_err(|e| FetchError::transport("POST", &url, e))?;
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            let body = resp
+                .bytes()
+                .await
+                .map_err(|e| FetchError::transport("POST", &url, e))?;
+            if !status.is_success() {
+                return Err(status_error("POST", &url, status, &headers, &body));
+            }
+            #[derive(serde::Deserialize)]
+            struct TokenResponse {
+                access_token: String,
+                expires_in: Option<f64>,
+            }
+            let t: TokenResponse =
+                serde_json::from_slice(&body).map_err(|e| FetchError::Token {
+                    url: url.clone(),
+                    message: format!("not a token response: {e}"),
+                })?;
+            // Refresh a minute early (or at 90 % of a short lifetime).
+            let ttl = Duration::from_secs_f64(t.expires_in.unwrap_or(3600.0).max(0.0));
+            let early = Duration::from_secs(60).min(ttl / 10);
+            Ok(CachedToken {
+                value: Secret::new(t.access_token),
+                refresh_at: Instant::now() + ttl - early,
+            })
+        };
+        let t0 = Instant::now();
+        let out = attempt
+            .retry(self.backoff())
+            .when(FetchError::is_retryable)
+            .adjust(adjust_for_rate_limit)
+            .notify(|e, d| {
+                self.count(|c| c.retries += 1);
+                tracing::warn!(source = %self.source.name, error = %e, retry_in_ms = d.as_millis() as u64, "token request failed; retrying");
+            })
+            .await;
+        self.count(|c| c.api_wait_ms += t0.elapsed().as_millis() as u64);
+        out
+    }
+
+    /// GET one page: budgeted, authenticated, retried; a 401 refreshes the token once.
+    pub async fn get(&self, path_or_url: &str, query: &[(String, String)]) -> Result<Page, FetchError> {
+        let url = self.url(path_or_url);
+        let t0 = Instant::now();
+        let mut refreshed = false;
+        let out = loop {
+            let attempt = || async {
+                if let Some(b) = &self.budget {
+                    b.take().await;
+                }
+                self.count(|c| c.requests += 1);
+                let mut req = self.http.get(&url).query(query);
+                if let Some((k, v)) = self.auth_header().await? {
+                    req = req.header(k, v);
+                }
+                let resp = req
+                    .send()
+                    .await
+                    .map_err(|e| FetchError::transport("GET", &url, e))?;
+                let status = resp.status();
+                let headers = resp.headers().clone();
+                let body = resp
+                    .bytes()
+                    .await
+                    .map_err(|e| FetchError::transport("GET", &url, e))?;
+                if !status.is_success() {
+                    return Err(status_error("GET", &url, status, &headers, &body));
+                }
+                Ok(Page {
+                    body,
+                    link_next: link_next(&headers),
+                })
+            };
+            let r = attempt
+                .retry(self.backoff())
+                .when(FetchError::is_retryable)
+                .adjust(adjust_for_rate_limit)
+                .notify(|e, d| {
+                    self.count(|c| c.retries += 1);
+                    tracing::warn!(source = %self.source.name, error = %e, retry_in_ms = d.as_millis() as u64, "request failed; retrying");
+                })
+                .await;
+            match r {
+                Err(FetchError::Status { status: 401, .. })
+                    if !refreshed
+                        && matches!(self.source.auth, Auth::Oauth2ClientCredentials { .. }) =>
+                {
+                    tracing::info!(source = %self.source.name, "401: refreshing the token");
+                    self.invalidate_token().await;
+                    refreshed = true;
+                }
+                r => break r,
+            }
+        };
+        self.count(|c| c.api_wait_ms += t0.elapsed().as_millis() as u64);
+        out
+    }
+}
+
+fn adjust_for_rate_limit(e: &FetchError, d: Option<Duration>) -> Option<Duration> {
+    match (e, d) {
+        (
+            FetchError::Status {
+                status: 429,
+                wait: Some(w),
+                ..
+            },
+            Some(d),
+        ) => Some((*w).max(d.min(Duration::from_millis(50)))),
+        (_, d) => d,
+    }
+}
+
+fn status_error(
+    method: &'static str,
+    url: &str,
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> FetchError {
+    let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+    FetchError::Status {
+        method,
+        url: url.to_owned(),
+        status: status.as_u16(),
+        snippet: text,
+        wait: (status == StatusCode::TOO_MANY_REQUESTS)
+            .then(|| rate_limit_wait(headers))
+            .flatten(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::Sources;
+
+    #[test]
+    fn link_headers() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            LINK,
+            HeaderValue::from_static(
+                r#"<https://api.example.com/x?page=1>; rel="prev", <https://api.example.com/x?page=3>; rel="next""#,
+            ),
+        );
+        assert_eq!(link_next(&h).as_deref(), Some("https://api.example.com/x?page=3"));
+        h.insert(LINK, HeaderValue::from_static(r#"<https://a/x?page=1>; rel="prev""#));
+        assert_eq!(link_next(&h), None);
+    }
+
+    #[test]
+    fn rate_limit_headers() {
+        let mut h = HeaderMap::new();
+        assert_eq!(rate_limit_wait(&h), None);
+        h.insert("X-RateLimit-Reset", HeaderValue::from_static("2"));
+        assert_eq!(rate_limit_wait(&h), Some(Duration::from_secs(2)));
+        h.insert("Retry-After", HeaderValue::from_static("1"));
+        assert_eq!(rate_limit_wait(&h), Some(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn credentials_come_from_env_or_a_secret_and_never_print() {
+        let sources = Sources::from_toml(crate::source::DEFAULT_SOURCES).unwrap();
+        let s = sources.get("hotmart-sales").unwrap();
+        let env = |k: &str| match k {
+            "HOTMART_CLIENT_ID" => Some("id-1".to_owned()),
+            "HOTMART_CLIENT_SECRET" => Some("hunter2".to_owned()),
+            _ => None,
+        };
+        let c = Credentials::resolve(s, env, None).unwrap();
+        assert_eq!(c.client_id.as_ref().unwrap().expose(), "id-1");
+        assert!(c.basic.is_none());
+        assert!(!format!("{c:?}").contains("hunter2"));
+        let c = Credentials::resolve(
+            s,
+            |_| None,
+            Some(r#"{"client_id": "a", "client_secret": "b", "basic": "YTpi"}"#),
+        )
+        .unwrap();
+        assert_eq!(c.basic.unwrap().expose(), "YTpi");
+        let e = Credentials::resolve(s, |_| None, None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "credentials for source \"hotmart-sales\": HOTMART_CLIENT_ID is not set"
+        );
+        let e = Credentials::resolve(s, |_| None, Some(r#"{"client_id": "a"}"#)).unwrap_err();
+        assert!(e.to_string().ends_with("the secret has no \"client_secret\""), "{e}");
+    }
+}

@@ -1,0 +1,641 @@
+//! One run of one source: read the watermark, fetch `[watermark − lookback, now − delay)` in
+//! chunks of at most `max_span` (a chunk the API cannot answer — 502/504, timeouts — is halved
+//! down to `min_span`), stream every page through `flatten` into CSV objects, and only then
+//! advance the watermark with a conditional write on the state object's ETag.
+//!
+//! A record that adds columns in the middle of a run closes the current object and opens the
+//! next one (`…-p2.csv`) whose header has them: no row is ever wider or narrower than its
+//! header, and the loader's `evolve` adds the columns.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
+
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+use sluice_flatten::{Flattener, InputFormat, RecordReader};
+
+use crate::http::{Api, ApiCounters, FetchError};
+use crate::sink::{ObjectInfo, ObjectWriter, S3Out, SinkError};
+use crate::source::Pagination;
+
+/// Why a run failed (the watermark did not move).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error("{url} (page {page}): {message}")]
+    Parse {
+        url: String,
+        page: u64,
+        message: String,
+    },
+    #[error("state s3://{bucket}/{key}: {message}")]
+    State {
+        bucket: String,
+        key: String,
+        message: String,
+    },
+    #[error("source {0:?}: a backfill needs a source with a window")]
+    NoWindow(String),
+}
+
+impl RunError {
+    /// Worth running again soon (the API or S3 misbehaved), as opposed to a configuration error.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            RunError::Fetch(e) => e.is_retryable(),
+            RunError::Sink(_) | RunError::State { .. } | RunError::Parse { .. } => true,
+            RunError::NoWindow(_) => false,
+        }
+    }
+}
+
+/// What a run is asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunKind {
+    /// The scheduled pull: from the watermark to `now − delay`, then advance the watermark.
+    Scheduled { now: Timestamp },
+    /// A given window; the watermark is neither read nor moved.
+    Backfill { start: Timestamp, end: Timestamp },
+}
+
+/// The per-source state object (`state/<source>.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    /// Everything before this instant has been fetched and written.
+    pub watermark: Timestamp,
+    pub run_id: String,
+    pub updated_at: Timestamp,
+    pub records: u64,
+    pub objects: Vec<String>,
+}
+
+/// The window a run covered (`end` exclusive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct WindowSpan {
+    pub start: Timestamp,
+    pub end: Timestamp,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Everything written, watermark advanced.
+    Advanced,
+    /// Everything written, but another run advanced the watermark first: this one leaves it
+    /// (its objects are duplicates the loader's upsert absorbs).
+    Superseded,
+    /// A backfill: everything written, watermark untouched.
+    Backfilled,
+    /// Nothing to fetch yet (the window is empty).
+    Empty,
+    /// No window configured: everything fetched.
+    Full,
+}
+
+/// The result JSON of one source's run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub source: String,
+    pub run_id: String,
+    pub status: RunStatus,
+    pub window: Option<WindowSpan>,
+    pub watermark_before: Option<Timestamp>,
+    pub watermark_after: Option<Timestamp>,
+    pub pages: u64,
+    pub records: u64,
+    pub objects: Vec<ObjectInfo>,
+    /// Chunks halved because the API could not answer them.
+    pub splits: u64,
+    pub duration_ms: u64,
+    #[serde(flatten)]
+    pub api: ApiCounters,
+}
+
+/// Where a run writes: the bucket and prefixes.
+#[derive(Debug, Clone)]
+pub struct Lake {
+    pub out: S3Out,
+    /// `raw/`: objects go to `raw/<source>/dt=YYYY-MM-DD/…`.
+    pub raw_prefix: String,
+    /// `state/`: the watermark of a source is `state/<source>.json`.
+    pub state_prefix: String,
+}
+
+/// `20240115T100000Z`: a key-safe, sortable instant.
+fn compact(t: Timestamp) -> String {
+    t.strftime("%Y%m%dT%H%M%SZ").to_string()
+}
+
+impl Lake {
+    pub fn state_key(&self, source: &str) -> String {
+        format!("{}{source}.json", self.state_prefix)
+    }
+
+    /// Reads the state object and its ETag (`None` when there is none yet).
+    pub async fn read_state(&self, source: &str) -> Result<Option<(State, String)>, RunError> {
+        let key = self.state_key(source);
+        let err = |message: String| RunError::State {
+            bucket: self.out.bucket.clone(),
+            key: key.clone(),
+            message,
+        };
+        let got = self
+            .out
+            .client
+            .get_object()
+            .bucket(&self.out.bucket)
+            .key(&key)
+            .send()
+            .await;
+        let obj = match got {
+            Ok(o) => o,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+            Err(e) => return Err(err(aws_sdk_s3::error::DisplayErrorContext(e).to_string())),
+        };
+        let etag = obj.e_tag().unwrap_or_default().to_owned();
+        let body = obj
+            .body
+            .collect()
+            .await
+            .map_err(|e| err(e.to_string()))?
+            .into_bytes();
+        let state: State = serde_json::from_slice(&body)
+            .map_err(|e| err(format!("not a sluice state object: {e}")))?;
+        Ok(Some((state, etag)))
+    }
+
+    /// Writes the state if it is still the version `etag` names (`None`: if there is none).
+    /// Returns false when another run got there first.
+    pub async fn advance(
+        &self,
+        source: &str,
+        state: &State,
+        etag: Option<&str>,
+    ) -> Result<bool, RunError> {
+        let key = self.state_key(source);
+        let body = serde_json::to_vec_pretty(state).expect("state serialises");
+        let mut req = self
+            .out
+            .client
+            .put_object()
+            .bucket(&self.out.bucket)
+            .key(&key)
+            .content_type("application/json")
+            .body(body.into());
+        req = match etag {
+            Some(e) => req.if_match(e),
+            None => req.if_none_match("*"),
+        };
+        match req.send().await {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.raw_response()
+                    .is_some_and(|r| matches!(r.status().as_u16(), 409 | 412)) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(RunError::State {
+                bucket: self.out.bucket.clone(),
+                key,
+                message: aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
+            }),
+        }
+    }
+}
+
+/// The value at a dotted path of a JSON document, if it is a non-empty string or an integer.
+///
+/// ```
+/// use sluice_ingest::run::json_path_string;
+///
+/// let body = br#"{"items":[{"a":1}],"page_info":{"next_page_token":"bzo1MDA","total":9}}"#;
+/// assert_eq!(json_path_string(body, "page_info.next_page_token").as_deref(), Some("bzo1MDA"));
+/// assert_eq!(json_path_string(body, "page_info.total").as_deref(), Some("9"));
+/// assert_eq!(json_path_string(body, "page_info.prev_page_token"), None);
+/// ```
+pub fn json_path_string(body: &[u8], path: &str) -> Option<String> {
+    use jiter::{Jiter, Peek};
+    let mut j = Jiter::new(body);
+    let mut segs = path.split('.').peekable();
+    'outer: while let Some(seg) = segs.next() {
+        let mut key = j.next_object().ok()?;
+        while let Some(k) = key {
+            if k == seg {
+                if segs.peek().is_none() {
+                    let peek = j.peek().ok()?;
+                    return match peek {
+                        Peek::String => {
+                            Some(j.known_str().ok()?.to_owned()).filter(|s| !s.is_empty())
+                        }
+                        p if p.is_num() => Some(
+                            String::from_utf8_lossy(j.known_number_bytes(p).ok()?).into_owned(),
+                        ),
+                        _ => None,
+                    };
+                }
+                continue 'outer;
+            }
+            j.next_skip().ok()?;
+            key = j.next_key().ok()?;
+        }
+        return None;
+    }
+    None
+}
+
+/// A run in progress: the open object and the counters.
+struct Writer<'a> {
+    lake: &'a Lake,
+    source: String,
+    run_id: String,
+    window: Option<WindowSpan>,
+    gzip: bool,
+    flattener: Flattener,
+    open: Option<ObjectWriter>,
+    /// The schema hash of the open object's header.
+    open_hash: String,
+    done: Vec<ObjectInfo>,
+    records: u64,
+    pages: u64,
+    started: Timestamp,
+}
+
+impl Writer<'_> {
+    fn key(&self, part: usize) -> String {
+        let (span, day) = match self.window {
+            Some(w) => (
+                format!("{}_{}", compact(w.start), compact(w.end)),
+                w.start.strftime("%Y-%m-%d").to_string(),
+            ),
+            None => (
+                format!("full_{}", compact(self.started)),
+                self.started.strftime("%Y-%m-%d").to_string(),
+            ),
+        };
+        let suffix = if part > 1 {
+            format!("-p{part}")
+        } else {
+            String::new()
+        };
+        let ext = if self.gzip { "csv.gz" } else { "csv" };
+        format!(
+            "{}{}/dt={day}/{span}_{}{suffix}.{ext}",
+            self.lake.raw_prefix, self.source, self.run_id
+        )
+    }
+
+    fn open_object(&mut self) -> Result<(), RunError> {
+        let part = self.done.len() + 1;
+        let key = self.key(part);
+        let schema = self.flattener.schema();
+        let mut meta = HashMap::from([
+            ("source".to_owned(), self.source.clone()),
+            ("run-id".to_owned(), self.run_id.clone()),
+            ("columns".to_owned(), schema.len().to_string()),
+            ("schema-hash".to_owned(), schema.hash()),
+            ("part".to_owned(), part.to_string()),
+        ]);
+        if let Some(w) = self.window {
+            meta.insert("window-start".into(), w.start.to_string());
+            meta.insert("window-end".into(), w.end.to_string());
+        }
+        let w = ObjectWriter::new(key.clone(), self.gzip, schema.names(), meta).map_err(|e| {
+            SinkError {
+                op: "write",
+                bucket: self.lake.out.bucket.clone(),
+                key,
+                message: e.to_string(),
+            }
+        })?;
+        self.open = Some(w);
+        self.open_hash = schema.hash();
+        Ok(())
+    }
+
+    /// Closes the open object and writes its manifest beside it.
+    async fn close_object(&mut self) -> Result<(), RunError> {
+        let Some(w) = self.open.take() else {
+            return Ok(());
+        };
+        let width = w.width();
+        let info = w.finish(&self.lake.out).await?;
+        let mut manifest = serde_json::to_value(self.flattener.manifest()).expect("manifest");
+        // The manifest describes this object's columns: a prefix of the schema so far.
+        if let Some(cols) = manifest["columns"].as_array_mut() {
+            cols.truncate(width);
+        }
+        manifest["schema_hash"] = std::mem::take(&mut self.open_hash).into();
+        manifest["object"] = serde_json::json!({
+            "key": info.key, "records": info.records, "columns": info.columns,
+            "bytes": info.bytes, "source": self.source, "run_id": self.run_id,
+            "window": self.window,
+        });
+        let mkey = manifest_key(&info.key);
+        self.lake
+            .out
+            .put(
+                &mkey,
+                serde_json::to_vec_pretty(&manifest).expect("manifest"),
+                "application/json",
+            )
+            .await?;
+        self.done.push(info);
+        Ok(())
+    }
+
+    /// Flattens one page's records into the open object (opening the next one when the schema
+    /// grows).
+    async fn page(&mut self, url: &str, body: &[u8], records_path: &str) -> Result<u64, RunError> {
+        self.pages += 1;
+        let format = if records_path.is_empty() {
+            InputFormat::Array
+        } else {
+            InputFormat::path(records_path)
+        };
+        let page = self.pages;
+        let perr = |message: String| RunError::Parse {
+            url: url.to_owned(),
+            page,
+            message,
+        };
+        let mut reader = RecordReader::new(body, format);
+        let mut n = 0;
+        while let Some(rec) = reader.next_record().map_err(|e| perr(e.to_string()))? {
+            let (number, offset) = (rec.number, rec.offset);
+            if let Err(f) = self.flattener.flatten(rec.bytes) {
+                return Err(perr(format!(
+                    "record {number} (byte {}, at {}): {}",
+                    offset + f.offset as u64,
+                    f.path,
+                    f.message
+                )));
+            }
+            let width = self.flattener.schema().len();
+            if self.open.as_ref().is_some_and(|w| w.width() < width) {
+                self.close_object().await?;
+            }
+            if self.open.is_none() {
+                self.open_object()?;
+            }
+            let w = self.open.as_mut().expect("open object");
+            w.write_row(self.flattener.row()).map_err(|e| perr(e.to_string()))?;
+            n += 1;
+        }
+        self.records += n;
+        if let Some(w) = self.open.as_mut() {
+            w.upload_ready(&self.lake.out).await?;
+        }
+        Ok(n)
+    }
+}
+
+/// `raw/s/dt=…/x.csv.gz` → `raw/s/dt=…/x.manifest.json` (outside the loader's suffix filter).
+pub fn manifest_key(key: &str) -> String {
+    let stem = key
+        .strip_suffix(".csv.gz")
+        .or_else(|| key.strip_suffix(".csv"))
+        .unwrap_or(key);
+    format!("{stem}.manifest.json")
+}
+
+/// Splits `[start, end)` into chunks of at most `span`.
+pub fn chunks(start: Timestamp, end: Timestamp, span: SignedDuration) -> VecDeque<WindowSpan> {
+    let mut out = VecDeque::new();
+    let mut a = start;
+    while a < end {
+        let b = a.checked_add(span).map_or(end, |b| b.min(end));
+        out.push_back(WindowSpan { start: a, end: b });
+        a = b;
+    }
+    out
+}
+
+/// Runs one source once.
+pub async fn run(
+    api: &Api,
+    lake: &Lake,
+    kind: RunKind,
+    run_id: &str,
+) -> Result<RunSummary, RunError> {
+    let t0 = Instant::now();
+    let source = &api.source;
+    let before = api.counters();
+    let mut prior = None;
+    let (window, status_ok) = match (kind, &source.window) {
+        (RunKind::Backfill { start, end }, Some(_)) => {
+            (Some(WindowSpan { start, end }), RunStatus::Backfilled)
+        }
+        (RunKind::Backfill { .. }, None) => return Err(RunError::NoWindow(source.name.clone())),
+        (RunKind::Scheduled { .. }, None) => (None, RunStatus::Full),
+        (RunKind::Scheduled { now }, Some(w)) => {
+            prior = lake.read_state(&source.name).await?;
+            let end = now.saturating_sub(w.delay).expect("in range");
+            let start = match &prior {
+                Some((s, _)) => s.watermark.saturating_sub(w.lookback).expect("in range"),
+                None => w
+                    .initial_start
+                    .unwrap_or_else(|| now.saturating_sub(w.initial_span).expect("in range")),
+            };
+            (Some(WindowSpan { start, end }), RunStatus::Advanced)
+        }
+    };
+    let watermark_before = prior.as_ref().map(|(s, _)| s.watermark);
+    let mut writer = Writer {
+        lake,
+        source: source.name.clone(),
+        run_id: run_id.to_owned(),
+        window,
+        gzip: source.gzip,
+        flattener: Flattener::new(source.flatten.clone()),
+        open: None,
+        open_hash: String::new(),
+        done: Vec::new(),
+        records: 0,
+        pages: 0,
+        started: kind_now(kind),
+    };
+    let mut splits = 0;
+    let result = async {
+        match (window, &source.window) {
+            (Some(span), Some(w)) if span.start < span.end => {
+                let mut todo = chunks(span.start, span.end, w.max_span);
+                while let Some(c) = todo.pop_front() {
+                    match fetch_all(api, &mut writer, Some(c)).await {
+                        Ok(()) => {}
+                        Err(RunError::Fetch(e))
+                            if e.is_overload() && c.end.duration_since(c.start) >= w.min_span * 2 =>
+                        {
+                            let half = c.end.duration_since(c.start) / 2;
+                            let mid = c.start.checked_add(half).expect("in range");
+                            tracing::warn!(source = %source.name, error = %e, start = %c.start, end = %c.end, "the API could not answer this window; splitting it in half");
+                            splits += 1;
+                            todo.push_front(WindowSpan { start: mid, end: c.end });
+                            todo.push_front(WindowSpan { start: c.start, end: mid });
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(())
+            }
+            (Some(_), Some(_)) => Ok(()),
+            _ => fetch_all(api, &mut writer, None).await,
+        }
+    }
+    .await;
+    let result = match result {
+        Ok(()) if writer.open.is_none() && writer.done.is_empty() && source.write_empty => {
+            writer.open_object()?;
+            writer.close_object().await
+        }
+        Ok(()) => writer.close_object().await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
+        if let Some(w) = writer.open.take() {
+            w.abort(&lake.out).await;
+        }
+        return Err(e);
+    }
+    let mut status = status_ok;
+    let mut watermark_after = watermark_before;
+    if let (RunKind::Scheduled { now }, Some(span)) = (kind, window) {
+        if span.start >= span.end {
+            status = RunStatus::Empty;
+        } else {
+            let state = State {
+                watermark: span.end,
+                run_id: run_id.to_owned(),
+                updated_at: now,
+                records: writer.records,
+                objects: writer.done.iter().map(|o| o.key.clone()).collect(),
+            };
+            let etag = prior.as_ref().map(|(_, e)| e.as_str());
+            if lake.advance(&source.name, &state, etag).await? {
+                watermark_after = Some(span.end);
+            } else {
+                tracing::warn!(source = %source.name, "another run advanced the watermark first; leaving it");
+                status = RunStatus::Superseded;
+            }
+        }
+    }
+    let after = api.counters();
+    Ok(RunSummary {
+        source: source.name.clone(),
+        run_id: run_id.to_owned(),
+        status,
+        window,
+        watermark_before,
+        watermark_after,
+        pages: writer.pages,
+        records: writer.records,
+        objects: writer.done,
+        splits,
+        duration_ms: t0.elapsed().as_millis() as u64,
+        api: ApiCounters {
+            requests: after.requests - before.requests,
+            retries: after.retries - before.retries,
+            token_requests: after.token_requests - before.token_requests,
+            api_wait_ms: after.api_wait_ms - before.api_wait_ms,
+        },
+    })
+}
+
+fn kind_now(kind: RunKind) -> Timestamp {
+    match kind {
+        RunKind::Scheduled { now } => now,
+        RunKind::Backfill { end, .. } => end,
+    }
+}
+
+/// Every page of one chunk (or of the whole source when it has no window).
+async fn fetch_all(
+    api: &Api,
+    writer: &mut Writer<'_>,
+    chunk: Option<WindowSpan>,
+) -> Result<(), RunError> {
+    let source = &api.source;
+    let mut base: Vec<(String, String)> = source.params.clone();
+    if let Some(p) = &source.page_size_param {
+        base.push((p.clone(), source.page_size.to_string()));
+    }
+    if let (Some(c), Some(w)) = (chunk, &source.window) {
+        // The API's bounds are inclusive; ours end before `end`.
+        let last = c.end.saturating_sub(SignedDuration::from_millis(1)).expect("in range");
+        base.push((w.start_param.clone(), w.format.format(c.start)));
+        base.push((w.end_param.clone(), w.format.format(last)));
+    }
+    let mut next: Option<String> = None; // cursor, or the next URL for Link pagination
+    let mut number = match &source.pagination {
+        Pagination::PageNumber { first, .. } => *first,
+        _ => 0,
+    };
+    loop {
+        let mut query = base.clone();
+        let mut url = source.path.clone();
+        match (&source.pagination, &next) {
+            (Pagination::Cursor { cursor_param, .. }, Some(c)) => {
+                query.push((cursor_param.clone(), c.clone()));
+            }
+            (Pagination::PageNumber { param, .. }, _) => query.push((param.clone(), number.to_string())),
+            (Pagination::Offset { offset_param }, _) => query.push((offset_param.clone(), number.to_string())),
+            (Pagination::LinkHeader, Some(u)) => {
+                url = u.clone();
+                query.clear();
+            }
+            _ => {}
+        }
+        let page = api.get(&url, &query).await?;
+        let n = writer.page(&url, &page.body, &source.records_path).await?;
+        next = match &source.pagination {
+            Pagination::Cursor { cursor_path, .. } => json_path_string(&page.body, cursor_path),
+            Pagination::LinkHeader => page.link_next,
+            Pagination::PageNumber { .. } if n >= u64::from(source.page_size) => {
+                number += 1;
+                Some(String::new())
+            }
+            Pagination::Offset { .. } if n >= u64::from(source.page_size) => {
+                number += n;
+                Some(String::new())
+            }
+            _ => None,
+        };
+        if next.is_none() {
+            return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_cover_the_window_without_overlap() {
+        let a: Timestamp = "2024-01-01T00:00:00Z".parse().unwrap();
+        let b: Timestamp = "2024-01-20T12:00:00Z".parse().unwrap();
+        let c = chunks(a, b, SignedDuration::from_hours(7 * 24));
+        assert_eq!(c.len(), 3);
+        assert_eq!(c[0].start, a);
+        assert_eq!(c[2].end, b);
+        assert!(c.iter().zip(c.iter().skip(1)).all(|(x, y)| x.end == y.start));
+        assert!(chunks(b, a, SignedDuration::from_hours(1)).is_empty());
+    }
+
+    #[test]
+    fn manifests_sit_beside_their_objects_outside_the_csv_suffixes() {
+        assert_eq!(manifest_key("raw/s/dt=2024-01-01/a_b_r.csv"), "raw/s/dt=2024-01-01/a_b_r.manifest.json");
+        assert_eq!(manifest_key("raw/s/x-p2.csv.gz"), "raw/s/x-p2.manifest.json");
+    }
+
+    #[test]
+    fn json_paths() {
+        assert_eq!(json_path_string(br#"{"a":{"b":""}}"#, "a.b"), None);
+        assert_eq!(json_path_string(br#"{"x":[1,{"b":2}],"a":{"c":1,"b":"t"}}"#, "a.b").as_deref(), Some("t"));
+        assert_eq!(json_path_string(br#"{"a":{"b":null}}"#, "a.b"), None);
+        assert_eq!(json_path_string(br#"{"a":{"b":"#, "a.b"), None);
+    }
+}
