@@ -107,7 +107,10 @@ mod tests {
 
     #[test]
     fn emf_line_declares_every_metric_it_carries() {
-        let line = emf_line("loader", &[("RowsRead", 10, "Count"), ("DurationMs", 5, "Milliseconds")]);
+        let line = emf_line(
+            "loader",
+            &[("RowsRead", 10, "Count"), ("DurationMs", 5, "Milliseconds")],
+        );
         let decl = &line["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(decl["Namespace"], "sluice");
         assert_eq!(decl["Dimensions"], json!([["Function"]]));

@@ -105,7 +105,10 @@ mod tests {
             _ => None,
         })
         .unwrap_err();
-        assert_eq!(e.to_string(), "PART_SIZE_MB: \"4\" is not a number from 5 to 512");
+        assert_eq!(
+            e.to_string(),
+            "PART_SIZE_MB: \"4\" is not a number from 5 to 512"
+        );
         let c = Config::from_lookup(|k| match k {
             "BUCKET" => Some("b".into()),
             "RAW_PREFIX" => Some("landing".into()),

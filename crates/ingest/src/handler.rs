@@ -84,17 +84,15 @@ pub fn parse_event(event: &Value) -> Result<Request, EventError> {
         Some(_) => return Err(EventError("\"sources\" must be an array".into())),
     };
     match (source, start, end) {
-        (Some(source), Some(start), Some(end)) if start < end => Ok(Request::Backfill {
-            source,
-            start,
-            end,
-        }),
+        (Some(source), Some(start), Some(end)) if start < end => {
+            Ok(Request::Backfill { source, start, end })
+        }
         (_, Some(s), Some(e)) if s >= e => Err(EventError(format!(
             "backfill start {s} is not before end {e}"
         ))),
-        (None, Some(_), _) | (None, _, Some(_)) => Err(EventError(
-            "a backfill names its \"source\"".into(),
-        )),
+        (None, Some(_), _) | (None, _, Some(_)) => {
+            Err(EventError("a backfill names its \"source\"".into()))
+        }
         (Some(_), Some(_), None) | (Some(_), None, Some(_)) => Err(EventError(
             "a backfill needs both \"start\" and \"end\"".into(),
         )),
@@ -277,9 +275,14 @@ mod tests {
             e(json!({"start": "2024-01-01T00:00:00Z", "end": "2024-01-02T00:00:00Z"})),
             "event: a backfill names its \"source\""
         );
-        assert!(e(json!({"source": "s", "start": "yesterday", "end": "2024-01-02T00:00:00Z"})).starts_with("event: \"start\" = \"yesterday\""));
+        assert!(
+            e(json!({"source": "s", "start": "yesterday", "end": "2024-01-02T00:00:00Z"}))
+                .starts_with("event: \"start\" = \"yesterday\"")
+        );
         assert_eq!(
-            e(json!({"source": "s", "start": "2024-01-02T00:00:00Z", "end": "2024-01-01T00:00:00Z"})),
+            e(
+                json!({"source": "s", "start": "2024-01-02T00:00:00Z", "end": "2024-01-01T00:00:00Z"})
+            ),
             "event: backfill start 2024-01-02T00:00:00Z is not before end 2024-01-01T00:00:00Z"
         );
         assert_eq!(

@@ -167,7 +167,10 @@ impl Credentials {
         let get = |key: &str, env: Option<&str>| -> Option<Secret> {
             match &json {
                 Some(j) => j.get(key).and_then(|v| v.as_str()).map(Secret::new),
-                None => env.and_then(&lookup).filter(|v| !v.is_empty()).map(Secret::new),
+                None => env
+                    .and_then(&lookup)
+                    .filter(|v| !v.is_empty())
+                    .map(Secret::new),
             }
         };
         let need = |key: &str, env: &str| -> Result<Secret, FetchError> {
@@ -349,7 +352,10 @@ impl Api {
             Auth::None => Ok(None),
             Auth::Bearer { .. } => secret_header(
                 AUTHORIZATION,
-                format!("Bearer {}", self.creds.token.as_ref().map_or("", |t| t.expose())),
+                format!(
+                    "Bearer {}",
+                    self.creds.token.as_ref().map_or("", |t| t.expose())
+                ),
             ),
             Auth::ApiKey { header, .. } => {
                 let name = HeaderName::from_bytes(header.as_bytes()).map_err(|_| {
@@ -360,12 +366,19 @@ impl Api {
                 })?;
                 secret_header(
                     name,
-                    self.creds.api_key.as_ref().map_or("", |k| k.expose()).into(),
+                    self.creds
+                        .api_key
+                        .as_ref()
+                        .map_or("", |k| k.expose())
+                        .into(),
                 )
             }
             Auth::Oauth2ClientCredentials { .. } => {
                 let mut cached = self.token.lock().await;
-                if cached.as_ref().is_none_or(|t| Instant::now() >= t.refresh_at) {
+                if cached
+                    .as_ref()
+                    .is_none_or(|t| Instant::now() >= t.refresh_at)
+                {
                     *cached = Some(self.fetch_token().await?);
                 }
                 let token = cached.as_ref().map_or("", |t| t.value.expose());
@@ -393,8 +406,11 @@ impl Api {
         let secret = self.creds.client_secret.clone().unwrap_or_default();
         let basic = match &self.creds.basic {
             Some(b) => b.expose().to_owned(),
-            None => base64::engine::general_purpose::STANDARD
-                .encode(format!("{}:{}", id.expose(), secret.expose())),
+            None => base64::engine::general_purpose::STANDARD.encode(format!(
+                "{}:{}",
+                id.expose(),
+                secret.expose()
+            )),
         };
         let params = [
             ("grant_type", "client_credentials"),
@@ -472,7 +488,11 @@ impl Api {
     }
 
     /// GET one page: budgeted, authenticated, retried; a 401 refreshes the token once.
-    pub async fn get(&self, path_or_url: &str, query: &[(String, String)]) -> Result<Page, FetchError> {
+    pub async fn get(
+        &self,
+        path_or_url: &str,
+        query: &[(String, String)],
+    ) -> Result<Page, FetchError> {
         let url = self.url(path_or_url);
         let t0 = Instant::now();
         let mut refreshed = false;
@@ -577,8 +597,14 @@ mod tests {
                 r#"<https://api.example.com/x?page=1>; rel="prev", <https://api.example.com/x?page=3>; rel="next""#,
             ),
         );
-        assert_eq!(link_next(&h).as_deref(), Some("https://api.example.com/x?page=3"));
-        h.insert(LINK, HeaderValue::from_static(r#"<https://a/x?page=1>; rel="prev""#));
+        assert_eq!(
+            link_next(&h).as_deref(),
+            Some("https://api.example.com/x?page=3")
+        );
+        h.insert(
+            LINK,
+            HeaderValue::from_static(r#"<https://a/x?page=1>; rel="prev""#),
+        );
         assert_eq!(link_next(&h), None);
     }
 
@@ -618,6 +644,10 @@ mod tests {
             "credentials for source \"hotmart-sales\": HOTMART_CLIENT_ID is not set"
         );
         let e = Credentials::resolve(s, |_| None, Some(r#"{"client_id": "a"}"#)).unwrap_err();
-        assert!(e.to_string().ends_with("the secret has no \"client_secret\""), "{e}");
+        assert!(
+            e.to_string()
+                .ends_with("the secret has no \"client_secret\""),
+            "{e}"
+        );
     }
 }

@@ -4,12 +4,12 @@
 //! paginated JSON API; Hotmart's sales history built in) incrementally, flatten every record
 //! into CSV and upload it to `raw/<source>/dt=YYYY-MM-DD/<start>_<end>_<run-id>.csv[.gz]`,
 //! then advance the source's watermark with a conditional write — no gaps, no double advance.
+pub mod config;
+mod handler;
 pub mod http;
 pub mod run;
 pub mod sink;
 pub mod source;
-pub mod config;
-mod handler;
 
 pub use crate::config::{Config, ConfigError};
 pub use crate::handler::{
@@ -24,12 +24,20 @@ pub use crate::source::{Source, Sources};
 /// Builds the per-source API clients: credentials from the source's own secret, else
 /// `API_CREDENTIALS_SECRET_ARN` (the object under the source's name when the secret has one,
 /// else the whole secret), else the environment.
-pub async fn build(config: &Config, aws: &aws_config::SdkConfig) -> Result<Ingest, Box<dyn std::error::Error + Send + Sync>> {
+pub async fn build(
+    config: &Config,
+    aws: &aws_config::SdkConfig,
+) -> Result<Ingest, Box<dyn std::error::Error + Send + Sync>> {
     let mut apis = std::collections::BTreeMap::new();
     let mut shared: Option<serde_json::Value> = None;
     for (name, source) in &config.sources.0 {
         let secret = match (&source.secret_arn, &config.credentials_secret_arn) {
-            (Some(arn), _) => Some(sluice_edge::secret_string(aws, arn).await?.expose().to_owned()),
+            (Some(arn), _) => Some(
+                sluice_edge::secret_string(aws, arn)
+                    .await?
+                    .expose()
+                    .to_owned(),
+            ),
             (None, Some(arn)) => {
                 if shared.is_none() {
                     let s = sluice_edge::secret_string(aws, arn).await?;

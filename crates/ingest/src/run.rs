@@ -4,7 +4,7 @@
 //! advance the watermark with a conditional write on the state object's ETag.
 //!
 //! A record that adds columns in the middle of a run closes the current object and opens the
-//! next one (`…-p2.csv`) whose header has them: no row is ever wider or narrower than its
+//! next one (`…_p2.csv`) whose header has them: no row is ever wider or narrower than its
 //! header, and the loader's `evolve` adds the columns.
 
 use std::collections::{HashMap, VecDeque};
@@ -277,7 +277,7 @@ impl Writer<'_> {
             ),
         };
         let suffix = if part > 1 {
-            format!("-p{part}")
+            format!("_p{part}")
         } else {
             String::new()
         };
@@ -382,7 +382,8 @@ impl Writer<'_> {
                 self.open_object()?;
             }
             let w = self.open.as_mut().expect("open object");
-            w.write_row(self.flattener.row()).map_err(|e| perr(e.to_string()))?;
+            w.write_row(self.flattener.row())
+                .map_err(|e| perr(e.to_string()))?;
             n += 1;
         }
         self.records += n;
@@ -564,7 +565,10 @@ async fn fetch_all(
     }
     if let (Some(c), Some(w)) = (chunk, &source.window) {
         // The API's bounds are inclusive; ours end before `end`.
-        let last = c.end.saturating_sub(SignedDuration::from_millis(1)).expect("in range");
+        let last = c
+            .end
+            .saturating_sub(SignedDuration::from_millis(1))
+            .expect("in range");
         base.push((w.start_param.clone(), w.format.format(c.start)));
         base.push((w.end_param.clone(), w.format.format(last)));
     }
@@ -580,8 +584,12 @@ async fn fetch_all(
             (Pagination::Cursor { cursor_param, .. }, Some(c)) => {
                 query.push((cursor_param.clone(), c.clone()));
             }
-            (Pagination::PageNumber { param, .. }, _) => query.push((param.clone(), number.to_string())),
-            (Pagination::Offset { offset_param }, _) => query.push((offset_param.clone(), number.to_string())),
+            (Pagination::PageNumber { param, .. }, _) => {
+                query.push((param.clone(), number.to_string()))
+            }
+            (Pagination::Offset { offset_param }, _) => {
+                query.push((offset_param.clone(), number.to_string()))
+            }
             (Pagination::LinkHeader, Some(u)) => {
                 url = u.clone();
                 query.clear();
@@ -621,20 +629,33 @@ mod tests {
         assert_eq!(c.len(), 3);
         assert_eq!(c[0].start, a);
         assert_eq!(c[2].end, b);
-        assert!(c.iter().zip(c.iter().skip(1)).all(|(x, y)| x.end == y.start));
+        assert!(
+            c.iter()
+                .zip(c.iter().skip(1))
+                .all(|(x, y)| x.end == y.start)
+        );
         assert!(chunks(b, a, SignedDuration::from_hours(1)).is_empty());
     }
 
     #[test]
     fn manifests_sit_beside_their_objects_outside_the_csv_suffixes() {
-        assert_eq!(manifest_key("raw/s/dt=2024-01-01/a_b_r.csv"), "raw/s/dt=2024-01-01/a_b_r.manifest.json");
-        assert_eq!(manifest_key("raw/s/x-p2.csv.gz"), "raw/s/x-p2.manifest.json");
+        assert_eq!(
+            manifest_key("raw/s/dt=2024-01-01/a_b_r.csv"),
+            "raw/s/dt=2024-01-01/a_b_r.manifest.json"
+        );
+        assert_eq!(
+            manifest_key("raw/s/x_p2.csv.gz"),
+            "raw/s/x_p2.manifest.json"
+        );
     }
 
     #[test]
     fn json_paths() {
         assert_eq!(json_path_string(br#"{"a":{"b":""}}"#, "a.b"), None);
-        assert_eq!(json_path_string(br#"{"x":[1,{"b":2}],"a":{"c":1,"b":"t"}}"#, "a.b").as_deref(), Some("t"));
+        assert_eq!(
+            json_path_string(br#"{"x":[1,{"b":2}],"a":{"c":1,"b":"t"}}"#, "a.b").as_deref(),
+            Some("t")
+        );
         assert_eq!(json_path_string(br#"{"a":{"b":null}}"#, "a.b"), None);
         assert_eq!(json_path_string(br#"{"a":{"b":"#, "a.b"), None);
     }

@@ -72,9 +72,14 @@ pub enum Auth {
         basic_env: Option<String>,
     },
     /// `Authorization: Bearer <token>`.
-    Bearer { token_env: String },
+    Bearer {
+        token_env: String,
+    },
     /// A key in a header (`X-API-Key: <key>`).
-    ApiKey { header: String, key_env: String },
+    ApiKey {
+        header: String,
+        key_env: String,
+    },
     None,
 }
 
@@ -291,7 +296,10 @@ fn duration(source: &str, field: &'static str, v: &str) -> Result<SignedDuration
 
 /// `"7d"`: jiff reads days only in spans, so days are turned into hours first.
 fn parse_days(v: &str) -> String {
-    match v.strip_suffix('d').and_then(|n| n.trim().parse::<i64>().ok()) {
+    match v
+        .strip_suffix('d')
+        .and_then(|n| n.trim().parse::<i64>().ok())
+    {
         Some(n) => format!("{}h", n * 24),
         None => v.to_owned(),
     }
@@ -427,9 +435,7 @@ fn resolve(name: String, spec: SourceSpec) -> Result<Source, SourceError> {
         secret_arn: spec.secret_arn,
         pagination,
         window,
-        requests_per_minute: spec
-            .requests_per_minute
-            .or_else(|| hotmart.then_some(500)),
+        requests_per_minute: spec.requests_per_minute.or_else(|| hotmart.then_some(500)),
         timeout,
         gzip: spec.gzip.unwrap_or(false),
         write_empty: spec.write_empty.unwrap_or(false),
@@ -457,7 +463,10 @@ mod tests {
         };
         assert_eq!(token_url, hotmart::TOKEN_URL);
         let w = h.window.as_ref().unwrap();
-        assert_eq!((w.start_param.as_str(), w.format), ("start_date", TimeFormat::EpochMillis));
+        assert_eq!(
+            (w.start_param.as_str(), w.format),
+            ("start_date", TimeFormat::EpochMillis)
+        );
         assert_eq!(w.max_span, SignedDuration::from_hours(7 * 24));
         assert_eq!(w.lookback, SignedDuration::from_mins(30));
     }
@@ -482,10 +491,15 @@ mod tests {
             e.to_string(),
             "source \"x\": preset: unknown preset \"nope\" (hotmart-sales)"
         );
-        let e = Sources::from_toml("[source.x]\nbase_url = \"http://a\"\nwindow = { lookback = \"ten\" }\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.starts_with("source \"x\": window.lookback: \"ten\""), "{e}");
+        let e = Sources::from_toml(
+            "[source.x]\nbase_url = \"http://a\"\nwindow = { lookback = \"ten\" }\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("source \"x\": window.lookback: \"ten\""),
+            "{e}"
+        );
         let e = Sources::from_toml("[source.x]\nbase_url = \"http://a\"\nbogus = 1\n").unwrap_err();
         assert!(e.to_string().contains("bogus"), "{e}");
         let e = Sources::from_toml("[source.x]\npath = \"/a\"\n").unwrap_err();

@@ -172,12 +172,13 @@ async fn connect_options(config: &Config) -> Result<PgConnectOptions, ConfigErro
         })?,
         DatabaseSource::SecretArn(arn) => {
             let conf = aws_config::load_from_env().await;
-            let secret = sluice_edge::secret_string(&conf, arn)
-                .await
-                .map_err(|e| ConfigError::Invalid {
-                    var: "DATABASE_SECRET_ARN",
-                    message: e.to_string(),
-                })?;
+            let secret =
+                sluice_edge::secret_string(&conf, arn)
+                    .await
+                    .map_err(|e| ConfigError::Invalid {
+                        var: "DATABASE_SECRET_ARN",
+                        message: e.to_string(),
+                    })?;
             RdsSecret::parse(secret.expose())?.connect_options()
         }
     };

@@ -70,7 +70,13 @@ const SCK: [Option<&str>; 5] = [
     Some("yt_desc"),
     Some("email_d3"),
 ];
-const UPDATE_STATUSES: [&str; 5] = ["REFUNDED", "CHARGEBACK", "COMPLETE", "CANCELLED", "PROTESTED"];
+const UPDATE_STATUSES: [&str; 5] = [
+    "REFUNDED",
+    "CHARGEBACK",
+    "COMPLETE",
+    "CANCELLED",
+    "PROTESTED",
+];
 
 /// Which data set is served (the Python mock's modes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -101,9 +107,9 @@ struct Rng(u64);
 
 impl Rng {
     fn new(seed: u64, index: u64, salt: u64) -> Self {
-        let mut r = Rng(
-            seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ index.wrapping_mul(0xD1B5_4A32_D192_ED03) ^ salt,
-        );
+        let mut r = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ index.wrapping_mul(0xD1B5_4A32_D192_ED03)
+            ^ salt);
         r.next();
         r
     }
@@ -182,7 +188,7 @@ impl Dataset {
     /// Appends the item at `pos` to `out`.
     pub fn write_item(&self, pos: u64, out: &mut String) {
         let index = transaction_of(self.n, self.mode, pos);
-        let update = self.mode == Mode::Updates && pos % 5 == 0;
+        let update = self.mode == Mode::Updates && pos.is_multiple_of(5);
         let grown = self.grow_schema_at.is_some_and(|g| pos >= g);
         write_sale(self.seed, index, update, grown, out);
     }
@@ -191,7 +197,7 @@ impl Dataset {
 fn transaction_of(n: u64, mode: Mode, pos: u64) -> u64 {
     match mode {
         Mode::Initial => pos + 1,
-        Mode::Updates if pos % 5 == 0 => pos + 1,
+        Mode::Updates if pos.is_multiple_of(5) => pos + 1,
         Mode::Updates => n + pos + 1,
     }
 }
@@ -353,10 +359,13 @@ mod tests {
             assert_eq!(v["purchase"]["transaction"], v["transaction"]);
             assert_eq!(v["transaction"], d.transaction(pos).as_str());
             assert_eq!(v["purchase"]["approved_date"], d.approved(pos));
-            assert!(v["commissions"].as_array().unwrap().len() >= 1);
+            assert!(!v["commissions"].as_array().unwrap().is_empty());
             assert_eq!(v.get("coupon").is_some(), pos >= 150);
-            if pos % 5 == 0 {
-                assert_ne!(v["purchase"]["status"], "APPROVED", "updates change the status");
+            if pos.is_multiple_of(5) {
+                assert_ne!(
+                    v["purchase"]["status"], "APPROVED",
+                    "updates change the status"
+                );
             }
         }
     }
@@ -376,7 +385,10 @@ mod tests {
         let (a, b) = (d.approved(10), d.approved(20));
         let hits = d.positions(Some(a), Some(b));
         assert!(hits.contains(&10) && hits.contains(&20));
-        assert!(hits.iter().all(|&p| (a..=b).contains(&d.approved(p as u64))));
+        assert!(
+            hits.iter()
+                .all(|&p| (a..=b).contains(&d.approved(p as u64)))
+        );
         assert_eq!(d.positions(None, None).len(), 100);
     }
 }

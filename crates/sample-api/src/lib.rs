@@ -209,12 +209,12 @@ impl SampleApi {
     }
 
     pub fn set_rules(&self, rules: Rules) {
-        *self.inner.rules.lock().unwrap() = rules;
+        self.inner.set_rules(rules);
     }
 
-    /// Serves another data set from now on.
+    /// Serves another data set from now on (the rules stay).
     pub fn reset(&self, n: u64, seed: u64, mode: Mode) {
-        *self.inner.data.write().unwrap() = Arc::new(Dataset::new(n, seed, mode));
+        self.inner.reset(n, seed, mode);
     }
 
     /// The data set being served.
@@ -228,6 +228,19 @@ impl SampleApi {
 }
 
 impl Inner {
+    fn set_rules(&self, rules: Rules) {
+        let mut d = (**self.data.read().unwrap()).clone();
+        d.grow_schema_at = rules.grow_schema_at;
+        *self.data.write().unwrap() = Arc::new(d);
+        *self.rules.lock().unwrap() = rules;
+    }
+
+    fn reset(&self, n: u64, seed: u64, mode: Mode) {
+        let mut d = Dataset::new(n, seed, mode);
+        d.grow_schema_at = self.rules.lock().unwrap().grow_schema_at;
+        *self.data.write().unwrap() = Arc::new(d);
+    }
+
     fn stats(&self) -> Stats {
         let c = &self.counters;
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -296,10 +309,7 @@ async fn faults(State(s): State<Arc<Inner>>, body: String) -> Response {
 async fn rules(State(s): State<Arc<Inner>>, body: String) -> Response {
     match serde_json::from_str::<Rules>(&body) {
         Ok(r) => {
-            let mut d = (**s.data.read().unwrap()).clone();
-            d.grow_schema_at = r.grow_schema_at;
-            *s.data.write().unwrap() = Arc::new(d);
-            *s.rules.lock().unwrap() = r;
+            s.set_rules(r);
             json(StatusCode::OK, serde_json::json!({"status": "ok"}))
         }
         Err(e) => json(
@@ -329,9 +339,7 @@ async fn reset(
         Err(_) => return s.error(StatusCode::BAD_REQUEST, "invalid_parameter"),
     };
     let (n, seed) = (q.n.unwrap_or(cur.n), q.seed.unwrap_or(cur.seed));
-    let mut d = Dataset::new(n, seed, mode);
-    d.grow_schema_at = s.rules.lock().unwrap().grow_schema_at;
-    *s.data.write().unwrap() = Arc::new(d);
+    s.reset(n, seed, mode);
     json(
         StatusCode::OK,
         serde_json::json!({"status": "ok", "n": n, "mode": mode, "seed": seed}),
@@ -355,7 +363,10 @@ async fn token(
     let basic_ok = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")))
+        .and_then(|v| {
+            v.strip_prefix("Basic ")
+                .or_else(|| v.strip_prefix("basic "))
+        })
         .and_then(|b| STANDARD.decode(b.trim()).ok())
         .is_some_and(|b| b == format!("{}:{}", s.client_id, s.client_secret).as_bytes());
     let param_ok = |k: &str, want: &str| params.get(k).is_none_or(|v| v == want);
@@ -394,7 +405,11 @@ fn encode_cursor(offset: usize) -> String {
 
 fn decode_cursor(tok: &str) -> Option<usize> {
     let raw = URL_SAFE_NO_PAD.decode(tok.trim_end_matches('=')).ok()?;
-    std::str::from_utf8(&raw).ok()?.strip_prefix("o:")?.parse().ok()
+    std::str::from_utf8(&raw)
+        .ok()?
+        .strip_prefix("o:")?
+        .parse()
+        .ok()
 }
 
 async fn sales(
@@ -405,7 +420,10 @@ async fn sales(
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .unwrap_or("")
         .trim()
         .to_owned();

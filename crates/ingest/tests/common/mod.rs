@@ -1,0 +1,154 @@
+//! Shared by the ingest integration tests: a sample API, a bucket of the test's own, and an
+//! ingest configured against both, with short retry delays.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::Result;
+use jiff::Timestamp;
+use sluice_flatten::{CsvReader, CsvRecord};
+use sluice_ingest::{Api, Credentials, Ingest, Lake, RetryPolicy, S3Out, Sources};
+use sluice_sample_api::{SampleApi, Settings, data::BASE_TS};
+use sluice_testkit::TestBucket;
+
+/// The Hotmart preset pointed at `base_url`, windows from the first sample sale.
+pub fn sources_toml(base_url: &str, extra: &str) -> String {
+    format!(
+        r#"
+[source.hotmart-sales]
+preset = "hotmart-sales"
+base_url = "{base_url}"
+page_size = 100
+{extra}
+[source.hotmart-sales.window]
+initial_start = "2023-11-14T00:00:00Z"
+lookback = "30m"
+delay = "1m"
+"#
+    )
+}
+
+/// A clock after every sale of an `n`-item data set.
+pub fn after_all(n: u64) -> Timestamp {
+    Timestamp::from_millisecond(BASE_TS + n as i64 * 60_000 + 3 * 3_600_000).unwrap()
+}
+
+pub struct Env {
+    pub api: SampleApi,
+    pub bucket: TestBucket,
+    pub ingest: Ingest,
+}
+
+/// An API client for the `hotmart-sales` source of `toml`, with the sample's credentials.
+pub fn api_client(toml: &str) -> Result<Api> {
+    let sources = Sources::from_toml(toml)?;
+    let source = sources.get("hotmart-sales").unwrap().clone();
+    let env = |k: &str| match k {
+        "HOTMART_CLIENT_ID" => Some("mock-id".to_owned()),
+        "HOTMART_CLIENT_SECRET" => Some("mock-secret".to_owned()),
+        _ => None,
+    };
+    let creds = Credentials::resolve(&source, env, None)?;
+    let mut api = Api::new(source, creds)?;
+    api.retry = RetryPolicy {
+        min_delay: Duration::from_millis(5),
+        max_delay: Duration::from_millis(50),
+        max_retries: 5,
+    };
+    Ok(api)
+}
+
+pub fn lake(bucket: &TestBucket, part_size: usize) -> Lake {
+    Lake {
+        out: S3Out {
+            client: bucket.client.clone(),
+            bucket: bucket.name.clone(),
+            part_size,
+        },
+        raw_prefix: "raw/".into(),
+        state_prefix: "state/".into(),
+    }
+}
+
+/// A sample API of `n` sales, a bucket, and an ingest of `hotmart-sales` (`extra` TOML lines go
+/// into the source table).
+pub async fn env(n: u64, extra: &str) -> Result<Env> {
+    let api = SampleApi::start(Settings {
+        n,
+        ..Settings::default()
+    })
+    .await?;
+    let bucket = sluice_testkit::bucket().await?;
+    let client = api_client(&sources_toml(&api.base_url(), extra))?;
+    let ingest = Ingest {
+        apis: BTreeMap::from([("hotmart-sales".to_owned(), client)]),
+        lake: lake(&bucket, 8 << 20),
+    };
+    Ok(Env {
+        api,
+        bucket,
+        ingest,
+    })
+}
+
+/// CSV rows, `None` is NULL.
+pub type Rows = Vec<Vec<Option<String>>>;
+/// A CSV object: key, header, rows.
+pub type Object = (String, Vec<String>, Rows);
+
+/// A CSV object parsed: header and rows.
+pub fn parse_csv(bytes: &[u8]) -> (Vec<String>, Rows) {
+    let mut r = CsvReader::new(bytes);
+    let mut rec = CsvRecord::default();
+    let mut rows = Vec::new();
+    let mut header = Vec::new();
+    while r.read(&mut rec).unwrap() {
+        let fields: Vec<Option<String>> = rec
+            .iter()
+            .map(|f| f.map(|b| String::from_utf8(b.to_vec()).unwrap()))
+            .collect();
+        if header.is_empty() {
+            header = fields.into_iter().map(Option::unwrap).collect();
+        } else {
+            assert_eq!(
+                fields.len(),
+                header.len(),
+                "every row is as wide as its header"
+            );
+            rows.push(fields);
+        }
+    }
+    (header, rows)
+}
+
+/// Every CSV object under `raw/`, in key order, parsed.
+pub async fn csv_objects(
+    bucket: &TestBucket,
+) -> Result<Vec<(String, Vec<String>, Vec<Vec<Option<String>>>)>> {
+    let mut out = Vec::new();
+    for key in bucket.keys("raw/").await? {
+        if key.ends_with(".csv") || key.ends_with(".csv.gz") {
+            let mut bytes = bucket.get(&key).await?;
+            if key.ends_with(".gz") {
+                use std::io::Read;
+                let mut plain = Vec::new();
+                flate2::read::GzDecoder::new(&bytes[..]).read_to_end(&mut plain)?;
+                bytes = plain;
+            }
+            let (h, rows) = parse_csv(&bytes);
+            out.push((key, h, rows));
+        }
+    }
+    Ok(out)
+}
+
+/// The values of column `name` across objects.
+pub fn column(objects: &[Object], name: &str) -> Vec<Option<String>> {
+    let mut out = Vec::new();
+    for (_, h, rows) in objects {
+        let i = h.iter().position(|c| c == name).expect("column present");
+        out.extend(rows.iter().map(|r| r[i].clone()));
+    }
+    out
+}

@@ -1,0 +1,443 @@
+//! Runs against the sample API (a real HTTP server) into a real S3 endpoint.
+
+mod common;
+
+use std::collections::HashSet;
+
+use anyhow::Result;
+use common::*;
+use sluice_ingest::{RunKind, RunStatus, State, run::run};
+use sluice_sample_api::{Fault, Rules};
+
+fn state(bytes: &[u8]) -> State {
+    serde_json::from_slice(bytes).unwrap()
+}
+
+#[tokio::test]
+async fn full_pagination_one_object_a_manifest_and_the_watermark() -> Result<()> {
+    let e = env(1234, "").await?;
+    let api = &e.ingest.apis["hotmart-sales"];
+    let now = after_all(1234);
+    let s = run(api, &e.ingest.lake, RunKind::Scheduled { now }, "r1").await?;
+    assert_eq!(
+        (s.status, s.records, s.pages),
+        (RunStatus::Advanced, 1234, 13)
+    );
+    assert_eq!(s.objects.len(), 1);
+    assert_eq!(s.api.token_requests, 1);
+    let objects = csv_objects(&e.bucket).await?;
+    let keys: Vec<_> = column(&objects, "purchase_transaction");
+    let unique: HashSet<_> = keys.iter().collect();
+    assert_eq!((keys.len(), unique.len()), (1234, 1234));
+    let key = &objects[0].0;
+    assert!(
+        key.starts_with("raw/hotmart-sales/dt=2023-11-14/20231114T000000Z_")
+            && key.ends_with("_r1.csv"),
+        "{key}"
+    );
+    // Object metadata and the manifest beside it.
+    let head = e
+        .bucket
+        .client
+        .head_object()
+        .bucket(&e.bucket.name)
+        .key(key)
+        .send()
+        .await?;
+    let meta = head.metadata().unwrap();
+    assert_eq!(meta["records"], "1234");
+    assert_eq!(meta["columns"], objects[0].1.len().to_string());
+    assert_eq!(meta["window-start"], "2023-11-14T00:00:00Z");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&e.bucket.get(&sluice_ingest::run::manifest_key(key)).await?)?;
+    assert_eq!(manifest["object"]["records"], 1234);
+    assert_eq!(manifest["schema_hash"], meta["schema-hash"].as_str());
+    assert_eq!(
+        manifest["columns"].as_array().unwrap().len(),
+        objects[0].1.len()
+    );
+    // The watermark is the window's end.
+    let st = state(&e.bucket.get("state/hotmart-sales.json").await?);
+    assert_eq!(Some(st.watermark), s.watermark_after);
+    assert_eq!(st.watermark, now - jiff::SignedDuration::from_mins(1));
+    assert_eq!((st.records, st.run_id.as_str()), (1234, "r1"));
+    // The next run starts one lookback before the watermark; the token is reused.
+    let later = now + jiff::SignedDuration::from_mins(7);
+    let s2 = run(api, &e.ingest.lake, RunKind::Scheduled { now: later }, "r2").await?;
+    assert_eq!(
+        s2.window.unwrap().start,
+        st.watermark - jiff::SignedDuration::from_mins(30)
+    );
+    assert_eq!((s2.status, s2.api.token_requests), (RunStatus::Advanced, 0));
+    assert_eq!(e.api.stats().token_requests, 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_expired_token_is_refreshed_mid_run() -> Result<()> {
+    let e = env(600, "").await?;
+    e.api
+        .push_faults([Fault::Pass, Fault::Pass, Fault::ExpireTokens]);
+    let api = &e.ingest.apis["hotmart-sales"];
+    let s = run(
+        api,
+        &e.ingest.lake,
+        RunKind::Scheduled {
+            now: after_all(600),
+        },
+        "r",
+    )
+    .await?;
+    assert_eq!(s.records, 600);
+    assert_eq!(s.api.token_requests, 2);
+    assert_eq!(e.api.stats().token_requests, 2);
+    assert_eq!(e.api.pending_faults(), 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn rate_limits_server_errors_and_dropped_connections_are_retried() -> Result<()> {
+    let e = env(500, "").await?;
+    e.api.push_faults([
+        Fault::TooManyRequests { reset_secs: 0 },
+        Fault::Pass,
+        Fault::Status(503),
+        Fault::Status(500),
+        Fault::Disconnect,
+        Fault::Pass,
+        Fault::TooManyRequests { reset_secs: 0 },
+    ]);
+    let api = &e.ingest.apis["hotmart-sales"];
+    let s = run(
+        api,
+        &e.ingest.lake,
+        RunKind::Scheduled {
+            now: after_all(500),
+        },
+        "r",
+    )
+    .await?;
+    assert_eq!(
+        (s.status, s.records, s.pages),
+        (RunStatus::Advanced, 500, 5)
+    );
+    assert_eq!(s.api.retries, 5);
+    let keys = column(&csv_objects(&e.bucket).await?, "purchase_transaction");
+    assert_eq!(keys.iter().collect::<HashSet<_>>().len(), 500);
+    Ok(())
+}
+
+#[tokio::test]
+async fn persistent_server_errors_fail_the_run_and_keep_the_watermark() -> Result<()> {
+    let e = env(300, "").await?;
+    e.api
+        .push_faults(std::iter::repeat_n(Fault::Status(500), 6));
+    let api = &e.ingest.apis["hotmart-sales"];
+    let err = run(
+        api,
+        &e.ingest.lake,
+        RunKind::Scheduled {
+            now: after_all(300),
+        },
+        "r",
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("HTTP 500"), "{err}");
+    assert!(err.is_retryable());
+    assert!(e.bucket.keys("state/").await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn truncated_json_fails_the_run_and_the_next_run_completes_the_window() -> Result<()> {
+    let e = env(450, "").await?;
+    e.api.push_faults([Fault::Pass, Fault::Truncate]);
+    let api = &e.ingest.apis["hotmart-sales"];
+    let now = after_all(450);
+    let err = run(api, &e.ingest.lake, RunKind::Scheduled { now }, "bad")
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("/payments/api/v1/sales/history (page 2)"),
+        "{msg}"
+    );
+    assert!(
+        e.bucket.keys("state/").await?.is_empty(),
+        "the watermark did not move"
+    );
+    assert!(
+        e.bucket.keys("raw/").await?.is_empty(),
+        "nothing half-written is left"
+    );
+    let s = run(api, &e.ingest.lake, RunKind::Scheduled { now }, "good").await?;
+    assert_eq!((s.status, s.records), (RunStatus::Advanced, 450));
+    assert_eq!(s.window.unwrap().start.to_string(), "2023-11-14T00:00:00Z");
+    Ok(())
+}
+
+#[tokio::test]
+async fn windows_the_api_cannot_answer_are_split() -> Result<()> {
+    // 3000 sales span about two days; the API refuses queries longer than a day.
+    let e = env(3000, "").await?;
+    e.api.set_rules(Rules {
+        max_window_ms: Some(86_400_000),
+        ..Rules::default()
+    });
+    let api = &e.ingest.apis["hotmart-sales"];
+    let s = run(
+        api,
+        &e.ingest.lake,
+        RunKind::Scheduled {
+            now: after_all(3000),
+        },
+        "r",
+    )
+    .await?;
+    assert!(s.splits >= 2, "{s:?}");
+    assert_eq!(s.records, 3000);
+    let keys = column(&csv_objects(&e.bucket).await?, "purchase_transaction");
+    assert_eq!(keys.iter().collect::<HashSet<_>>().len(), 3000);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_window_too_small_to_split_fails_the_run() -> Result<()> {
+    let e = env(100, "").await?;
+    e.api.set_rules(Rules {
+        max_window_ms: Some(1),
+        ..Rules::default()
+    });
+    let api = &e.ingest.apis["hotmart-sales"];
+    let err = run(
+        api,
+        &e.ingest.lake,
+        RunKind::Scheduled {
+            now: after_all(100),
+        },
+        "r",
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("HTTP 502"), "{err}");
+    assert!(e.bucket.keys("state/").await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_column_first_seen_mid_run_starts_a_new_object() -> Result<()> {
+    let e = env(1000, "").await?;
+    e.api.set_rules(Rules {
+        grow_schema_at: Some(550),
+        ..Rules::default()
+    });
+    let api = &e.ingest.apis["hotmart-sales"];
+    let s = run(
+        api,
+        &e.ingest.lake,
+        RunKind::Scheduled {
+            now: after_all(1000),
+        },
+        "r",
+    )
+    .await?;
+    assert_eq!(s.records, 1000);
+    assert_eq!(s.objects.len(), 2, "{:?}", s.objects);
+    let objects = csv_objects(&e.bucket).await?;
+    let (k1, h1, r1) = &objects[0];
+    let (k2, h2, r2) = &objects[1];
+    assert!(
+        k1.ends_with("_r.csv") && k2.ends_with("_r_p2.csv"),
+        "{k1} {k2}"
+    );
+    assert!(!h1.iter().any(|c| c.starts_with("coupon")));
+    assert_eq!(
+        &h2[..h1.len()],
+        &h1[..],
+        "the new header extends the old one"
+    );
+    assert!(h2.contains(&"coupon_discount_label".to_owned()));
+    assert_eq!((r1.len(), r2.len()), (550, 450));
+    Ok(())
+}
+
+#[tokio::test]
+async fn numbers_and_unicode_arrive_byte_for_byte() -> Result<()> {
+    let e = env(300, "").await?;
+    let api = &e.ingest.apis["hotmart-sales"];
+    run(
+        api,
+        &e.ingest.lake,
+        RunKind::Scheduled {
+            now: after_all(300),
+        },
+        "r",
+    )
+    .await?;
+    let objects = csv_objects(&e.bucket).await?;
+    let data = e.api.dataset();
+    let prices = column(&objects, "purchase_price_value");
+    let names = column(&objects, "buyer_name");
+    let cities = column(&objects, "buyer_address_city");
+    let commissions = column(&objects, "commissions");
+    let keys = column(&objects, "purchase_transaction");
+    let mut two_decimals = 0;
+    for (i, key) in keys.iter().enumerate() {
+        let pos = key.as_deref().unwrap()[2..].parse::<u64>()? - 1;
+        let item = String::from_utf8(data.item(pos))?;
+        let raw = |field: &str| -> String {
+            let at = item.find(field).unwrap() + field.len();
+            let rest = &item[at..];
+            rest[..rest.find([',', '}']).unwrap()]
+                .trim_matches('"')
+                .to_owned()
+        };
+        let price = prices[i].as_deref().unwrap();
+        assert_eq!(price, raw(r#""price":{"value":"#), "exact number text");
+        two_decimals += usize::from(price.ends_with('0'));
+        assert_eq!(names[i].as_deref().unwrap(), raw(r#""buyer":{"name":"#));
+        assert_eq!(cities[i].as_deref().unwrap(), raw(r#""city":"#));
+        let arr_at = item.find(r#""commissions":"#).unwrap() + 14;
+        let arr = &item[arr_at..item[arr_at..].find(']').unwrap() + arr_at + 1];
+        assert_eq!(
+            commissions[i].as_deref().unwrap(),
+            arr,
+            "arrays as compact JSON"
+        );
+    }
+    assert!(
+        two_decimals > 0,
+        "some prices end in 0 (97.00), kept as written"
+    );
+    assert!(names.iter().any(|n| {
+        n.as_deref()
+            .is_some_and(|n| n.contains('ã') || n.contains('á'))
+    }));
+    assert!(cities.iter().any(|c| c.as_deref() == Some("São Paulo")));
+    Ok(())
+}
+
+#[tokio::test]
+async fn large_objects_go_up_in_parts() -> Result<()> {
+    // 12,000 sales ≈ 6 MB of CSV: more than one 5 MiB part (S3's minimum part size).
+    let mut e = env(12_000, "").await?;
+    e.ingest.lake = lake(&e.bucket, 5 << 20);
+    let api = &e.ingest.apis["hotmart-sales"];
+    let s = run(
+        api,
+        &e.ingest.lake,
+        RunKind::Scheduled {
+            now: after_all(12_000),
+        },
+        "r",
+    )
+    .await?;
+    assert_eq!(s.objects.len(), 1);
+    assert_eq!(s.objects[0].parts, 2, "{:?}", s.objects);
+    let objects = csv_objects(&e.bucket).await?;
+    assert_eq!(objects[0].2.len(), 12_000);
+    assert_eq!(objects[0].2.len() as u64, s.objects[0].records);
+    Ok(())
+}
+
+#[tokio::test]
+async fn gzip_objects_round_trip() -> Result<()> {
+    let e = env(700, "gzip = true").await?;
+    let api = &e.ingest.apis["hotmart-sales"];
+    let s = run(
+        api,
+        &e.ingest.lake,
+        RunKind::Scheduled {
+            now: after_all(700),
+        },
+        "r",
+    )
+    .await?;
+    assert!(s.objects[0].key.ends_with("_r.csv.gz"));
+    let head = e
+        .bucket
+        .client
+        .head_object()
+        .bucket(&e.bucket.name)
+        .key(&s.objects[0].key)
+        .send()
+        .await?;
+    assert_eq!(head.content_encoding(), Some("gzip"));
+    let objects = csv_objects(&e.bucket).await?;
+    assert_eq!(objects[0].2.len(), 700);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_backfill_leaves_the_watermark_and_an_empty_window_writes_nothing() -> Result<()> {
+    let e = env(200, "").await?;
+    let api = &e.ingest.apis["hotmart-sales"];
+    let start = "2023-11-14T00:00:00Z".parse()?;
+    let end = "2023-11-16T00:00:00Z".parse()?;
+    let s = run(api, &e.ingest.lake, RunKind::Backfill { start, end }, "b").await?;
+    assert_eq!((s.status, s.records), (RunStatus::Backfilled, 200));
+    assert!(e.bucket.keys("state/").await?.is_empty());
+    let before = e.bucket.keys("raw/").await?;
+    let (start, end) = (
+        "2020-01-01T00:00:00Z".parse()?,
+        "2020-01-02T00:00:00Z".parse()?,
+    );
+    let s = run(
+        api,
+        &e.ingest.lake,
+        RunKind::Backfill { start, end },
+        "empty",
+    )
+    .await?;
+    assert_eq!((s.records, s.objects.len()), (0, 0));
+    assert_eq!(
+        e.bucket.keys("raw/").await?,
+        before,
+        "no object for an empty window"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn of_two_overlapping_runs_only_one_advances_the_watermark() -> Result<()> {
+    let e = env(400, "").await?;
+    // Run A talks to the API through a gate that holds its first page mid-transfer.
+    let gate = sluice_testkit::GateProxy::start(e.api.addr(), 4_000).await?;
+    let slow = api_client(&sources_toml(&format!("http://{}", gate.addr), ""))?;
+    let lake = &e.ingest.lake;
+    let now = after_all(400);
+    let a = run(&slow, lake, RunKind::Scheduled { now }, "a");
+    tokio::pin!(a);
+    // A has read the (absent) state and is stuck in its first page.
+    tokio::select! {
+        r = &mut a => panic!("run a finished early: {r:?}"),
+        () = gate.held() => {}
+    }
+    let b = run(
+        &e.ingest.apis["hotmart-sales"],
+        lake,
+        RunKind::Scheduled { now },
+        "b",
+    )
+    .await?;
+    assert_eq!(b.status, RunStatus::Advanced);
+    gate.open();
+    let a = a.await?;
+    assert_eq!(a.status, RunStatus::Superseded);
+    assert_eq!((a.records, a.watermark_after), (400, None));
+    let st = state(&e.bucket.get("state/hotmart-sales.json").await?);
+    assert_eq!(st.run_id, "b");
+    // The next run moves on from B's watermark.
+    let later = now + jiff::SignedDuration::from_mins(7);
+    let c = run(
+        &e.ingest.apis["hotmart-sales"],
+        lake,
+        RunKind::Scheduled { now: later },
+        "c",
+    )
+    .await?;
+    assert_eq!(c.watermark_before, Some(st.watermark));
+    assert_eq!(c.status, RunStatus::Advanced);
+    Ok(())
+}
