@@ -4,7 +4,7 @@ CARGO ?= cargo
 BASELINES ?= $(abspath ../shared/baselines)
 BENCH_N ?= 100000
 
-.PHONY: help test lint fmt build bench bench-flatten bench-loader services-up services-down clean-services
+.PHONY: help test lint fmt build bench bench-flatten bench-loader bench-ingest services-up services-down clean-services
 
 help: ## List the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## / {printf "%-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -22,13 +22,16 @@ fmt: ## Format the code
 build: ## Debug build of everything
 	$(CARGO) build --workspace
 
-bench: bench-flatten bench-loader ## All benchmarks (not tests)
+bench: bench-flatten bench-loader bench-ingest ## All benchmarks (not tests)
 
 bench-flatten: ## flatten+CSV vs the Python DFS and pandas baselines and a serde_json floor
 	BASELINES=$(BASELINES) BENCH_N=$(BENCH_N) bench/flatten.sh
 
 bench-loader: ## loader path vs raw COPY, COPY+staging and the tutorial's per-row upsert; RSS at 1M rows
 	BASELINES=$(BASELINES) BENCH_N=$(BENCH_N) scripts/with-services bench/loader.sh
+
+bench-ingest: ## API → flatten → CSV → S3 (sample API and the Python mock) vs the Python DFS flattener; RSS
+	BASELINES=$(BASELINES) BENCH_N=$(BENCH_N) bench/ingest.sh
 
 services-up: ## Start a throwaway Postgres cluster (prints its DATABASE_URL)
 	@scripts/pg-cluster start && scripts/pg-cluster url

@@ -4,6 +4,9 @@
 //! sluice-bench flatten IN.jsonl OUT.csv [--arrays json|index]   # sluice: stream → flatten → CSV
 //! sluice-bench parse-floor IN.jsonl                              # serde_json parse to Value, keep nothing
 //! sluice-bench load IN.csv [--after PRIOR.csv] [--mapping M.toml]  # the loader's path into Postgres
+//! sluice-bench s3 DIR PORT                                       # an S3 endpoint serving DIR
+//! sluice-bench ingest API_URL S3_URL N [--gzip] [--name NAME]    # one ingest run, API → S3
+//! sluice-bench flatten-upload IN.jsonl S3_URL                    # flatten → CSV → S3 (the sink)
 //! ```
 //! `load` uses `DATABASE_URL` and the built-in hotmart-sales mapping (or `--mapping`). Without
 //! `--after` the table exists and is empty: every row is new. `--after PRIOR.csv`: the table holds PRIOR (loaded untimed),
@@ -17,7 +20,9 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use sluice_flatten::{ArrayPolicy, CsvPipeline, InputFormat, Options, PartEnd};
 
-fn peak_rss_mb() -> f64 {
+mod ingest;
+
+pub(crate) fn peak_rss_mb() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
@@ -27,7 +32,13 @@ fn peak_rss_mb() -> f64 {
         .unwrap_or(0.0)
 }
 
-fn emit(name: &str, records: u64, secs: f64, input: &str, extra: serde_json::Value) -> Result<()> {
+pub(crate) fn emit(
+    name: &str,
+    records: u64,
+    secs: f64,
+    input: &str,
+    extra: serde_json::Value,
+) -> Result<()> {
     let mb = std::fs::metadata(input)?.len() as f64 / 1e6;
     let mut out = serde_json::json!({
         "baseline": name,
@@ -205,6 +216,17 @@ fn main() -> Result<()> {
         ArrayPolicy::Json
     };
     match args.first().map(String::as_str) {
+        Some("s3") if args.len() >= 3 => ingest::serve(&args[1], args[2].parse()?),
+        Some("ingest") if args.len() >= 4 => {
+            let name = args
+                .iter()
+                .position(|a| a == "--name")
+                .and_then(|i| args.get(i + 1))
+                .map_or("sluice_ingest", String::as_str);
+            let gzip = args.iter().any(|a| a == "--gzip");
+            ingest::ingest(&args[1], &args[2], args[3].parse()?, gzip, name)
+        }
+        Some("flatten-upload") if args.len() >= 3 => ingest::flatten_upload(&args[1], &args[2]),
         Some("flatten") if args.len() >= 3 => flatten(&args[1], &args[2], arrays),
         Some("parse-floor") if args.len() >= 2 => parse_floor(&args[1]),
         _ => {

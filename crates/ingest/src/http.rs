@@ -217,7 +217,7 @@ struct CachedToken {
 struct Budget {
     per_sec: f64,
     cap: f64,
-    state: tokio::sync::Mutex<(f64, Instant)>,
+    state: tokio::sync::Mutex<(f64, tokio::time::Instant)>,
 }
 
 impl Budget {
@@ -226,14 +226,14 @@ impl Budget {
         Budget {
             per_sec: cap / 60.0,
             cap,
-            state: tokio::sync::Mutex::new((cap, Instant::now())),
+            state: tokio::sync::Mutex::new((cap, tokio::time::Instant::now())),
         }
     }
 
     /// Takes one request from the budget; returns how long it waited.
     async fn take(&self) -> Duration {
         let mut s = self.state.lock().await;
-        let now = Instant::now();
+        let now = tokio::time::Instant::now();
         let tokens = (s.0 + now.duration_since(s.1).as_secs_f64() * self.per_sec).min(self.cap);
         if tokens >= 1.0 {
             *s = (tokens - 1.0, now);
@@ -241,7 +241,7 @@ impl Budget {
         }
         let wait = Duration::from_secs_f64((1.0 - tokens) / self.per_sec);
         tokio::time::sleep(wait).await;
-        *s = (0.0, Instant::now());
+        *s = (0.0, tokio::time::Instant::now());
         wait
     }
 }
@@ -587,6 +587,37 @@ fn status_error(
 mod tests {
     use super::*;
     use crate::source::Sources;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_request_budget_paces_beyond_its_burst() {
+        // Hotmart: 500 calls a minute. The first 500 go at once, then one every 120 ms.
+        let b = Budget::new(500);
+        for _ in 0..500 {
+            assert_eq!(b.take().await, Duration::ZERO);
+        }
+        let t0 = tokio::time::Instant::now();
+        let w = b.take().await;
+        assert_eq!(w.as_millis(), 120);
+        b.take().await;
+        assert_eq!(t0.elapsed().as_millis(), 240);
+    }
+
+    #[test]
+    fn a_429_waits_what_the_api_asks() {
+        let e = FetchError::Status {
+            method: "GET",
+            url: "u".into(),
+            status: 429,
+            snippet: String::new(),
+            wait: Some(Duration::from_secs(3)),
+        };
+        let backoff = Some(Duration::from_millis(500));
+        assert_eq!(
+            adjust_for_rate_limit(&e, backoff),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(adjust_for_rate_limit(&e, None), None, "retries exhausted");
+    }
 
     #[test]
     fn link_headers() {

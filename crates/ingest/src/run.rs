@@ -572,17 +572,18 @@ async fn fetch_all(
         base.push((w.start_param.clone(), w.format.format(c.start)));
         base.push((w.end_param.clone(), w.format.format(last)));
     }
-    let mut next: Option<String> = None; // cursor, or the next URL for Link pagination
     let mut number = match &source.pagination {
         Pagination::PageNumber { first, .. } => *first,
         _ => 0,
     };
-    loop {
+    // The request for the page after `next` (a cursor or a URL; ignored for page numbers and
+    // offsets, which use `number`).
+    let request = |next: Option<&str>, number: u64| {
         let mut query = base.clone();
         let mut url = source.path.clone();
-        match (&source.pagination, &next) {
+        match (&source.pagination, next) {
             (Pagination::Cursor { cursor_param, .. }, Some(c)) => {
-                query.push((cursor_param.clone(), c.clone()));
+                query.push((cursor_param.clone(), c.to_owned()));
             }
             (Pagination::PageNumber { param, .. }, _) => {
                 query.push((param.clone(), number.to_string()))
@@ -591,28 +592,60 @@ async fn fetch_all(
                 query.push((offset_param.clone(), number.to_string()))
             }
             (Pagination::LinkHeader, Some(u)) => {
-                url = u.clone();
+                url = u.to_owned();
                 query.clear();
             }
             _ => {}
         }
-        let page = api.get(&url, &query).await?;
-        let n = writer.page(&url, &page.body, &source.records_path).await?;
-        next = match &source.pagination {
+        (url, query)
+    };
+    let (mut url, query) = request(None, number);
+    let mut page = api.get(&url, &query).await?;
+    loop {
+        // A cursor or a Link is known before the page is flattened: the next request goes out
+        // while this page is flattened and written (one page in flight, memory stays bounded).
+        let early = match &source.pagination {
             Pagination::Cursor { cursor_path, .. } => json_path_string(&page.body, cursor_path),
-            Pagination::LinkHeader => page.link_next,
-            Pagination::PageNumber { .. } if n >= u64::from(source.page_size) => {
-                number += 1;
-                Some(String::new())
-            }
-            Pagination::Offset { .. } if n >= u64::from(source.page_size) => {
-                number += n;
-                Some(String::new())
-            }
+            Pagination::LinkHeader => page.link_next.clone(),
             _ => None,
         };
-        if next.is_none() {
-            return Ok(());
+        let pipelined = matches!(
+            source.pagination,
+            Pagination::Cursor { .. } | Pagination::LinkHeader
+        );
+        let next = match (&early, pipelined) {
+            (Some(next), _) => {
+                let (next_url, next_query) = request(Some(next), number);
+                let (n, fetched) = tokio::join!(
+                    writer.page(&url, &page.body, &source.records_path),
+                    api.get(&next_url, &next_query)
+                );
+                n?;
+                Some((next_url, fetched?))
+            }
+            (None, true) => {
+                writer.page(&url, &page.body, &source.records_path).await?;
+                None
+            }
+            (None, false) => {
+                let n = writer.page(&url, &page.body, &source.records_path).await?;
+                if n < u64::from(source.page_size) {
+                    None
+                } else {
+                    number += match source.pagination {
+                        Pagination::Offset { .. } => n,
+                        Pagination::PageNumber { .. } => 1,
+                        _ => return Ok(()),
+                    };
+                    let (next_url, next_query) = request(None, number);
+                    let fetched = api.get(&next_url, &next_query).await?;
+                    Some((next_url, fetched))
+                }
+            }
+        };
+        match next {
+            Some((u, p)) => (url, page) = (u, p),
+            None => return Ok(()),
         }
     }
 }

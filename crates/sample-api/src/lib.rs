@@ -13,6 +13,15 @@
 //!   on `purchase.approved_date`;
 //! - `GET /health`, `POST /_mock/reset?n=&mode=&seed=`;
 //!
+//! and, to exercise the other pagination and authentication styles a source can declare, the
+//! same sales in three generic shapes (optional `start`/`end` in RFC 3339 on the approved date):
+//!
+//! - `GET /api/sales/pages?page=1..&per_page=N` with `X-API-Key: sample-key` → `{"data": [...]}`;
+//! - `GET /api/sales/offset?offset=K&limit=N` with `Authorization: Bearer sample-token` →
+//!   `{"data": [...]}`;
+//! - `GET /api/sales/linked?page=1..&per_page=N` (no auth) → a JSON array, with an RFC 8288
+//!   `Link: <…>; rel="next"` header while more pages remain;
+//!
 //! and adds fault knobs ([`Fault`], [`Rules`]), settable from Rust or with
 //! `POST /_sample/faults` and `POST /_sample/rules`, and request counters (`GET /_sample/stats`).
 //!
@@ -273,6 +282,9 @@ fn router(inner: Arc<Inner>) -> Router {
     Router::new()
         .route(TOKEN_PATH, post(token))
         .route(SALES_PATH, get(sales))
+        .route("/api/sales/pages", get(generic_pages))
+        .route("/api/sales/offset", get(generic_offset))
+        .route("/api/sales/linked", get(generic_linked))
         .route("/health", get(health))
         .route("/_mock/reset", post(reset))
         .route("/_sample/faults", post(faults))
@@ -545,6 +557,135 @@ async fn sales(
             r
         }
         _ => (StatusCode::OK, ct, body).into_response(),
+    }
+}
+
+/// The generic routes' shared part: auth check, window filter, the slice `[offset, offset+n)`.
+fn generic_slice(
+    s: &Inner,
+    q: &HashMap<String, String>,
+    offset: usize,
+    n: usize,
+) -> Result<(String, usize, usize), Response> {
+    let time = |k: &str| -> Result<Option<i64>, Response> {
+        match q.get(k).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(v) => v
+                .parse::<jiff::Timestamp>()
+                .map(|t| Some(t.as_millisecond()))
+                .map_err(|_| s.error(StatusCode::BAD_REQUEST, "invalid_parameter")),
+        }
+    };
+    let (start, end) = (time("start")?, time("end")?);
+    if !(1..=MAX_PAGE).contains(&n) {
+        return Err(s.error(StatusCode::BAD_REQUEST, "invalid_parameter"));
+    }
+    let data = s.data.read().unwrap().clone();
+    let pos = data.positions(start, end);
+    let stop = (offset + n).min(pos.len());
+    let mut body = String::from("[");
+    for (i, p) in pos.get(offset..stop).unwrap_or(&[]).iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        data.write_item(u64::from(*p), &mut body);
+    }
+    body.push(']');
+    let c = &s.counters;
+    c.page_requests.fetch_add(1, Ordering::Relaxed);
+    c.items_served
+        .fetch_add(stop.saturating_sub(offset) as u64, Ordering::Relaxed);
+    Ok((body, stop, pos.len()))
+}
+
+fn num(q: &HashMap<String, String>, k: &str, default: usize) -> Option<usize> {
+    q.get(k).map_or(Some(default), |v| v.parse().ok())
+}
+
+fn json_body(body: String) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json;charset=UTF-8")],
+        body,
+    )
+        .into_response()
+}
+
+async fn generic_pages(
+    State(s): State<Arc<Inner>>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if headers.get("x-api-key").and_then(|v| v.to_str().ok()) != Some("sample-key") {
+        s.counters.unauthorized.fetch_add(1, Ordering::Relaxed);
+        return s.error(StatusCode::UNAUTHORIZED, "invalid_api_key");
+    }
+    let (Some(page), Some(per)) = (num(&q, "page", 1), num(&q, "per_page", 100)) else {
+        return s.error(StatusCode::BAD_REQUEST, "invalid_parameter");
+    };
+    match generic_slice(&s, &q, page.saturating_sub(1) * per, per) {
+        Ok((items, _, _)) => json_body(format!(r#"{{"data":{items}}}"#)),
+        Err(r) => r,
+    }
+}
+
+async fn generic_offset(
+    State(s): State<Arc<Inner>>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if auth != Some("Bearer sample-token") {
+        s.counters.unauthorized.fetch_add(1, Ordering::Relaxed);
+        return s.error(StatusCode::UNAUTHORIZED, "invalid_token");
+    }
+    let (Some(offset), Some(limit)) = (num(&q, "offset", 0), num(&q, "limit", 100)) else {
+        return s.error(StatusCode::BAD_REQUEST, "invalid_parameter");
+    };
+    match generic_slice(&s, &q, offset, limit) {
+        Ok((items, _, _)) => json_body(format!(r#"{{"data":{items}}}"#)),
+        Err(r) => r,
+    }
+}
+
+async fn generic_linked(
+    State(s): State<Arc<Inner>>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let (Some(page), Some(per)) = (num(&q, "page", 1), num(&q, "per_page", 100)) else {
+        return s.error(StatusCode::BAD_REQUEST, "invalid_parameter");
+    };
+    match generic_slice(&s, &q, page.saturating_sub(1) * per, per) {
+        Ok((items, stop, total)) => {
+            let mut r = json_body(items);
+            if stop < total {
+                let host = headers
+                    .get(header::HOST)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("127.0.0.1");
+                let mut next: Vec<(String, String)> = q
+                    .iter()
+                    .filter(|(k, _)| k.as_str() != "page")
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                next.sort();
+                next.push(("page".into(), (page + 1).to_string()));
+                let qs = form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(next)
+                    .finish();
+                let link = format!(
+                    r#"<http://{host}/api/sales/linked?{qs}>; rel="next", <http://{host}/api/sales/linked?page=1>; rel="first""#
+                );
+                if let Ok(v) = HeaderValue::from_str(&link) {
+                    r.headers_mut().insert(header::LINK, v);
+                }
+            }
+            r
+        }
+        Err(r) => r,
     }
 }
 

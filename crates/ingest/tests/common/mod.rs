@@ -42,11 +42,18 @@ pub struct Env {
 
 /// An API client for the `hotmart-sales` source of `toml`, with the sample's credentials.
 pub fn api_client(toml: &str) -> Result<Api> {
+    source_client(toml, "hotmart-sales")
+}
+
+/// An API client for source `name` of `toml`, with the sample API's credentials.
+pub fn source_client(toml: &str, name: &str) -> Result<Api> {
     let sources = Sources::from_toml(toml)?;
-    let source = sources.get("hotmart-sales").unwrap().clone();
+    let source = sources.get(name).unwrap().clone();
     let env = |k: &str| match k {
         "HOTMART_CLIENT_ID" => Some("mock-id".to_owned()),
         "HOTMART_CLIENT_SECRET" => Some("mock-secret".to_owned()),
+        "SAMPLE_KEY" => Some("sample-key".to_owned()),
+        "SAMPLE_TOKEN" => Some("sample-token".to_owned()),
         _ => None,
     };
     let creds = Credentials::resolve(&source, env, None)?;

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Ingest: API → flatten → CSV → S3, side by side in one run (not a test).
+#
+#   make bench-ingest                  # N=100000
+#   BENCH_N=10000 bench/ingest.sh      # smoke run
+#
+# Contenders, each in a fresh process, alternating order, medians over ROUNDS (default 3):
+#   sluice_ingest              one backfill run of the hotmart-sales preset against sluice's sample
+#                              API (its own process) into an S3 endpoint (its own process)
+#   sluice_ingest_python_mock  the same run against ../shared/baselines/mock_sales_api.py, which
+#                              serves ~20k records/s: API-bound, reported for reference
+#   sluice_flatten_upload      the same N records from a JSONL file → flatten → CSV → S3 (the sink)
+#   python_dfs_dictwriter      the Python DFS flattener on that file → a local CSV (no upload)
+set -euo pipefail
+. "$(dirname "$0")/common.sh"
+cargo build --profile bench-fast -p sluice-sample-api >&2
+free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_http() { for _ in $(seq 1 600); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
+S3P=$(free_port); APIP=$(free_port); MOCKP=$(free_port)
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$W"' EXIT
+"$BIN" s3 "$W/s3" "$S3P" & pids+=($!)
+target/bench-fast/sluice-sample-api --records "$N" --port "$APIP" 2>/dev/null & pids+=($!)
+"$PY" "$BASELINES/mock_sales_api.py" --n "$N" --port "$MOCKP" 2>/dev/null >/dev/null & pids+=($!)
+"$PY" "$BASELINES/gen_sales.py" "$N" "$W/in.jsonl" >/dev/null
+wait_http "$S3P"; wait_http "$APIP"; wait_http "$MOCKP"
+S3="http://127.0.0.1:$S3P"
+for r in $(seq 1 "$ROUNDS"); do
+  run=(sluice mock upload dfs)
+  [ $((r % 2)) = 0 ] && run=(dfs upload mock sluice)
+  for c in "${run[@]}"; do
+    case "$c" in
+      sluice) "$BIN" ingest "http://127.0.0.1:$APIP" "$S3" "$N" ;;
+      mock) "$BIN" ingest "http://127.0.0.1:$MOCKP" "$S3" "$N" --name sluice_ingest_python_mock ;;
+      upload) "$BIN" flatten-upload "$W/in.jsonl" "$S3" ;;
+      dfs) "$PY" "$BASELINES/flatten_python.py" "$W/in.jsonl" "$W/d.csv" --method dfs ;;
+    esac 2>/dev/null
+  done
+done >"$RESULTS"
+"$PY" - "$RESULTS" "$N" "$ROUNDS" <<'PYEOF'
+import json, statistics, sys, platform, os
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+by = {}
+for r in rows:
+    by.setdefault(r["baseline"], []).append(r)
+med = {k: {"records_per_s": statistics.median(x["records_per_s"] for x in v),
+           "peak_rss_mb": max(x["peak_rss_mb"] for x in v),
+           "api_wait_share": statistics.median(x.get("api_wait_share", 0) for x in v),
+           "records": v[0]["records"], "runs": len(v)} for k, v in by.items()}
+print(f"# ingest, N={sys.argv[2]}, {sys.argv[3]} rounds, medians, {os.cpu_count()} cores, {platform.machine()}")
+print(f"{'contender':28} {'records':>8} {'records/s':>10} {'API wait':>9} {'peak RSS MB':>12}")
+for k, m in sorted(med.items(), key=lambda kv: -kv[1]["records_per_s"]):
+    print(f"{k:28} {m['records']:>8} {m['records_per_s']:>10.0f} {m['api_wait_share']:>9.2f} {m['peak_rss_mb']:>12.1f}")
+def ratio(a, b):
+    return round(med[a]["records_per_s"] / med[b]["records_per_s"], 2) if a in med and b in med else None
+print(json.dumps({"bench": "ingest", "n": int(sys.argv[2]), "ratios": {
+    "flatten_upload_vs_python_dfs": ratio("sluice_flatten_upload", "python_dfs_dictwriter"),
+    "ingest_sample_api_vs_python_dfs": ratio("sluice_ingest", "python_dfs_dictwriter"),
+    "ingest_sample_api_vs_python_mock": ratio("sluice_ingest", "sluice_ingest_python_mock"),
+}, "medians": med, "raw": rows}))
+PYEOF

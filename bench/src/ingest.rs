@@ -1,0 +1,164 @@
+//! Ingest drivers: a whole run against an API into an S3 endpoint, the flatten+upload path on a
+//! file, and a standalone S3 endpoint process (so its memory is not counted against sluice's).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use sluice_flatten::{Flattener, Options};
+use sluice_ingest::sink::ObjectWriter;
+use sluice_ingest::{Api, Credentials, Ingest, Lake, RunKind, S3Out, Sources};
+use sluice_testkit::{S3_ACCESS_KEY, S3_SECRET_KEY, S3Endpoint};
+
+use crate::peak_rss_mb;
+
+fn endpoint(url: &str) -> S3Endpoint {
+    S3Endpoint {
+        url: url.to_owned(),
+        access_key: S3_ACCESS_KEY.into(),
+        secret_key: S3_SECRET_KEY.into(),
+    }
+}
+
+async fn new_bucket(client: &aws_sdk_s3::Client, name: &str) -> Result<()> {
+    let _ = client.create_bucket().bucket(name).send().await;
+    Ok(())
+}
+
+/// `sluice-bench s3 DIR PORT`: serves DIR as an S3 endpoint on 127.0.0.1:PORT until killed.
+pub fn serve(dir: &str, port: u16) -> Result<()> {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        std::fs::create_dir_all(dir)?;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        sluice_testkit::serve_s3(dir.into(), listener).await
+    })
+}
+
+/// `sluice-bench ingest API_URL S3_URL N [--gzip] [--name NAME]`: one backfill run of the
+/// hotmart-sales preset over every sale of an N-sale data set.
+pub fn ingest(api_url: &str, s3_url: &str, n: u64, gzip: bool, name: &str) -> Result<()> {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let toml = format!(
+            "[source.hotmart-sales]\npreset = \"hotmart-sales\"\nbase_url = \"{api_url}\"\ngzip = {gzip}\nrequests_per_minute = 1000000\n"
+        );
+        let sources = Sources::from_toml(&toml)?;
+        let source = sources.get("hotmart-sales").context("source")?.clone();
+        let creds = Credentials::resolve(
+            &source,
+            |k| match k {
+                "HOTMART_CLIENT_ID" => Some("mock-id".into()),
+                "HOTMART_CLIENT_SECRET" => Some("mock-secret".into()),
+                _ => None,
+            },
+            None,
+        )?;
+        let client = endpoint(s3_url).client();
+        let bucket = format!("bench-{}", std::process::id());
+        new_bucket(&client, &bucket).await?;
+        let ingest = Ingest {
+            apis: BTreeMap::from([("hotmart-sales".to_owned(), Api::new(source, creds)?)]),
+            lake: Lake {
+                out: S3Out {
+                    client,
+                    bucket,
+                    part_size: 8 << 20,
+                },
+                raw_prefix: "raw/".into(),
+                state_prefix: "state/".into(),
+            },
+        };
+        let base = sluice_sample_api::data::BASE_TS;
+        let start = jiff::Timestamp::from_millisecond(base - 86_400_000)?;
+        let end = jiff::Timestamp::from_millisecond(base + n as i64 * 60_000 + 4 * 3_600_000)?;
+        let t0 = Instant::now();
+        let s = sluice_ingest::run::run(
+            &ingest.apis["hotmart-sales"],
+            &ingest.lake,
+            RunKind::Backfill { start, end },
+            "bench",
+        )
+        .await?;
+        let secs = t0.elapsed().as_secs_f64();
+        println!(
+            "{}",
+            serde_json::json!({
+                "baseline": name,
+                "records": s.records,
+                "pages": s.pages,
+                "objects": s.objects.len(),
+                "bytes": s.objects.iter().map(|o| o.bytes).sum::<u64>(),
+                "seconds": (secs * 1e4).round() / 1e4,
+                "records_per_s": (s.records as f64 / secs).round(),
+                "api_wait_s": (s.api.api_wait_ms as f64 / 1e3),
+                "api_wait_share": ((s.api.api_wait_ms as f64 / 1e3 / secs) * 100.0).round() / 100.0,
+                "requests": s.api.requests,
+                "peak_rss_mb": peak_rss_mb(),
+            })
+        );
+        anyhow::Ok(())
+    })
+}
+
+/// `sluice-bench flatten-upload IN.jsonl S3_URL`: records from a file → flatten → CSV → S3
+/// (the ingest's sink), to face the Python DFS flattener on the same records.
+pub fn flatten_upload(input: &str, s3_url: &str) -> Result<()> {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let client = endpoint(s3_url).client();
+        let bucket = format!("bench-fu-{}", std::process::id());
+        new_bucket(&client, &bucket).await?;
+        let out = S3Out {
+            client,
+            bucket,
+            part_size: 8 << 20,
+        };
+        let t0 = Instant::now();
+        let mut f = Flattener::new(Options::default());
+        let mut objects: Vec<ObjectWriter> = Vec::new();
+        let mut open: Option<ObjectWriter> = None;
+        let mut n = 0u64;
+        let reader = BufReader::with_capacity(256 * 1024, File::open(input)?);
+        for line in reader.split(b'\n') {
+            let line = line?;
+            if line.is_empty() {
+                continue;
+            }
+            f.flatten(&line)
+                .map_err(|e| anyhow::anyhow!("record {}: {}", n + 1, e.message))?;
+            if open.as_ref().is_some_and(|w| w.width() < f.schema().len()) {
+                objects.push(open.take().expect("open"));
+            }
+            let w = match &mut open {
+                Some(w) => w,
+                None => open.insert(ObjectWriter::new(
+                    format!("raw/bench/part{}.csv", objects.len() + 1),
+                    false,
+                    f.schema().names(),
+                    Default::default(),
+                )?),
+            };
+            w.write_row(f.row())?;
+            n += 1;
+            if n % 500 == 0 {
+                w.upload_ready(&out).await?;
+            }
+        }
+        objects.extend(open);
+        let mut bytes = 0;
+        for w in objects {
+            bytes += w.finish(&out).await?.bytes;
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        crate::emit(
+            "sluice_flatten_upload",
+            n,
+            secs,
+            input,
+            serde_json::json!({"columns": f.schema().len(), "bytes": bytes}),
+        )
+    })
+}

@@ -1,0 +1,100 @@
+//! The other pagination and authentication styles a source can declare, against the sample
+//! API's generic routes: page numbers with an API key, offsets with a bearer token, RFC 8288
+//! Link headers without auth; windows in RFC 3339.
+
+mod common;
+
+use std::collections::HashSet;
+
+use anyhow::Result;
+use common::*;
+use sluice_ingest::{RunKind, RunStatus, run::run};
+use sluice_sample_api::{SampleApi, Settings};
+
+fn sources(url: &str) -> String {
+    let window = r#"
+start_param = "start"
+end_param = "end"
+format = "rfc3339"
+initial_start = "2023-11-14T00:00:00Z"
+"#;
+    format!(
+        r#"
+[source.pages]
+base_url = "{url}"
+path = "/api/sales/pages"
+records_path = "data"
+page_size = 70
+page_size_param = "per_page"
+pagination = {{ kind = "page_number" }}
+auth = {{ kind = "api_key", header = "X-API-Key", key_env = "SAMPLE_KEY" }}
+[source.pages.window]{window}
+[source.offset]
+base_url = "{url}"
+path = "/api/sales/offset"
+records_path = "data"
+page_size = 70
+page_size_param = "limit"
+pagination = {{ kind = "offset" }}
+auth = {{ kind = "bearer", token_env = "SAMPLE_TOKEN" }}
+[source.offset.window]{window}
+[source.linked]
+base_url = "{url}"
+path = "/api/sales/linked"
+page_size = 70
+page_size_param = "per_page"
+pagination = {{ kind = "link_header" }}
+[source.linked.window]{window}
+"#
+    )
+}
+
+async fn pull(name: &str, n: u64) -> Result<()> {
+    let api = SampleApi::start(Settings {
+        n,
+        ..Settings::default()
+    })
+    .await?;
+    let bucket = sluice_testkit::bucket().await?;
+    let client = source_client(&sources(&api.base_url()), name)?;
+    let lake = lake(&bucket, 8 << 20);
+    let s = run(
+        &client,
+        &lake,
+        RunKind::Scheduled { now: after_all(n) },
+        "r",
+    )
+    .await?;
+    assert_eq!((s.status, s.records), (RunStatus::Advanced, n), "{name}");
+    let objects = csv_objects(&bucket).await?;
+    assert!(
+        objects[0]
+            .0
+            .starts_with(&format!("raw/{name}/dt=2023-11-14/"))
+    );
+    let keys = column(&objects, "purchase_transaction");
+    assert_eq!(
+        keys.iter().collect::<HashSet<_>>().len() as u64,
+        n,
+        "{name}"
+    );
+    assert_eq!(api.stats().unauthorized, 0, "{name} authenticated");
+    Ok(())
+}
+
+#[tokio::test]
+async fn page_numbers_with_an_api_key() -> Result<()> {
+    pull("pages", 333).await?;
+    // An exact multiple of the page size ends on an empty page.
+    pull("pages", 350).await
+}
+
+#[tokio::test]
+async fn offsets_with_a_bearer_token() -> Result<()> {
+    pull("offset", 333).await
+}
+
+#[tokio::test]
+async fn link_headers_without_auth() -> Result<()> {
+    pull("linked", 333).await
+}
