@@ -143,7 +143,7 @@ pub fn flatten_upload(input: &str, s3_url: &str) -> Result<()> {
             };
             w.write_row(f.row())?;
             n += 1;
-            if n % 500 == 0 {
+            if n.is_multiple_of(500) {
                 w.upload_ready(&out).await?;
             }
         }

@@ -5,7 +5,8 @@
 //! - [`Secret`]: a string that never prints (`Debug` and `Display` show `***`);
 //! - [`secret_string`]: one Secrets Manager read;
 //! - [`s3_client`]: the S3 client, pointed at `S3_ENDPOINT_URL` (path-style) when it is set;
-//! - [`emf_line`]: one CloudWatch embedded-metric-format line.
+//! - [`emf_line`]: one CloudWatch embedded-metric-format line, and [`report`], which logs a
+//!   summary and prints its metrics.
 //!
 //! ```
 //! use sluice_edge::{Secret, emf_line};
@@ -79,6 +80,16 @@ pub fn s3_client(aws: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
         s3 = s3.endpoint_url(url).force_path_style(true);
     }
     aws_sdk_s3::Client::from_conf(s3.build())
+}
+
+/// The end of an invocation: the summary as one structured log line, then its EMF line on
+/// stdout (where CloudWatch picks up metrics).
+pub fn report<S: serde::Serialize>(summary: &S, emf: Value) {
+    match serde_json::to_string(summary) {
+        Ok(json) => tracing::info!(summary = %json, "invocation done"),
+        Err(e) => tracing::error!(error = %e, "summary not serialisable"),
+    }
+    println!("{emf}");
 }
 
 /// One CloudWatch embedded-metric-format line: namespace `sluice`, dimension `Function`, one

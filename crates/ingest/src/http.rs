@@ -338,6 +338,32 @@ impl Api {
         }
     }
 
+    /// Runs `attempt` with jittered exponential backoff: 429 (waiting what the API asks), 5xx,
+    /// timeouts and transport errors are retried; a gateway giving up (502/504) or a timeout only
+    /// once, because the caller can split the query instead.
+    async fn retried<T, Fut>(&self, attempt: impl FnMut() -> Fut) -> Result<T, FetchError>
+    where
+        Fut: Future<Output = Result<T, FetchError>>,
+    {
+        let mut overloads = 0;
+        attempt
+            .retry(self.backoff())
+            .when(|e: &FetchError| {
+                if e.is_overload() {
+                    overloads += 1;
+                    overloads <= 1
+                } else {
+                    e.is_retryable()
+                }
+            })
+            .adjust(adjust_for_rate_limit)
+            .notify(|e, d| {
+                self.count(|c| c.retries += 1);
+                tracing::warn!(source = %self.source.name, error = %e, retry_in_ms = d.as_millis() as u64, "request failed; retrying");
+            })
+            .await
+    }
+
     /// The authorization header, fetching or refreshing the OAuth token when needed.
     async fn auth_header(&self) -> Result<Option<(HeaderName, HeaderValue)>, FetchError> {
         let secret_header = |name: HeaderName, v: String| {
@@ -441,20 +467,7 @@ impl Api {
                     )
                     .body(encoded.clone())
             };
-            let resp = req
-                .header(AUTHORIZATION, auth)
-                .send()
-                .await
-                .map_err(|e| FetchError::transport("POST", &url, e))?;
-            let status = resp.status();
-            let headers = resp.headers().clone();
-            let body = resp
-                .bytes()
-                .await
-                .map_err(|e| FetchError::transport("POST", &url, e))?;
-            if !status.is_success() {
-                return Err(status_error("POST", &url, status, &headers, &body));
-            }
+            let (_, body) = send(req.header(AUTHORIZATION, auth), "POST", &url).await?;
             #[derive(serde::Deserialize)]
             struct TokenResponse {
                 access_token: String,
@@ -474,15 +487,7 @@ impl Api {
             })
         };
         let t0 = Instant::now();
-        let out = attempt
-            .retry(self.backoff())
-            .when(FetchError::is_retryable)
-            .adjust(adjust_for_rate_limit)
-            .notify(|e, d| {
-                self.count(|c| c.retries += 1);
-                tracing::warn!(source = %self.source.name, error = %e, retry_in_ms = d.as_millis() as u64, "token request failed; retrying");
-            })
-            .await;
+        let out = self.retried(attempt).await;
         self.count(|c| c.api_wait_ms += t0.elapsed().as_millis() as u64);
         out
     }
@@ -506,33 +511,13 @@ impl Api {
                 if let Some((k, v)) = self.auth_header().await? {
                     req = req.header(k, v);
                 }
-                let resp = req
-                    .send()
-                    .await
-                    .map_err(|e| FetchError::transport("GET", &url, e))?;
-                let status = resp.status();
-                let headers = resp.headers().clone();
-                let body = resp
-                    .bytes()
-                    .await
-                    .map_err(|e| FetchError::transport("GET", &url, e))?;
-                if !status.is_success() {
-                    return Err(status_error("GET", &url, status, &headers, &body));
-                }
+                let (headers, body) = send(req, "GET", &url).await?;
                 Ok(Page {
                     body,
                     link_next: link_next(&headers),
                 })
             };
-            let r = attempt
-                .retry(self.backoff())
-                .when(FetchError::is_retryable)
-                .adjust(adjust_for_rate_limit)
-                .notify(|e, d| {
-                    self.count(|c| c.retries += 1);
-                    tracing::warn!(source = %self.source.name, error = %e, retry_in_ms = d.as_millis() as u64, "request failed; retrying");
-                })
-                .await;
+            let r = self.retried(attempt).await;
             match r {
                 Err(FetchError::Status { status: 401, .. })
                     if !refreshed
@@ -562,6 +547,29 @@ fn adjust_for_rate_limit(e: &FetchError, d: Option<Duration>) -> Option<Duration
         ) => Some((*w).max(d.min(Duration::from_millis(50)))),
         (_, d) => d,
     }
+}
+
+/// Sends a request; a non-2xx status is an error carrying the start of its body and, for a
+/// 429, the wait the API asks for.
+async fn send(
+    req: reqwest::RequestBuilder,
+    method: &'static str,
+    url: &str,
+) -> Result<(HeaderMap, Bytes), FetchError> {
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| FetchError::transport(method, url, e))?;
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| FetchError::transport(method, url, e))?;
+    if !status.is_success() {
+        return Err(status_error(method, url, status, &headers, &body));
+    }
+    Ok((headers, body))
 }
 
 fn status_error(

@@ -33,10 +33,6 @@ fn report(result: &Result<InvocationSummary, HandlerError>) {
         Err(e) => e.summary.as_deref(),
     };
     if let Some(s) = summary {
-        match serde_json::to_string(s) {
-            Ok(json) => tracing::info!(summary = %json, "invocation done"),
-            Err(e) => tracing::error!(error = %e, "summary not serialisable"),
-        }
-        println!("{}", emf_line("loader", s));
+        sluice_edge::report(s, emf_line("loader", s));
     }
 }

@@ -560,25 +560,26 @@ async fn sales(
     }
 }
 
-/// The generic routes' shared part: auth check, window filter, the slice `[offset, offset+n)`.
+/// The generic routes' shared part: window filter and the slice `[offset, offset+n)` as a JSON
+/// array, its end and the total; `None` for invalid parameters.
 fn generic_slice(
     s: &Inner,
     q: &HashMap<String, String>,
     offset: usize,
     n: usize,
-) -> Result<(String, usize, usize), Response> {
-    let time = |k: &str| -> Result<Option<i64>, Response> {
+) -> Option<(String, usize, usize)> {
+    let time = |k: &str| -> Option<Option<i64>> {
         match q.get(k).filter(|v| !v.is_empty()) {
-            None => Ok(None),
+            None => Some(None),
             Some(v) => v
                 .parse::<jiff::Timestamp>()
-                .map(|t| Some(t.as_millisecond()))
-                .map_err(|_| s.error(StatusCode::BAD_REQUEST, "invalid_parameter")),
+                .ok()
+                .map(|t| Some(t.as_millisecond())),
         }
     };
     let (start, end) = (time("start")?, time("end")?);
     if !(1..=MAX_PAGE).contains(&n) {
-        return Err(s.error(StatusCode::BAD_REQUEST, "invalid_parameter"));
+        return None;
     }
     let data = s.data.read().unwrap().clone();
     let pos = data.positions(start, end);
@@ -595,7 +596,7 @@ fn generic_slice(
     c.page_requests.fetch_add(1, Ordering::Relaxed);
     c.items_served
         .fetch_add(stop.saturating_sub(offset) as u64, Ordering::Relaxed);
-    Ok((body, stop, pos.len()))
+    Some((body, stop, pos.len()))
 }
 
 fn num(q: &HashMap<String, String>, k: &str, default: usize) -> Option<usize> {
@@ -624,8 +625,8 @@ async fn generic_pages(
         return s.error(StatusCode::BAD_REQUEST, "invalid_parameter");
     };
     match generic_slice(&s, &q, page.saturating_sub(1) * per, per) {
-        Ok((items, _, _)) => json_body(format!(r#"{{"data":{items}}}"#)),
-        Err(r) => r,
+        Some((items, _, _)) => json_body(format!(r#"{{"data":{items}}}"#)),
+        None => s.error(StatusCode::BAD_REQUEST, "invalid_parameter"),
     }
 }
 
@@ -645,8 +646,8 @@ async fn generic_offset(
         return s.error(StatusCode::BAD_REQUEST, "invalid_parameter");
     };
     match generic_slice(&s, &q, offset, limit) {
-        Ok((items, _, _)) => json_body(format!(r#"{{"data":{items}}}"#)),
-        Err(r) => r,
+        Some((items, _, _)) => json_body(format!(r#"{{"data":{items}}}"#)),
+        None => s.error(StatusCode::BAD_REQUEST, "invalid_parameter"),
     }
 }
 
@@ -659,7 +660,7 @@ async fn generic_linked(
         return s.error(StatusCode::BAD_REQUEST, "invalid_parameter");
     };
     match generic_slice(&s, &q, page.saturating_sub(1) * per, per) {
-        Ok((items, stop, total)) => {
+        Some((items, stop, total)) => {
             let mut r = json_body(items);
             if stop < total {
                 let host = headers
@@ -685,7 +686,7 @@ async fn generic_linked(
             }
             r
         }
-        Err(r) => r,
+        None => s.error(StatusCode::BAD_REQUEST, "invalid_parameter"),
     }
 }
 
