@@ -441,3 +441,40 @@ async fn of_two_overlapping_runs_only_one_advances_the_watermark() -> Result<()>
     assert_eq!(c.status, RunStatus::Advanced);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_slow_response_times_out_and_is_retried() -> Result<()> {
+    let e = env(250, "timeout = \"300ms\"").await?;
+    e.api
+        .push_faults([Fault::Pass, Fault::Slow { millis: 5_000 }]);
+    let api = &e.ingest.apis["hotmart-sales"];
+    let s = run(
+        api,
+        &e.ingest.lake,
+        RunKind::Scheduled {
+            now: after_all(250),
+        },
+        "r",
+    )
+    .await?;
+    assert_eq!((s.records, s.api.retries), (250, 1));
+    Ok(())
+}
+
+#[tokio::test]
+async fn write_empty_writes_a_header_only_object_for_an_empty_window() -> Result<()> {
+    let e = env(50, "write_empty = true").await?;
+    let api = &e.ingest.apis["hotmart-sales"];
+    let (start, end) = (
+        "2020-01-01T00:00:00Z".parse()?,
+        "2020-01-02T00:00:00Z".parse()?,
+    );
+    let s = run(api, &e.ingest.lake, RunKind::Backfill { start, end }, "e").await?;
+    assert_eq!((s.records, s.objects.len()), (0, 1));
+    let body = e.bucket.get(&s.objects[0].key).await?;
+    assert!(
+        body.is_empty() || body == b"\n",
+        "no columns known: an empty CSV"
+    );
+    Ok(())
+}
