@@ -4,7 +4,7 @@ CARGO ?= cargo
 BASELINES ?= $(abspath ../shared/baselines)
 BENCH_N ?= 100000
 
-.PHONY: help test lint fmt build bench bench-flatten bench-loader bench-ingest services-up services-down clean-services
+.PHONY: help test lint lint-infra deploy fmt build bench bench-flatten bench-loader bench-ingest services-up services-down clean-services
 
 help: ## List the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## / {printf "%-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -12,9 +12,12 @@ help: ## List the targets
 test: lint ## fmt check, clippy -D warnings, every test (starts Postgres if needed)
 	scripts/with-services $(CARGO) test --workspace
 
-lint: ## cargo fmt --check and clippy with warnings as errors
+lint: lint-infra ## cargo fmt --check, clippy with warnings as errors, cfn-lint + sam validate
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+lint-infra: ## cfn-lint and sam validate --lint on infra/template.yaml (pinned, venv under target/)
+	scripts/lint-infra
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
@@ -32,6 +35,12 @@ bench-loader: ## loader path vs raw COPY, COPY+staging and the tutorial's per-ro
 
 bench-ingest: ## API → flatten → CSV → S3 (sample API and the Python mock) vs the Python DFS flattener; RSS
 	BASELINES=$(BASELINES) BENCH_N=$(BENCH_N) bench/ingest.sh
+
+deploy: lint-infra ## cargo lambda build --release --arm64, then sam deploy (guided the first time)
+	@command -v cargo-lambda >/dev/null || { echo "cargo-lambda missing: pip install cargo-lambda (it brings zig)"; exit 1; }
+	cargo lambda build --release --arm64 --bin sluice-ingest --bin sluice-loader
+	cd infra && if [ -f samconfig.toml ]; then ../target/infra-venv/bin/sam deploy; \
+	  else ../target/infra-venv/bin/sam deploy --guided --capabilities CAPABILITY_IAM; fi
 
 services-up: ## Start a throwaway Postgres cluster (prints its DATABASE_URL)
 	@scripts/pg-cluster start && scripts/pg-cluster url

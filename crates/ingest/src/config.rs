@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | `BUCKET` | (required) | the lake bucket |
 //! | `INGEST_SOURCES` | built-in `hotmart-sales` | path of the sources TOML |
+//! | `INGEST_SOURCES_TOML` | — | the sources TOML itself (when there is no file, as in the SAM template) |
 //! | `RAW_PREFIX` | `raw/` | where CSV objects go (`raw/<source>/dt=…/…`) |
 //! | `STATE_PREFIX` | `state/` | where watermarks go (`state/<source>.json`) |
 //! | `PART_SIZE_MB` | `8` | multipart part size (5 … 512) |
@@ -22,6 +23,18 @@
 
 use crate::source::{DEFAULT_SOURCES, SourceError, Sources};
 
+/// Every variable [`Config::from_env`] reads (the infra template's test checks its
+/// `Environment` against this list; a unit test checks this list against the code).
+pub const ENV_VARS: &[&str] = &[
+    "API_CREDENTIALS_SECRET_ARN",
+    "BUCKET",
+    "INGEST_SOURCES",
+    "INGEST_SOURCES_TOML",
+    "PART_SIZE_MB",
+    "RAW_PREFIX",
+    "STATE_PREFIX",
+];
+
 /// A configuration error, naming the variable.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -29,7 +42,7 @@ pub enum ConfigError {
     Missing(&'static str),
     #[error("{var}: {message}")]
     Invalid { var: &'static str, message: String },
-    #[error("INGEST_SOURCES {path}: {source}")]
+    #[error("sources {path}: {source}")]
     Sources { path: String, source: SourceError },
 }
 
@@ -67,7 +80,13 @@ impl Config {
                 })?;
                 Sources::from_toml(&text).map_err(|source| ConfigError::Sources { path, source })?
             }
-            None => Sources::from_toml(DEFAULT_SOURCES).expect("the built-in sources parse"),
+            None => match get("INGEST_SOURCES_TOML") {
+                Some(text) => Sources::from_toml(&text).map_err(|source| ConfigError::Sources {
+                    path: "(INGEST_SOURCES_TOML)".into(),
+                    source,
+                })?,
+                None => Sources::from_toml(DEFAULT_SOURCES).expect("the built-in sources parse"),
+            },
         };
         let part_mb: usize = match get("PART_SIZE_MB") {
             Some(v) => v
@@ -116,5 +135,39 @@ mod tests {
         })
         .unwrap();
         assert_eq!(c.raw_prefix, "landing/");
+        let c = Config::from_lookup(|k| match k {
+            "BUCKET" => Some("b".into()),
+            "INGEST_SOURCES_TOML" => Some(
+                "[source.hotmart-sales]\npreset = \"hotmart-sales\"\nenvironment = \"sandbox\"\n"
+                    .into(),
+            ),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(
+            c.sources.get("hotmart-sales").unwrap().base_url,
+            crate::source::hotmart::SANDBOX
+        );
+    }
+
+    /// The variables the function reads: the infra template must set these names and no others.
+    fn names_read() -> std::collections::BTreeSet<String> {
+        let seen = std::cell::RefCell::new(std::collections::BTreeSet::new());
+        let _ = Config::from_lookup(|k| {
+            seen.borrow_mut().insert(k.to_owned());
+            (k == "BUCKET").then(|| "b".to_owned())
+        });
+        seen.into_inner()
+    }
+
+    #[test]
+    fn env_var_names() {
+        assert_eq!(
+            ENV_VARS
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<std::collections::BTreeSet<_>>(),
+            names_read()
+        );
     }
 }

@@ -20,6 +20,23 @@ pub const HOTMART_SALES_MAPPING: &str = include_str!("../../../mappings/hotmart-
 
 pub use sluice_edge::Secret;
 
+/// Every variable [`Config::from_env`] reads (the infra template's test checks its
+/// `Environment` against this list; a unit test checks this list against the code).
+pub const ENV_VARS: &[&str] = &[
+    "COPY_BATCH_BYTES",
+    "DATABASE_ACQUIRE_TIMEOUT_SECS",
+    "DATABASE_CA_BUNDLE",
+    "DATABASE_SECRET_ARN",
+    "DATABASE_SSLMODE",
+    "DATABASE_URL",
+    "LEDGER_SCHEMA",
+    "MAPPINGS",
+    "MAX_REJECT_RATIO",
+    "QUARANTINE_PREFIX",
+    "RAW_PREFIX",
+    "REDACT_SALT",
+];
+
 /// A configuration error, naming the variable.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -290,6 +307,18 @@ pub fn apply_tls(opts: PgConnectOptions, tls: &Tls) -> PgConnectOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn env_var_names() {
+        let seen = std::cell::RefCell::new(std::collections::BTreeSet::new());
+        let _ = Config::from_lookup(|k| {
+            seen.borrow_mut().insert(k.to_owned());
+            (k == "DATABASE_URL").then(|| "postgres://u@127.0.0.1/d".to_owned())
+        });
+        let listed: std::collections::BTreeSet<String> =
+            ENV_VARS.iter().map(|s| s.to_string()).collect();
+        assert_eq!(listed, seen.into_inner());
+    }
 
     fn cfg(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let vars: Vec<(String, String)> = vars

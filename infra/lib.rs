@@ -1,0 +1,1 @@
+//! Nothing to link: this crate holds the template's tests (`tests/template.rs`).

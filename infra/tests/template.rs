@@ -1,0 +1,505 @@
+//! What cfn-lint and `sam validate --lint` let through (`rate(7 minute)`, unknown runtimes,
+//! references to nothing, wildcard grants, public ingress, env var names the code never reads),
+//! checked on `infra/template.yaml` itself.
+
+use std::collections::BTreeSet;
+
+use serde_yaml_ng::Value;
+
+fn template() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/template.yaml");
+    serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn text() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/template.yaml")).unwrap()
+}
+
+fn resources(t: &Value) -> &serde_yaml_ng::Mapping {
+    t["Resources"].as_mapping().unwrap()
+}
+
+fn of_type<'a>(t: &'a Value, ty: &str) -> Vec<(&'a str, &'a Value)> {
+    resources(t)
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some(ty))
+        .map(|(k, r)| (k.as_str().unwrap(), r))
+        .collect()
+}
+
+/// `!Tag value` → (tag, value); plain values → ("", value).
+fn tagged(v: &Value) -> (String, &Value) {
+    match v {
+        Value::Tagged(t) => (
+            t.tag.to_string().trim_start_matches('!').to_owned(),
+            &t.value,
+        ),
+        other => (String::new(), other),
+    }
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    match tagged(v).1 {
+        Value::String(s) => vec![s.clone()],
+        Value::Sequence(xs) => xs.iter().flat_map(strings).collect(),
+        _ => vec![],
+    }
+}
+
+/// Every IAM statement of every function and role.
+fn statements(t: &Value) -> Vec<(String, &Value)> {
+    let mut out = Vec::new();
+    for (name, f) in of_type(t, "AWS::Serverless::Function") {
+        for p in f["Properties"]["Policies"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+        {
+            for s in p["Statement"].as_sequence().into_iter().flatten() {
+                out.push((name.to_owned(), s));
+            }
+        }
+    }
+    for (name, r) in of_type(t, "AWS::IAM::Role")
+        .into_iter()
+        .chain(of_type(t, "AWS::IAM::Policy"))
+    {
+        let docs = r["Properties"]["Policies"]
+            .as_sequence()
+            .map(|ps| ps.iter().map(|p| &p["PolicyDocument"]).collect::<Vec<_>>())
+            .unwrap_or_else(|| vec![&r["Properties"]["PolicyDocument"]]);
+        for d in docs {
+            for s in d["Statement"].as_sequence().into_iter().flatten() {
+                out.push((name.to_owned(), s));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn grants_are_least_privilege() {
+    let t = template();
+    let st = statements(&t);
+    assert!(st.len() >= 8, "the functions' statements are found");
+    for (who, s) in &st {
+        assert_eq!(
+            s["Effect"], "Allow",
+            "{who}: only Allow statements in roles"
+        );
+        let actions = strings(&s["Action"]);
+        for a in &actions {
+            assert!(!a.contains('*'), "{who}: wildcard action {a}");
+        }
+        for r in resources_of(s) {
+            if r == "*" {
+                assert!(
+                    actions.iter().all(|a| a.starts_with("ec2:Describe")),
+                    "{who}: Resource \"*\" only for Describe calls, which take no resource ARNs ({actions:?})"
+                );
+            } else if r.contains('*') {
+                let ok = [
+                    "${LakeBucket.Arn}/raw/*",
+                    "${LakeBucket.Arn}/state/*",
+                    "${LakeBucket.Arn}/quarantine/*",
+                ]
+                .contains(&r.as_str())
+                    || r.ends_with(":network-interface/*")
+                    || r.ends_with(":subnet/*");
+                assert!(ok, "{who}: wildcard resource {r}");
+            }
+        }
+    }
+    // Exactly the grants the functions need.
+    let grants = |who: &str| -> BTreeSet<(String, String)> {
+        st.iter()
+            .filter(|(w, _)| w == who)
+            .flat_map(|(_, s)| {
+                let rs = resources_of(s);
+                strings(&s["Action"])
+                    .into_iter()
+                    .flat_map(move |a| rs.clone().into_iter().map(move |r| (a.clone(), r)))
+            })
+            .filter(|(a, _)| a.starts_with("s3:"))
+            .collect()
+    };
+    let pairs = |xs: &[(&str, &str)]| -> BTreeSet<(String, String)> {
+        xs.iter()
+            .map(|(a, r)| (a.to_string(), r.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        grants("IngestFunction"),
+        pairs(&[
+            ("s3:PutObject", "${LakeBucket.Arn}/raw/*"),
+            ("s3:AbortMultipartUpload", "${LakeBucket.Arn}/raw/*"),
+            ("s3:GetObject", "${LakeBucket.Arn}/state/*"),
+            ("s3:PutObject", "${LakeBucket.Arn}/state/*"),
+        ])
+    );
+    assert_eq!(
+        grants("LoaderFunction"),
+        pairs(&[
+            ("s3:GetObject", "${LakeBucket.Arn}/raw/*"),
+            ("s3:GetObjectVersion", "${LakeBucket.Arn}/raw/*"),
+            ("s3:PutObject", "${LakeBucket.Arn}/quarantine/*"),
+        ])
+    );
+    let all = text();
+    assert!(!all.contains("AdministratorAccess"));
+    assert!(!all.contains("PowerUserAccess"));
+    assert!(
+        !all.contains("ManagedPolicyArns"),
+        "no managed policies: every grant is spelled out"
+    );
+}
+
+/// A statement's resources as text: `!Sub` bodies, `!Ref`/`!GetAtt` as `Ref:X`, `!If` branches.
+fn resources_of(s: &Value) -> Vec<String> {
+    fn walk(v: &Value, out: &mut Vec<String>) {
+        let (tag, inner) = tagged(v);
+        match (tag.as_str(), inner) {
+            ("If", Value::Sequence(xs)) => xs[1..].iter().for_each(|x| walk(x, out)),
+            ("Ref" | "GetAtt", Value::String(s)) => out.push(format!("{tag}:{s}")),
+            (_, Value::String(s)) => out.push(s.clone()),
+            (_, Value::Sequence(xs)) => xs.iter().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(&s["Resource"], &mut out);
+    out
+}
+
+#[test]
+fn nothing_is_public_and_everything_is_encrypted() {
+    let t = template();
+    let all = text();
+    assert!(
+        !all.contains("0.0.0.0/0") && !all.contains("::/0"),
+        "no open CIDR"
+    );
+    for (name, sg) in of_type(&t, "AWS::EC2::SecurityGroup") {
+        for rule in sg["Properties"]["SecurityGroupIngress"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+        {
+            assert!(
+                rule.get("CidrIp").is_none() && rule.get("CidrIpv6").is_none(),
+                "{name}: ingress by CIDR"
+            );
+            assert!(
+                rule.get("SourceSecurityGroupId").is_some(),
+                "{name}: ingress from a security group only"
+            );
+            assert_eq!(
+                (rule["FromPort"].as_u64(), rule["ToPort"].as_u64()),
+                (Some(5432), Some(5432))
+            );
+        }
+    }
+    let (_, bucket) = of_type(&t, "AWS::S3::Bucket")[0];
+    let p = &bucket["Properties"];
+    assert_eq!(p["VersioningConfiguration"]["Status"], "Enabled");
+    let sse = &p["BucketEncryption"]["ServerSideEncryptionConfiguration"][0];
+    assert_eq!(
+        sse["ServerSideEncryptionByDefault"]["SSEAlgorithm"],
+        "AES256"
+    );
+    assert_eq!(sse["BucketKeyEnabled"], true);
+    let block = &p["PublicAccessBlockConfiguration"];
+    for k in [
+        "BlockPublicAcls",
+        "BlockPublicPolicy",
+        "IgnorePublicAcls",
+        "RestrictPublicBuckets",
+    ] {
+        assert_eq!(block[k], true, "{k}");
+    }
+    assert_eq!(
+        p["OwnershipControls"]["Rules"][0]["ObjectOwnership"],
+        "BucketOwnerEnforced"
+    );
+    let rules = p["LifecycleConfiguration"]["Rules"].as_sequence().unwrap();
+    assert!(
+        rules
+            .iter()
+            .any(|r| r["Prefix"] == "quarantine/" && r.get("ExpirationInDays").is_some())
+    );
+    assert!(
+        rules
+            .iter()
+            .any(|r| r.get("NoncurrentVersionExpiration").is_some())
+    );
+    // TLS only.
+    let (_, policy) = of_type(&t, "AWS::S3::BucketPolicy")[0];
+    let deny = &policy["Properties"]["PolicyDocument"]["Statement"][0];
+    assert_eq!(deny["Effect"], "Deny");
+    assert_eq!(deny["Condition"]["Bool"]["aws:SecureTransport"], "false");
+    // The database: private, encrypted, managed secret, backups.
+    let (_, db) = of_type(&t, "AWS::RDS::DBInstance")[0];
+    let p = &db["Properties"];
+    assert_eq!(p["PubliclyAccessible"], false);
+    assert_eq!(p["StorageEncrypted"], true);
+    assert_eq!(p["ManageMasterUserPassword"], true);
+    assert!(p.get("MasterUserPassword").is_none());
+    assert!(p["BackupRetentionPeriod"].as_u64().unwrap() >= 1);
+    let (_, q) = of_type(&t, "AWS::SQS::Queue")[0];
+    assert_eq!(q["Properties"]["SqsManagedSseEnabled"], true);
+}
+
+/// `rate(1 minute)`, `rate(7 minutes)`: EventBridge wants the singular for 1 and the plural
+/// otherwise; cfn-lint accepts `rate(7 minute)`.
+fn valid_rate(expr: &str) -> bool {
+    let Some(inner) = expr.strip_prefix("rate(").and_then(|e| e.strip_suffix(')')) else {
+        return expr.starts_with("cron(") && expr.ends_with(')');
+    };
+    let Some((n, unit)) = inner.split_once(' ') else {
+        return false;
+    };
+    let Ok(n) = n.parse::<u32>() else {
+        return false;
+    };
+    match (n, unit) {
+        (0, _) => false,
+        (1, u) => ["minute", "hour", "day"].contains(&u),
+        (_, u) => ["minutes", "hours", "days"].contains(&u),
+    }
+}
+
+#[test]
+fn the_schedule_is_a_valid_expression() {
+    assert!(valid_rate("rate(7 minutes)") && valid_rate("rate(1 hour)"));
+    assert!(
+        !valid_rate("rate(7 minute)")
+            && !valid_rate("rate(1 minutes)")
+            && !valid_rate("rate(0 days)")
+    );
+    let t = template();
+    let default = t["Parameters"]["ScheduleExpression"]["Default"]
+        .as_str()
+        .unwrap();
+    assert_eq!(default, "rate(7 minutes)");
+    assert!(valid_rate(default));
+    let (_, ingest) = of_type(&t, "AWS::Serverless::Function")
+        .into_iter()
+        .find(|(n, _)| *n == "IngestFunction")
+        .unwrap();
+    let ev = &ingest["Properties"]["Events"]["Schedule"];
+    assert!(ev["Type"].as_str().unwrap().starts_with("Schedule"));
+    let (tag, v) = tagged(&ev["Properties"]["ScheduleExpression"]);
+    assert_eq!(
+        (tag.as_str(), v.as_str()),
+        ("Ref", Some("ScheduleExpression"))
+    );
+}
+
+fn function<'a>(t: &'a Value, name: &str) -> &'a Value {
+    &resources(t)[name]["Properties"]
+}
+
+#[test]
+fn functions_are_arm64_al2023_with_the_limits_asked() {
+    let t = template();
+    let g = &t["Globals"]["Function"];
+    assert_eq!(g["Runtime"], "provided.al2023");
+    assert_eq!(g["Architectures"][0], "arm64");
+    assert_eq!(g["Handler"], "bootstrap");
+    for (name, f) in of_type(&t, "AWS::Serverless::Function") {
+        assert!(
+            f["Properties"]
+                .get("Runtime")
+                .is_none_or(|r| r == "provided.al2023"),
+            "{name}"
+        );
+        // The code is cargo-lambda's output for this function's binary.
+        let code = f["Properties"]["CodeUri"].as_str().unwrap();
+        let bin = format!(
+            "sluice-{}",
+            name.trim_end_matches("Function").to_lowercase()
+        );
+        assert_eq!(code, format!("../target/lambda/{bin}/"), "{name}");
+        assert!(
+            std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../crates"))
+                .join(bin.trim_start_matches("sluice-"))
+                .join("src/main.rs")
+                .exists(),
+            "{name}: {bin} is a binary of the workspace"
+        );
+        // A log group with retention of its own.
+        let (tag, lg) = tagged(&f["Properties"]["LoggingConfig"]["LogGroup"]);
+        assert_eq!(tag, "Ref", "{name}");
+        let lg = &resources(&t)[lg.as_str().unwrap()];
+        assert_eq!(lg["Type"], "AWS::Logs::LogGroup");
+        assert!(lg["Properties"].get("RetentionInDays").is_some());
+    }
+    let ingest = function(&t, "IngestFunction");
+    assert!(ingest["Timeout"].as_u64().unwrap() <= 300);
+    assert_eq!(ingest["ReservedConcurrentExecutions"], 1);
+    assert_eq!(t["Parameters"]["IngestMemorySize"]["Default"], 128);
+    let loader = function(&t, "LoaderFunction");
+    assert!(loader["Timeout"].as_u64().unwrap() <= 900);
+    let on_failure = &loader["EventInvokeConfig"]["DestinationConfig"]["OnFailure"];
+    assert_eq!(on_failure["Type"], "SQS");
+    assert!(
+        loader["EventInvokeConfig"]
+            .get("MaximumRetryAttempts")
+            .is_some()
+    );
+    assert!(
+        loader["VpcConfig"].get("SubnetIds").is_some()
+            && loader["VpcConfig"].get("SecurityGroupIds").is_some()
+    );
+    // Alarms on both functions' errors and on the dead-letter queue.
+    let alarms: Vec<String> = of_type(&t, "AWS::CloudWatch::Alarm")
+        .iter()
+        .map(|(_, a)| a["Properties"]["MetricName"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(alarms.iter().filter(|m| *m == "Errors").count(), 2);
+    assert!(alarms.contains(&"ApproximateNumberOfMessagesVisible".to_owned()));
+    for o in [
+        "BucketName",
+        "IngestFunctionName",
+        "LoaderFunctionName",
+        "DeadLetterQueueUrl",
+    ] {
+        assert!(t["Outputs"].get(o).is_some(), "output {o}");
+    }
+}
+
+#[test]
+fn the_s3_trigger_matches_what_the_loader_expects() {
+    let t = template();
+    let loader = function(&t, "LoaderFunction");
+    let defaults = sluice_loader::Config::from_lookup(|k| {
+        (k == "DATABASE_URL").then(|| "postgres://u@127.0.0.1/d".to_owned())
+    })
+    .unwrap();
+    let raw = loader["Environment"]["Variables"]["RAW_PREFIX"]
+        .as_str()
+        .unwrap();
+    assert_eq!(raw, defaults.raw_prefix, "the loader's prefix");
+    let mut suffixes = BTreeSet::new();
+    for (_, ev) in loader["Events"].as_mapping().unwrap() {
+        assert_eq!(ev["Type"], "S3");
+        let (tag, bucket) = tagged(&ev["Properties"]["Bucket"]);
+        assert_eq!((tag.as_str(), bucket.as_str()), ("Ref", Some("LakeBucket")));
+        let rules = ev["Properties"]["Filter"]["S3Key"]["Rules"]
+            .as_sequence()
+            .unwrap();
+        let rule = |n: &str| {
+            rules.iter().find(|r| r["Name"] == n).unwrap()["Value"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(rule("prefix"), raw);
+        suffixes.insert(rule("suffix"));
+    }
+    assert_eq!(
+        suffixes,
+        BTreeSet::from([".csv".to_owned(), ".csv.gz".to_owned()])
+    );
+    // The ingest writes where the loader listens.
+    let ingest = function(&t, "IngestFunction");
+    assert_eq!(
+        ingest["Environment"]["Variables"]["RAW_PREFIX"].as_str(),
+        Some(raw)
+    );
+    assert_eq!(
+        loader["Environment"]["Variables"]["QUARANTINE_PREFIX"].as_str(),
+        Some(defaults.quarantine_prefix.as_str())
+    );
+}
+
+#[test]
+fn env_var_names_are_those_the_functions_read() {
+    let t = template();
+    for (name, known) in [
+        ("IngestFunction", sluice_ingest::config::ENV_VARS),
+        ("LoaderFunction", sluice_loader::config::ENV_VARS),
+    ] {
+        let vars = function(&t, name)["Environment"]["Variables"]
+            .as_mapping()
+            .unwrap();
+        assert!(!vars.is_empty());
+        for (k, _) in vars {
+            let k = k.as_str().unwrap();
+            assert!(
+                known.contains(&k),
+                "{name} sets {k}, which it never reads ({known:?})"
+            );
+        }
+    }
+}
+
+/// Every `!Ref`, `!GetAtt`, `${…}` in `!Sub` and `Condition` names something defined.
+#[test]
+fn every_reference_is_defined() {
+    let t = template();
+    let mut defined: BTreeSet<String> = BTreeSet::new();
+    for section in ["Parameters", "Resources"] {
+        for (k, _) in t[section].as_mapping().unwrap() {
+            defined.insert(k.as_str().unwrap().to_owned());
+        }
+    }
+    let conditions: BTreeSet<String> = t["Conditions"]
+        .as_mapping()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str().unwrap().to_owned())
+        .collect();
+    let mut refs = Vec::new();
+    fn walk(v: &Value, refs: &mut Vec<(String, String)>) {
+        match v {
+            Value::Tagged(tv) => {
+                let tag = tv.tag.to_string().trim_start_matches('!').to_owned();
+                match (tag.as_str(), &tv.value) {
+                    ("Ref", Value::String(s)) => refs.push(("Ref".into(), s.clone())),
+                    ("GetAtt", Value::String(s)) => {
+                        refs.push(("GetAtt".into(), s.split('.').next().unwrap().to_owned()))
+                    }
+                    ("Sub", Value::String(s)) => {
+                        for part in s.split("${").skip(1) {
+                            let name = part.split('}').next().unwrap();
+                            refs.push(("Sub".into(), name.split('.').next().unwrap().to_owned()));
+                        }
+                    }
+                    ("If", Value::Sequence(xs)) => {
+                        refs.push(("If".into(), xs[0].as_str().unwrap().to_owned()));
+                        xs[1..].iter().for_each(|x| walk(x, refs));
+                    }
+                    (_, inner) => walk(inner, refs),
+                }
+            }
+            Value::Mapping(m) => {
+                for (k, v) in m {
+                    if k == "Condition"
+                        && let Some(c) = v.as_str()
+                    {
+                        refs.push(("If".into(), c.to_owned()));
+                    }
+                    walk(v, refs);
+                }
+            }
+            Value::Sequence(xs) => xs.iter().for_each(|x| walk(x, refs)),
+            _ => {}
+        }
+    }
+    walk(&t["Resources"], &mut refs);
+    walk(&t["Outputs"], &mut refs);
+    assert!(refs.len() > 20);
+    for (kind, name) in refs {
+        match kind.as_str() {
+            "If" => assert!(
+                conditions.contains(&name),
+                "condition {name} is not defined"
+            ),
+            _ => assert!(
+                defined.contains(&name) || name.starts_with("AWS::"),
+                "{kind} {name} names nothing defined"
+            ),
+        }
+    }
+}
