@@ -1,0 +1,310 @@
+//! The `sluice` binary end to end: real Postgres, a real S3 endpoint, real files.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use anyhow::Result;
+use serde_json::Value;
+
+fn sluice(args: &[&str], stdin: Option<&[u8]>, env: &[(&str, &str)]) -> Result<Output> {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    cmd.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn()?;
+    let mut input = child.stdin.take().unwrap();
+    if let Some(bytes) = stdin {
+        input.write_all(bytes)?;
+    }
+    drop(input);
+    Ok(child.wait_with_output()?)
+}
+
+fn json(out: &Output) -> Value {
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(&text).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {text}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn count(v: &Value, k: &str) -> u64 {
+    v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}"))
+}
+
+#[test]
+fn flatten_writes_one_header_even_when_a_column_appears_late() -> Result<()> {
+    let input = b"{\"id\":1,\"a\":{\"b\":\"x\"}}\n{\"id\":2,\"a\":{\"b\":\"y\",\"c\":1.50}}\n";
+    let dir = tempfile::tempdir()?;
+    let schema = dir.path().join("schema.json");
+    let out = sluice(
+        &["flatten", "--schema-out", schema.to_str().unwrap(), "-"],
+        Some(input),
+        &[],
+    )?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout)?,
+        "id,a_b,a_c\n1,x,\n2,y,1.50\n"
+    );
+    let manifest: Value = serde_json::from_slice(&std::fs::read(schema)?)?;
+    assert_eq!(manifest["columns"].as_array().unwrap().len(), 3);
+    // A page: the records at a path.
+    let page = br#"{"items":[{"k":"a","n":[1,2]}],"page_info":{}}"#;
+    let out = sluice(
+        &["flatten", "--records-path", "items", "--arrays", "index"],
+        Some(page),
+        &[],
+    )?;
+    assert_eq!(String::from_utf8(out.stdout)?, "k,n_0,n_1\na,1,2\n");
+    let out = sluice(&["flatten", "--sep", "."], Some(page), &[])?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("separator"));
+    Ok(())
+}
+
+#[test]
+fn plan_prints_the_ddl_and_the_upsert() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let csv = dir.path().join("s.csv");
+    std::fs::write(&csv, "id,price,at\nA,1.5,2024-01-01T00:00:00Z\n")?;
+    let out = sluice(
+        &[
+            "plan",
+            "--csv",
+            csv.to_str().unwrap(),
+            "--table",
+            "shop.sales",
+            "--key",
+            "id",
+            "--guard",
+            "at",
+        ],
+        None,
+        &[],
+    )?;
+    let sql = String::from_utf8(out.stdout)?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        sql.contains(r#"CREATE TABLE IF NOT EXISTS "shop"."sales""#),
+        "{sql}"
+    );
+    assert!(sql.contains(r#""price" numeric"#), "{sql}");
+    assert!(sql.contains(r#"ON CONFLICT ("id") DO UPDATE"#), "{sql}");
+    let out = sluice(&["plan", "--csv", csv.to_str().unwrap()], None, &[])?;
+    assert!(!out.status.success());
+    Ok(())
+}
+
+#[tokio::test]
+async fn load_twice_skips_the_same_content_and_bad_rows_are_counted() -> Result<()> {
+    let db = sluice_testkit::database().await?;
+    let dir = tempfile::tempdir()?;
+    let csv = dir.path().join("sales.csv");
+    let mut body = String::from("id,status,price\n");
+    for i in 0..200 {
+        body.push_str(&format!("S{i:04},APPROVED,{i}.50\n"));
+    }
+    std::fs::write(&csv, &body)?;
+    let q = dir.path().join("q");
+    let args = |file: &str| {
+        vec![
+            "load".to_owned(),
+            "--table".into(),
+            "sales".into(),
+            "--key".into(),
+            "id".into(),
+            "--quarantine".into(),
+            q.display().to_string(),
+            file.to_owned(),
+        ]
+    };
+    let env = [("DATABASE_URL", db.url.as_str())];
+    let run = |file: &str| {
+        let a = args(file);
+        sluice(
+            &a.iter().map(String::as_str).collect::<Vec<_>>(),
+            None,
+            &env,
+        )
+    };
+    let first = run(csv.to_str().unwrap())?;
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let s = json(&first);
+    assert_eq!(
+        (
+            count(&s, "loaded"),
+            count(&s, "rows_read"),
+            count(&s, "inserted")
+        ),
+        (1, 200, 200)
+    );
+    let again = json(&run(csv.to_str().unwrap())?);
+    assert_eq!((count(&again, "skipped"), count(&again, "loaded")), (1, 0));
+    assert_eq!(count(&again, "inserted") + count(&again, "updated"), 0);
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM sales")
+        .fetch_one(&db.pool)
+        .await?;
+    assert_eq!(n, 200);
+    // Changed content loads again: two rows change, one is bad, one repeats a key.
+    let mut body2 = String::from("id,status,price\n");
+    body2.push_str("S0001,REFUNDED,1.50\nS0002,APPROVED,9.99\nS0003,APPROVED,not-a-number\nS0004,APPROVED,4.50\n");
+    body2.push_str("S0005,APPROVED,5.50\nS0005,CANCELLED,5.50\n");
+    for i in 6..30 {
+        body2.push_str(&format!("S{i:04},APPROVED,{i}.50\n"));
+    }
+    let csv2 = dir.path().join("sales2.csv");
+    std::fs::write(&csv2, &body2)?;
+    let out = run(csv2.to_str().unwrap())?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = json(&out);
+    let parts =
+        ["inserted", "updated", "unchanged", "rejected", "duplicates"].map(|k| count(&s, k));
+    assert_eq!(count(&s, "rows_read"), parts.iter().sum::<u64>(), "{s}");
+    assert_eq!(parts, [0, 3, 25, 1, 1], "{s}");
+    let quarantined =
+        std::fs::read_to_string(q.join(csv2.to_str().unwrap().trim_start_matches('/')))?;
+    assert!(
+        quarantined.contains("S0003") && quarantined.contains("not-a-number"),
+        "{quarantined}"
+    );
+    // A missing file fails the command.
+    let out = run("/nonexistent/file.csv")?;
+    assert!(!out.status.success());
+    Ok(())
+}
+
+#[tokio::test]
+async fn load_replays_an_s3_prefix() -> Result<()> {
+    let db = sluice_testkit::database().await?;
+    let bucket = sluice_testkit::bucket().await?;
+    bucket
+        .put("raw/x/dt=2024-01-01/a.csv", "id,v\n1,a\n2,b\n")
+        .await?;
+    bucket
+        .put("raw/x/dt=2024-01-02/b.csv", "id,v\n2,c\n3,d\n")
+        .await?;
+    bucket
+        .put("raw/x/dt=2024-01-02/b.manifest.json", "{}")
+        .await?;
+    let ep = &bucket.endpoint;
+    let env = [
+        ("DATABASE_URL", db.url.as_str()),
+        ("S3_ENDPOINT_URL", ep.url.as_str()),
+        ("AWS_ACCESS_KEY_ID", ep.access_key.as_str()),
+        ("AWS_SECRET_ACCESS_KEY", ep.secret_key.as_str()),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    let src = format!("s3://{}/raw/x/", bucket.name);
+    let q = format!("s3://{}/quarantine", bucket.name);
+    let out = sluice(
+        &[
+            "load",
+            "--table",
+            "x",
+            "--key",
+            "id",
+            "--quarantine",
+            &q,
+            &src,
+        ],
+        None,
+        &env,
+    )?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = json(&out);
+    assert_eq!((count(&s, "sources"), count(&s, "loaded")), (2, 2));
+    assert_eq!((count(&s, "inserted"), count(&s, "updated")), (3, 1));
+    let v: String = sqlx::query_scalar("SELECT v FROM x WHERE id = 2")
+        .fetch_one(&db.pool)
+        .await?;
+    assert_eq!(v, "c", "objects load in key order: the later day wins");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_pulls_the_sample_api_into_s3() -> Result<()> {
+    let api = sluice_sample_api::SampleApi::start(sluice_sample_api::Settings {
+        n: 120,
+        ..Default::default()
+    })
+    .await?;
+    let bucket = sluice_testkit::bucket().await?;
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("sources.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[source.hotmart-sales]\npreset = \"hotmart-sales\"\nbase_url = \"{}\"\n",
+            api.base_url()
+        ),
+    )?;
+    let ep = &bucket.endpoint;
+    let env = [
+        ("BUCKET", bucket.name.as_str()),
+        ("S3_ENDPOINT_URL", ep.url.as_str()),
+        ("AWS_ACCESS_KEY_ID", ep.access_key.as_str()),
+        ("AWS_SECRET_ACCESS_KEY", ep.secret_key.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("HOTMART_CLIENT_ID", "mock-id"),
+        ("HOTMART_CLIENT_SECRET", "mock-secret"),
+    ];
+    let cfg = config.to_str().unwrap();
+    let window = "2023-11-14T00:00:00Z..2023-11-16T00:00:00Z";
+    // The CLI is a blocking child process: run it off the runtime that serves the sample API.
+    let args = [
+        "ingest",
+        "--config",
+        cfg,
+        "--source",
+        "hotmart-sales",
+        "--window",
+        window,
+    ];
+    let out = tokio::task::block_in_place(|| sluice(&args, None, &env))?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = json(&out);
+    assert_eq!((count(&s, "records"), count(&s, "objects")), (120, 1));
+    assert_eq!(s["runs"][0]["status"], "backfilled");
+    assert_eq!(
+        bucket.keys("raw/hotmart-sales/").await?.len(),
+        2,
+        "the CSV and its manifest"
+    );
+    let out = tokio::task::block_in_place(|| {
+        sluice(&["ingest", "--config", cfg], None, &[("BUCKET", "b")])
+    })?;
+    assert!(!out.status.success(), "no credentials");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HOTMART_CLIENT_ID is not set"));
+    Ok(())
+}
