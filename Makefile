@@ -4,7 +4,7 @@ CARGO ?= cargo
 BASELINES ?= $(abspath ../shared/baselines)
 BENCH_N ?= 100000
 
-.PHONY: help test lint lint-infra deploy fmt build bench bench-flatten bench-loader bench-ingest services-up services-down clean-services
+.PHONY: help test lint lint-infra deploy watch invoke-ingest invoke-loader build-lambda fmt build bench bench-flatten bench-loader bench-ingest services-up services-down clean-services
 
 help: ## List the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## / {printf "%-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -36,9 +36,20 @@ bench-loader: ## loader path vs raw COPY, COPY+staging and the tutorial's per-ro
 bench-ingest: ## API → flatten → CSV → S3 (sample API and the Python mock) vs the Python DFS flattener; RSS
 	BASELINES=$(BASELINES) BENCH_N=$(BENCH_N) bench/ingest.sh
 
+build-lambda: ## cargo lambda build --release --arm64 --output-format zip (installs cargo-lambda from PyPI if missing)
+	scripts/cargo-lambda build --release --arm64 --output-format zip --bin sluice-ingest --bin sluice-loader
+
+watch: ## cargo lambda watch: both functions locally (env: [workspace.metadata.lambda.env], .env)
+	scripts/cargo-lambda watch
+
+invoke-ingest: ## invoke the watched ingest with events/eventbridge-schedule.json
+	scripts/cargo-lambda invoke sluice-ingest --data-file events/eventbridge-schedule.json
+
+invoke-loader: ## invoke the watched loader with events/s3-object-created.json
+	scripts/cargo-lambda invoke sluice-loader --data-file events/s3-object-created.json
+
 deploy: lint-infra ## cargo lambda build --release --arm64, then sam deploy (guided the first time)
-	@command -v cargo-lambda >/dev/null || { echo "cargo-lambda missing: pip install cargo-lambda (it brings zig)"; exit 1; }
-	cargo lambda build --release --arm64 --bin sluice-ingest --bin sluice-loader
+	scripts/cargo-lambda build --release --arm64 --bin sluice-ingest --bin sluice-loader
 	cd infra && if [ -f samconfig.toml ]; then ../target/infra-venv/bin/sam deploy; \
 	  else ../target/infra-venv/bin/sam deploy --guided --capabilities CAPABILITY_IAM; fi
 
