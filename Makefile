@@ -4,10 +4,13 @@ CARGO ?= cargo
 BASELINES ?= $(abspath ../shared/baselines)
 BENCH_N ?= 100000
 
-.PHONY: help test lint lint-infra deploy watch invoke-ingest invoke-loader build-lambda fmt build bench bench-flatten bench-loader bench-ingest services-up services-down clean-services
+.PHONY: help demo test lint lint-infra deploy watch invoke-ingest invoke-loader build-lambda fmt build bench bench-flatten bench-loader bench-ingest services-up services-down clean-services
 
 help: ## List the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## / {printf "%-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+demo: ## The whole pipeline locally (sample API → ingest → S3 → loader → Postgres); run again for the next window
+	scripts/with-services $(CARGO) run -q -p sluice-cli -- demo $(DEMO_ARGS)
 
 test: lint ## fmt check, clippy -D warnings, every test (starts Postgres if needed)
 	scripts/with-services $(CARGO) test --workspace

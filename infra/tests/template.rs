@@ -149,17 +149,27 @@ fn grants_are_least_privilege() {
     // attached behind our back (AWSLambdaBasicExecutionRole and the VPC one grant on "*").
     let mut roles = BTreeSet::new();
     for (name, f) in of_type(&t, "AWS::Serverless::Function") {
-        assert!(f["Properties"].get("Policies").is_none(), "{name}: policies live on its role");
+        assert!(
+            f["Properties"].get("Policies").is_none(),
+            "{name}: policies live on its role"
+        );
         let (tag, v) = tagged(&f["Properties"]["Role"]);
         assert_eq!(tag, "GetAtt", "{name}: Role is !GetAtt <role>.Arn");
         let role = v.as_str().unwrap().trim_end_matches(".Arn").to_owned();
-        assert_eq!(resources(&t)[role.as_str()]["Type"], "AWS::IAM::Role", "{name}");
+        assert_eq!(
+            resources(&t)[role.as_str()]["Type"],
+            "AWS::IAM::Role",
+            "{name}"
+        );
         let logs = st
             .iter()
             .filter(|(w, _)| *w == role)
             .find(|(_, s)| strings(&s["Action"]).contains(&"logs:PutLogEvents".to_owned()))
             .unwrap_or_else(|| panic!("{role} can write its logs"));
-        assert!(resources_of(logs.1)[0].ends_with("LogGroup.Arn"), "{role}: logs to its own group");
+        assert!(
+            resources_of(logs.1)[0].ends_with("LogGroup.Arn"),
+            "{role}: logs to its own group"
+        );
         roles.insert(role);
     }
     assert_eq!(roles.len(), 2, "one role per function");

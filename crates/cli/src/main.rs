@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod demo_cmd;
 mod flatten_cmd;
 mod load_cmd;
 mod plan_cmd;
@@ -64,6 +65,13 @@ enum Command {
         #[arg(long, env = "BUCKET")]
         bucket: String,
     },
+    /// The whole pipeline locally: sample API → ingest → S3 → loader (S3 notifications) → Postgres.
+    #[command(
+        after_help = "Example:\n  make demo            # starts Postgres if needed, then runs this\n  \
+        DATABASE_URL=postgres://postgres@127.0.0.1/postgres sluice demo --records 3000\n\n\
+        Uses S3_ENDPOINT_URL when set, else serves --dir/s3 as an S3 endpoint itself. Run it again for the next window."
+    )]
+    Demo(demo_cmd::Args),
     /// Serve the sample Hotmart sales API on 127.0.0.1 until interrupted.
     #[command(after_help = "Example:\n  sluice sample-api --port 18080 --records 100000")]
     SampleApi {
@@ -85,6 +93,7 @@ fn main() -> Result<()> {
         Command::Flatten(a) => flatten_cmd::run(a),
         Command::Plan(a) => plan_cmd::run(a),
         Command::Load(a) => load_cmd::run(a),
+        Command::Demo(a) => demo_cmd::run(a),
         Command::Ingest {
             config,
             source,

@@ -308,3 +308,59 @@ async fn ingest_pulls_the_sample_api_into_s3() -> Result<()> {
     assert!(String::from_utf8_lossy(&out.stderr).contains("HOTMART_CLIENT_ID is not set"));
     Ok(())
 }
+
+#[tokio::test]
+async fn the_demo_runs_twice_inserting_then_updating() -> Result<()> {
+    let db = sluice_testkit::database().await?;
+    let dir = tempfile::tempdir()?;
+    let d = dir.path().to_str().unwrap();
+    let env = [("DATABASE_URL", db.url.as_str()), ("S3_ENDPOINT_URL", "")];
+    let args = ["demo", "--records", "300", "--dir", d, "--json"];
+    let first = sluice(&args, None, &env)?;
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let r1 = json(&first);
+    let rows1 = &r1["rows"];
+    assert_eq!(r1["run"], 1);
+    assert!(count(&r1, "records_fetched") > 50, "{r1}");
+    assert_eq!(
+        count(rows1, "inserted"),
+        count(&r1, "records_fetched"),
+        "{r1}"
+    );
+    let second = sluice(&args, None, &env)?;
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    let r2 = json(&second);
+    let rows2 = &r2["rows"];
+    assert_eq!(r2["run"], 2);
+    assert!(
+        r2["window"]["start"].as_str() < r1["window"]["end"].as_str(),
+        "the lookback overlaps"
+    );
+    assert!(
+        count(rows2, "inserted") > 0 && count(rows2, "updated") > 0,
+        "{r2}"
+    );
+    let parts =
+        ["inserted", "updated", "unchanged", "rejected", "duplicates"].map(|k| count(rows2, k));
+    assert_eq!(count(rows2, "rows_read"), parts.iter().sum::<u64>());
+    assert_eq!(
+        count(&r2, "table_rows"),
+        count(rows1, "inserted") + count(rows2, "inserted")
+    );
+    // The human report.
+    let out = sluice(&["demo", "--records", "300", "--dir", d], None, &env)?;
+    let text = String::from_utf8(out.stdout)?;
+    assert!(
+        text.contains("sluice demo, run 3") && text.contains("inserted"),
+        "{text}"
+    );
+    Ok(())
+}

@@ -143,6 +143,9 @@ pub struct Dataset {
     /// Items at or after this position carry an extra nested object (`coupon`): a schema that
     /// grows in the middle of a run.
     pub grow_schema_at: Option<u64>,
+    /// Above 0, about a third of the sales show a later status (`COMPLETE`, `REFUNDED`,
+    /// `CHARGEBACK`), different for each revision: the API's view of the same sales, later.
+    pub revision: u64,
     approved: Vec<i64>,
 }
 
@@ -156,6 +159,7 @@ impl Dataset {
             seed,
             mode,
             grow_schema_at: None,
+            revision: 0,
             approved,
         }
     }
@@ -190,7 +194,7 @@ impl Dataset {
         let index = transaction_of(self.n, self.mode, pos);
         let update = self.mode == Mode::Updates && pos.is_multiple_of(5);
         let grown = self.grow_schema_at.is_some_and(|g| pos >= g);
-        write_sale(self.seed, index, update, grown, out);
+        write_sale(self.seed, index, update, grown, self.revision, out);
     }
 }
 
@@ -268,7 +272,7 @@ fn json_str(out: &mut String, s: Option<&str>) {
     }
 }
 
-fn write_sale(seed: u64, index: u64, update: bool, grown: bool, out: &mut String) {
+fn write_sale(seed: u64, index: u64, update: bool, grown: bool, revision: u64, out: &mut String) {
     let (order, mut r) = order_date(seed, index);
     let approved = order + r.range(1_000, 3_600_000);
     let first = r.below(16) as usize;
@@ -299,6 +303,12 @@ fn write_sale(seed: u64, index: u64, update: bool, grown: bool, out: &mut String
     let mode = r.pick(&["INVOICE", "MULTIPLE_PAYMENTS"]);
     let source = r.pick(&SOURCES);
     let ext = r.range(0, 1_000_000);
+    if revision > 0 && !update {
+        let mut v = Rng::new(seed, index, 100 + revision);
+        if v.chance(33) {
+            status = v.pick(&["COMPLETE", "REFUNDED", "CHARGEBACK"]);
+        }
+    }
     if update {
         let mut u = Rng::new(seed, index, 1);
         status = u.pick(&UPDATE_STATUSES);
@@ -367,6 +377,26 @@ mod tests {
                     "updates change the status"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn a_revision_changes_the_status_of_some_sales_only() {
+        let d0 = Dataset::new(300, 5, Mode::Initial);
+        let mut d1 = Dataset::new(300, 5, Mode::Initial);
+        d1.revision = 1;
+        let changed = (0..300).filter(|&p| d0.item(p) != d1.item(p)).count();
+        assert!((60..140).contains(&changed), "{changed}");
+        for p in 0..300 {
+            let (a, b): (serde_json::Value, serde_json::Value) = (
+                serde_json::from_slice(&d0.item(p)).unwrap(),
+                serde_json::from_slice(&d1.item(p)).unwrap(),
+            );
+            assert_eq!(
+                a["purchase"]["approved_date"],
+                b["purchase"]["approved_date"]
+            );
+            assert_eq!(a["buyer"], b["buyer"]);
         }
     }
 

@@ -71,6 +71,8 @@ pub struct Settings {
     pub client_secret: String,
     /// `expires_in` of issued tokens.
     pub token_ttl: Duration,
+    /// See [`Dataset::revision`].
+    pub revision: u64,
 }
 
 impl Default for Settings {
@@ -83,6 +85,7 @@ impl Default for Settings {
             client_id: "mock-id".into(),
             client_secret: "mock-secret".into(),
             token_ttl: Duration::from_secs(3600),
+            revision: 0,
         }
     }
 }
@@ -175,11 +178,11 @@ impl SampleApi {
         let listener = tokio::net::TcpListener::bind(settings.addr).await?;
         let addr = listener.local_addr()?;
         let inner = Arc::new(Inner {
-            data: RwLock::new(Arc::new(Dataset::new(
-                settings.n,
-                settings.seed,
-                settings.mode,
-            ))),
+            data: RwLock::new(Arc::new({
+                let mut d = Dataset::new(settings.n, settings.seed, settings.mode);
+                d.revision = settings.revision;
+                d
+            })),
             tokens: Mutex::default(),
             faults: Mutex::default(),
             rules: Mutex::default(),
