@@ -1,6 +1,8 @@
 //! The ingest Lambda: builds the configuration, the per-source API clients (their OAuth tokens
 //! live as long as the container) and the S3 client once, then hands each event to
 //! [`sluice_ingest::handle`] with the Lambda request id as the run id.
+// The handler futures nest deeply; release builds (fat LTO) exceed the default query depth.
+#![recursion_limit = "256"]
 
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;

@@ -1,5 +1,7 @@
 //! The loader Lambda: builds the configuration, S3 client and Postgres pool once, then hands
 //! each event to [`sluice_loader::handle`].
+// The handler futures nest deeply; release builds (fat LTO) exceed the default query depth.
+#![recursion_limit = "256"]
 
 use std::sync::Arc;
 
