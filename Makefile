@@ -4,7 +4,7 @@ CARGO ?= cargo
 BASELINES ?= $(abspath ../shared/baselines)
 BENCH_N ?= 100000
 
-.PHONY: help demo test lint lint-infra deploy watch invoke-ingest invoke-loader build-lambda fmt build bench bench-flatten bench-loader bench-ingest services-up services-down clean-services
+.PHONY: help demo test lint lint-infra deploy watch invoke-ingest invoke-loader build-lambda fmt build bench bench-flatten bench-loader bench-ingest bench-e2e services-up services-down clean-services
 
 help: ## List the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## / {printf "%-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -28,7 +28,7 @@ fmt: ## Format the code
 build: ## Debug build of everything
 	$(CARGO) build --workspace
 
-bench: bench-flatten bench-loader bench-ingest ## All benchmarks (not tests)
+bench: bench-flatten bench-loader bench-ingest bench-e2e ## All benchmarks (not tests)
 
 bench-flatten: ## flatten+CSV vs the Python DFS and pandas baselines and a serde_json floor
 	BASELINES=$(BASELINES) BENCH_N=$(BENCH_N) bench/flatten.sh
@@ -55,6 +55,9 @@ deploy: lint-infra ## cargo lambda build --release --arm64, then sam deploy (gui
 	scripts/cargo-lambda build --release --arm64 --bin sluice-ingest --bin sluice-loader
 	cd infra && if [ -f samconfig.toml ]; then ../target/infra-venv/bin/sam deploy; \
 	  else ../target/infra-venv/bin/sam deploy --guided --capabilities CAPABILITY_IAM; fi
+
+bench-e2e: ## API → S3 → Postgres: sluice (ingest + loader) vs dlt, sample API and Python mock; RSS per process
+	BASELINES=$(BASELINES) BENCH_N=$(BENCH_N) scripts/with-services bench/e2e.sh
 
 services-up: ## Start a throwaway Postgres cluster (prints its DATABASE_URL)
 	@scripts/pg-cluster start && scripts/pg-cluster url

@@ -37,9 +37,16 @@ pub fn serve(dir: &str, port: u16) -> Result<()> {
     })
 }
 
-/// `sluice-bench ingest API_URL S3_URL N [--gzip] [--name NAME]`: one backfill run of the
-/// hotmart-sales preset over every sale of an N-sale data set.
-pub fn ingest(api_url: &str, s3_url: &str, n: u64, gzip: bool, name: &str) -> Result<()> {
+/// `sluice-bench ingest API_URL S3_URL N [--gzip] [--name NAME] [--bucket B]`: one backfill run
+/// of the hotmart-sales preset over every sale of an N-sale data set.
+pub fn ingest(
+    api_url: &str,
+    s3_url: &str,
+    n: u64,
+    gzip: bool,
+    name: &str,
+    bucket: Option<&str>,
+) -> Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let toml = format!(
@@ -57,7 +64,7 @@ pub fn ingest(api_url: &str, s3_url: &str, n: u64, gzip: bool, name: &str) -> Re
             None,
         )?;
         let client = endpoint(s3_url).client();
-        let bucket = format!("bench-{}", std::process::id());
+        let bucket = bucket.map_or_else(|| format!("bench-{}", std::process::id()), str::to_owned);
         new_bucket(&client, &bucket).await?;
         let ingest = Ingest {
             apis: BTreeMap::from([("hotmart-sales".to_owned(), Api::new(source, creds)?)]),
@@ -160,5 +167,64 @@ pub fn flatten_upload(input: &str, s3_url: &str) -> Result<()> {
             input,
             serde_json::json!({"columns": f.schema().len(), "bytes": bytes}),
         )
+    })
+}
+
+/// `sluice-bench load-s3 S3_URL BUCKET PREFIX`: every `.csv`/`.csv.gz` object under PREFIX
+/// loaded by the loader as its S3 notifications would (built-in hotmart-sales mapping) into an
+/// emptied table; `DATABASE_URL`.
+pub fn load_s3(s3_url: &str, bucket: &str, prefix: &str) -> Result<()> {
+    use sluice_loader::{Config, Loader, ObjectRef, S3Store};
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let config = std::sync::Arc::new(Config::from_env()?);
+        let pool = sluice_loader::pool(&config).await?;
+        for t in ["public.hotmart_sales", "public.sluice_loads"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS {t}")))
+                .execute(&pool)
+                .await?;
+        }
+        let client = endpoint(s3_url).client();
+        let mut keys = Vec::new();
+        let mut pages = client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            for o in page?.contents() {
+                let k = o.key().unwrap_or_default();
+                if k.ends_with(".csv") || k.ends_with(".csv.gz") {
+                    keys.push(k.to_owned());
+                }
+            }
+        }
+        let loader = Loader::new(pool, config);
+        let store = S3Store { client };
+        let t0 = Instant::now();
+        let mut rows = sluice_loader::RowCounts::default();
+        for key in &keys {
+            let obj = ObjectRef {
+                bucket: bucket.to_owned(),
+                key: key.clone(),
+                ..ObjectRef::default()
+            };
+            rows += loader.load(&store, &obj).await?.rows;
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        println!(
+            "{}",
+            serde_json::json!({
+                "baseline": "sluice_loader_s3",
+                "objects": keys.len(),
+                "records": rows.rows_read,
+                "inserted": rows.inserted,
+                "seconds": (secs * 1e4).round() / 1e4,
+                "records_per_s": (rows.rows_read as f64 / secs).round(),
+                "peak_rss_mb": peak_rss_mb(),
+            })
+        );
+        anyhow::Ok(())
     })
 }

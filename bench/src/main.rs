@@ -5,7 +5,8 @@
 //! sluice-bench parse-floor IN.jsonl                              # serde_json parse to Value, keep nothing
 //! sluice-bench load IN.csv [--after PRIOR.csv] [--mapping M.toml]  # the loader's path into Postgres
 //! sluice-bench s3 DIR PORT                                       # an S3 endpoint serving DIR
-//! sluice-bench ingest API_URL S3_URL N [--gzip] [--name NAME]    # one ingest run, API → S3
+//! sluice-bench ingest API_URL S3_URL N [--gzip] [--name NAME] [--bucket B]  # one ingest run, API → S3
+//! sluice-bench load-s3 S3_URL BUCKET PREFIX                      # the loader over those objects
 //! sluice-bench flatten-upload IN.jsonl S3_URL                    # flatten → CSV → S3 (the sink)
 //! ```
 //! `load` uses `DATABASE_URL` and the built-in hotmart-sales mapping (or `--mapping`). Without
@@ -224,8 +225,14 @@ fn main() -> Result<()> {
                 .and_then(|i| args.get(i + 1))
                 .map_or("sluice_ingest", String::as_str);
             let gzip = args.iter().any(|a| a == "--gzip");
-            ingest::ingest(&args[1], &args[2], args[3].parse()?, gzip, name)
+            let bucket = args
+                .iter()
+                .position(|a| a == "--bucket")
+                .and_then(|i| args.get(i + 1))
+                .map(String::as_str);
+            ingest::ingest(&args[1], &args[2], args[3].parse()?, gzip, name, bucket)
         }
+        Some("load-s3") if args.len() >= 4 => ingest::load_s3(&args[1], &args[2], &args[3]),
         Some("flatten-upload") if args.len() >= 3 => ingest::flatten_upload(&args[1], &args[2]),
         Some("flatten") if args.len() >= 3 => flatten(&args[1], &args[2], arrays),
         Some("parse-floor") if args.len() >= 2 => parse_floor(&args[1]),

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# End to end: API → S3 → Postgres, sluice against dlt on the same Postgres, in one run (not a test).
+#
+#   make bench-e2e                     # N=100000, ROUNDS=3
+#   BENCH_N=10000 ROUNDS=1 bench/e2e.sh
+#
+# sluice = the ingest (API → flatten → CSV → S3) then the loader over the objects it wrote
+# (S3 → COPY → upsert), each in its own process as the two Lambdas are; its time is the sum.
+# dlt = ../shared/baselines/dlt_sales.py (rest_api source → Postgres merge), `--mode csv`
+# (COPY, dlt's fastest) and `--mode merge` (its default). Both pipelines pull sluice's sample
+# API (each in a fresh process, alternating order, medians over ROUNDS), then once each against
+# the Python mock, which caps any fast pipeline: those lines are marked API-bound.
+set -euo pipefail
+: "${DATABASE_URL:?set DATABASE_URL (make bench-e2e starts Postgres if needed)}"
+. "$(dirname "$0")/common.sh"
+cargo build --profile bench-fast -p sluice-sample-api >&2
+free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_http() { for _ in $(seq 1 600); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
+S3P=$(free_port); APIP=$(free_port); MOCKP=$(free_port)
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$W"' EXIT
+"$BIN" s3 "$W/s3" "$S3P" & pids+=($!)
+target/bench-fast/sluice-sample-api --records "$N" --port "$APIP" 2>/dev/null & pids+=($!)
+"$PY" "$BASELINES/mock_sales_api.py" --n "$N" --port "$MOCKP" 2>/dev/null >/dev/null & pids+=($!)
+wait_http "$S3P"; wait_http "$APIP"; wait_http "$MOCKP"
+S3="http://127.0.0.1:$S3P"
+sluice_e2e() { # API_URL TAG
+  local b="e2e-$RANDOM$RANDOM"
+  "$BIN" ingest "$1" "$S3" "$N" --bucket "$b" --name "sluice_ingest$2"
+  "$BIN" load-s3 "$S3" "$b" raw/ | sed "s/\"sluice_loader_s3\"/\"sluice_loader_s3$2\"/"
+}
+dlt() { # API_URL MODE TAG
+  "$PY" "$BASELINES/dlt_sales.py" --api "$1" --mode "$2" --fresh --work-dir "$W/dlt" |
+    sed "s/\"baseline\": \"\\([a-z_]*\\)\"/\"baseline\": \"\\1$3\"/"
+}
+for r in $(seq 1 "$ROUNDS"); do
+  run=(sluice csv merge)
+  [ $((r % 2)) = 0 ] && run=(merge csv sluice)
+  for c in "${run[@]}"; do
+    case "$c" in
+      sluice) sluice_e2e "http://127.0.0.1:$APIP" "" ;;
+      csv) dlt "http://127.0.0.1:$APIP" csv "" ;;
+      merge) dlt "http://127.0.0.1:$APIP" merge "" ;;
+    esac 2>/dev/null
+  done
+done >"$RESULTS"
+{ sluice_e2e "http://127.0.0.1:$MOCKP" _python_mock; dlt "http://127.0.0.1:$MOCKP" csv _python_mock; } 2>/dev/null >>"$RESULTS"
+"$PY" - "$RESULTS" "$N" "$ROUNDS" <<'PYEOF'
+import json, statistics, sys, platform, os
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+n = int(sys.argv[2])
+by = {}
+for r in rows:
+    by.setdefault(r["baseline"], []).append(r)
+def pipelines(tag):
+    out = {}
+    ing, lod = by.get("sluice_ingest" + tag, []), by.get("sluice_loader_s3" + tag, [])
+    if ing and lod:
+        secs = [a["seconds"] + b["seconds"] for a, b in zip(ing, lod)]
+        out["sluice" + tag] = {"records_per_s": n / statistics.median(secs), "seconds": statistics.median(secs),
+            "api_wait_s": statistics.median(a.get("api_wait_s", 0) for a in ing),
+            "peak_rss_mb": {"ingest": max(a["peak_rss_mb"] for a in ing), "loader": max(b["peak_rss_mb"] for b in lod)},
+            "rows_loaded": lod[0]["records"], "runs": len(secs)}
+    for k in ("dlt_rest_api_merge_csv", "dlt_rest_api_merge"):
+        v = by.get(k + tag, [])
+        if v:
+            out[k + tag] = {"records_per_s": statistics.median(x["records_per_s"] for x in v),
+                "seconds": statistics.median(x["seconds"] for x in v),
+                "peak_rss_mb": max(x["peak_rss_mb"] for x in v),
+                "rows_loaded": v[0].get("table_rows"), "runs": len(v)}
+    return out
+med = {**pipelines(""), **pipelines("_python_mock")}
+print(f"# end to end API → S3 → Postgres, N={n}, {sys.argv[3]} rounds (API-bound lines once), medians, {os.cpu_count()} cores, {platform.machine()}")
+print(f"{'pipeline':36} {'records/s':>10} {'seconds':>8} {'API wait s':>10} {'peak RSS MB':>22}")
+for k, m in sorted(med.items(), key=lambda kv: -kv[1]["records_per_s"]):
+    rss = m["peak_rss_mb"]
+    rss = f"ingest {rss['ingest']}, loader {rss['loader']}" if isinstance(rss, dict) else f"{rss}"
+    api = m.get("api_wait_s", "")
+    print(f"{k:36} {m['records_per_s']:>10.0f} {m['seconds']:>8.2f} {api!s:>10} {rss:>22}")
+def ratio(a, b):
+    return round(med[a]["records_per_s"] / med[b]["records_per_s"], 1) if a in med and b in med else None
+print(json.dumps({"bench": "e2e", "n": n, "ratios": {
+    "sluice_vs_dlt_csv": ratio("sluice", "dlt_rest_api_merge_csv"),
+    "sluice_vs_dlt_merge": ratio("sluice", "dlt_rest_api_merge"),
+    "sluice_vs_dlt_csv_python_mock_api_bound": ratio("sluice_python_mock", "dlt_rest_api_merge_csv_python_mock"),
+}, "medians": med, "raw": rows}))
+PYEOF
