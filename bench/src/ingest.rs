@@ -56,11 +56,7 @@ pub fn ingest(
         let source = sources.get("hotmart-sales").context("source")?.clone();
         let creds = Credentials::resolve(
             &source,
-            |k| match k {
-                "HOTMART_CLIENT_ID" => Some("mock-id".into()),
-                "HOTMART_CLIENT_SECRET" => Some("mock-secret".into()),
-                _ => None,
-            },
+            sluice_sample_api::hotmart_env,
             None,
         )?;
         let client = endpoint(s3_url).client();

@@ -132,15 +132,7 @@ async fn demo(a: Args) -> Result<()> {
         .get("hotmart-sales")
         .context("source")?
         .clone();
-    let creds = Credentials::resolve(
-        &source,
-        |k| match k {
-            "HOTMART_CLIENT_ID" => Some("mock-id".into()),
-            "HOTMART_CLIENT_SECRET" => Some("mock-secret".into()),
-            _ => None,
-        },
-        None,
-    )?;
+    let creds = Credentials::resolve(&source, sluice_sample_api::hotmart_env, None)?;
     let api = Api::new(source, creds)?;
     let lake = Lake {
         out: S3Out {

@@ -13,25 +13,15 @@ use sha2::{Digest, Sha256};
 use sluice_loader::store::{ObjectMeta, StoreError};
 use sluice_loader::{Config, Loader, LocalStore, ObjectRef, RowCounts, S3Store, Store};
 
-use crate::plan_cmd::mapping_of;
+use crate::plan_cmd::MappingArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Postgres URL.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: String,
-    /// A mapping TOML.
-    #[arg(long, conflicts_with_all = ["table", "key"])]
-    mapping: Option<PathBuf>,
-    /// Target table (`name` or `schema.name`) when there is no mapping; types are inferred.
-    #[arg(long, requires = "key")]
-    table: Option<String>,
-    /// Key column(s), comma-separated.
-    #[arg(long, value_delimiter = ',')]
-    key: Vec<String>,
-    /// Ordering column: a row replaces a stored one only if this is ≥ the stored value.
-    #[arg(long)]
-    guard: Option<String>,
+    #[command(flatten)]
+    mapping: MappingArgs,
     /// Where rejected rows go: a directory, or s3://bucket/prefix.
     #[arg(long, default_value = "quarantine")]
     quarantine: String,
@@ -160,12 +150,7 @@ pub fn run(a: Args) -> Result<()> {
 }
 
 async fn load(a: Args) -> Result<bool> {
-    let mapping = mapping_of(
-        a.mapping.as_ref(),
-        a.table.as_deref(),
-        &a.key,
-        a.guard.as_deref(),
-    )?;
+    let mapping = a.mapping.mapping()?;
     let quarantine = s3_url(&a.quarantine);
     let needs_s3 = quarantine.is_some() || a.sources.iter().any(|s| s.starts_with("s3://"));
     let s3 = if needs_s3 {

@@ -6,15 +6,13 @@ use anyhow::{Context, Result, bail};
 use sluice_flatten::{CsvReader, CsvRecord};
 use sluice_transform::{Inference, Mapping, TableRef};
 
+/// How `plan` and `load` name their mapping: a file, or a table and key (types inferred).
 #[derive(Debug, clap::Args)]
-pub struct Args {
-    /// A mapping TOML (its columns' types; others are inferred from --csv when given).
+pub struct MappingArgs {
+    /// A mapping TOML.
     #[arg(long, conflicts_with_all = ["table", "key"])]
     mapping: Option<PathBuf>,
-    /// A CSV whose header (and values, for inference) describe the columns.
-    #[arg(long)]
-    csv: Option<PathBuf>,
-    /// Target table, `name` or `schema.name`.
+    /// Target table (`name` or `schema.name`) when there is no mapping; types are inferred.
     #[arg(long, requires = "key")]
     table: Option<String>,
     /// Key column(s), comma-separated.
@@ -25,6 +23,15 @@ pub struct Args {
     guard: Option<String>,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    mapping: MappingArgs,
+    /// A CSV whose header (and values, for inference) describe the columns.
+    #[arg(long)]
+    csv: Option<PathBuf>,
+}
+
 pub(crate) fn table_ref(t: &str) -> TableRef {
     match t.split_once('.') {
         Some((s, n)) => TableRef::new(s, n),
@@ -32,34 +39,25 @@ pub(crate) fn table_ref(t: &str) -> TableRef {
     }
 }
 
-/// The mapping given on the command line: a file, or a table and key.
-pub(crate) fn mapping_of(
-    file: Option<&PathBuf>,
-    table: Option<&str>,
-    key: &[String],
-    guard: Option<&str>,
-) -> Result<Mapping> {
-    match (file, table) {
-        (Some(f), _) => {
-            let text = std::fs::read_to_string(f).with_context(|| f.display().to_string())?;
-            Ok(Mapping::from_toml(&text).with_context(|| f.display().to_string())?)
+impl MappingArgs {
+    /// The mapping given on the command line: a file, or a table and key.
+    pub(crate) fn mapping(&self) -> Result<Mapping> {
+        let (file, table, key, guard) = (&self.mapping, &self.table, &self.key, &self.guard);
+        match (file, table) {
+            (Some(f), _) => {
+                let text = std::fs::read_to_string(f).with_context(|| f.display().to_string())?;
+                Ok(Mapping::from_toml(&text).with_context(|| f.display().to_string())?)
+            }
+            (None, Some(t)) if !key.is_empty() => {
+                Ok(Mapping::inferred(table_ref(t), key.to_vec(), guard.clone()))
+            }
+            _ => bail!("give --mapping FILE, or --table T and --key K"),
         }
-        (None, Some(t)) if !key.is_empty() => Ok(Mapping::inferred(
-            table_ref(t),
-            key.to_vec(),
-            guard.map(str::to_owned),
-        )),
-        _ => bail!("give --mapping FILE, or --table T and --key K"),
     }
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let mapping = mapping_of(
-        a.mapping.as_ref(),
-        a.table.as_deref(),
-        &a.key,
-        a.guard.as_deref(),
-    )?;
+    let mapping = a.mapping.mapping()?;
     let (header, types) = match &a.csv {
         Some(path) => {
             let file = std::fs::File::open(path).with_context(|| path.display().to_string())?;

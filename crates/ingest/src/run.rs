@@ -292,11 +292,12 @@ impl Writer<'_> {
         let part = self.done.len() + 1;
         let key = self.key(part);
         let schema = self.flattener.schema();
+        let hash = schema.hash();
         let mut meta = HashMap::from([
             ("source".to_owned(), self.source.clone()),
             ("run-id".to_owned(), self.run_id.clone()),
             ("columns".to_owned(), schema.len().to_string()),
-            ("schema-hash".to_owned(), schema.hash()),
+            ("schema-hash".to_owned(), hash.clone()),
             ("part".to_owned(), part.to_string()),
         ]);
         if let Some(w) = self.window {
@@ -312,7 +313,7 @@ impl Writer<'_> {
             }
         })?;
         self.open = Some(w);
-        self.open_hash = schema.hash();
+        self.open_hash = hash;
         Ok(())
     }
 

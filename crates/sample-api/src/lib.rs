@@ -59,6 +59,22 @@ pub const TOKEN_PATH: &str = "/security/oauth/token";
 pub const SALES_PATH: &str = "/payments/api/v1/sales/history";
 pub const MAX_PAGE: usize = 500;
 
+/// The default credentials (`mock-id` / `mock-secret`, as the Python mock's) under the variable
+/// names the ingest's `hotmart-sales` preset reads: a lookup for `Credentials::resolve`.
+///
+/// ```
+/// assert_eq!(sluice_sample_api::hotmart_env("HOTMART_CLIENT_ID").as_deref(), Some("mock-id"));
+/// assert_eq!(sluice_sample_api::hotmart_env("PATH"), None);
+/// ```
+pub fn hotmart_env(name: &str) -> Option<String> {
+    let s = Settings::default();
+    match name {
+        "HOTMART_CLIENT_ID" => Some(s.client_id),
+        "HOTMART_CLIENT_SECRET" => Some(s.client_secret),
+        _ => None,
+    }
+}
+
 /// Start-up settings.
 #[derive(Debug, Clone)]
 pub struct Settings {

@@ -50,11 +50,9 @@ pub fn source_client(toml: &str, name: &str) -> Result<Api> {
     let sources = Sources::from_toml(toml)?;
     let source = sources.get(name).unwrap().clone();
     let env = |k: &str| match k {
-        "HOTMART_CLIENT_ID" => Some("mock-id".to_owned()),
-        "HOTMART_CLIENT_SECRET" => Some("mock-secret".to_owned()),
         "SAMPLE_KEY" => Some("sample-key".to_owned()),
         "SAMPLE_TOKEN" => Some("sample-token".to_owned()),
-        _ => None,
+        _ => sluice_sample_api::hotmart_env(k),
     };
     let creds = Credentials::resolve(&source, env, None)?;
     let mut api = Api::new(source, creds)?;
