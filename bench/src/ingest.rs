@@ -206,7 +206,9 @@ pub fn load_s3(s3_url: &str, bucket: &str, prefix: &str) -> Result<()> {
                 key: key.clone(),
                 ..ObjectRef::default()
             };
-            rows += loader.load(&store, &obj).await?.rows;
+            let summary = loader.load(&store, &obj).await?;
+            eprintln!("{}", serde_json::to_string(&summary)?);
+            rows += summary.rows;
         }
         let secs = t0.elapsed().as_secs_f64();
         println!(

@@ -9,8 +9,8 @@ use backon::{ExponentialBuilder, Retryable};
 use serde::Serialize;
 use sluice_flatten::csv::{CsvReader, CsvRecord, CsvWriter};
 use sluice_transform::{
-    BoundMapping, ColumnRule, ColumnType, Inference, Mapping, RowContext, SchemaPolicy, TypedRow,
-    quote_ident,
+    BoundMapping, ColumnRule, ColumnType, Guess, Inference, Mapping, RowContext, SchemaPolicy,
+    TypedRow, quote_ident,
 };
 use sqlx::{PgConnection, PgPool, Row};
 use tokio::sync::mpsc;
@@ -69,7 +69,7 @@ pub struct ObjectSummary {
     pub quarantine_key: Option<String>,
     pub attempts: u32,
     pub duration_ms: u64,
-    /// `direct` (new keys in lock order, `COPY`ed straight into the table) or `staged`
+    /// `direct` (new keys, `COPY`ed straight into the table) or `staged`
     /// (`COPY` into staging, then the upsert).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub path: String,
@@ -91,28 +91,22 @@ pub struct LoadError {
 }
 
 /// An error inside one attempt, before the object's name is attached.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Fail {
     message: String,
     retryable: bool,
-    /// The direct `COPY` into the target cannot go on (a key exists, repeats or is out of
-    /// order): roll it back and take the staging path.
+    /// The direct `COPY` into the target cannot go on (a key exists or repeats): roll it back
+    /// and take the staging path.
     fallback: bool,
+    /// A value does not fit the type guessed from the first rows: start again with the types
+    /// inferred from the whole object.
+    reinfer: bool,
 }
 
 fn permanent(message: impl Into<String>) -> Fail {
     Fail {
         message: message.into(),
-        retryable: false,
-        fallback: false,
-    }
-}
-
-fn fallback(message: impl Into<String>) -> Fail {
-    Fail {
-        message: message.into(),
-        retryable: false,
-        fallback: true,
+        ..Fail::default()
     }
 }
 
@@ -125,6 +119,7 @@ impl From<sqlx::Error> for Fail {
             message: format!("database: {e}"),
             retryable,
             fallback: unique_violation,
+            ..Fail::default()
         }
     }
 }
@@ -134,7 +129,7 @@ impl From<StoreError> for Fail {
         Fail {
             message: e.message,
             retryable: e.retryable,
-            fallback: false,
+            ..Fail::default()
         }
     }
 }
@@ -219,9 +214,26 @@ impl Loader {
     ) -> Result<ObjectSummary, LoadError> {
         let started = Instant::now();
         let attempts = std::sync::atomic::AtomicU32::new(0);
+        // New columns' types are guessed from the first rows; should a later value not fit,
+        // the attempt is rolled back and made again with types from the whole object.
+        let whole = std::sync::atomic::AtomicBool::new(false);
         let result = (|| async {
             attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            self.attempt(store, object, source, mapping).await
+            let infer = |whole: bool| if whole { None } else { Some(INFER_ROWS) };
+            let first = whole.load(std::sync::atomic::Ordering::Relaxed);
+            match self
+                .attempt(store, object, source, mapping, infer(first))
+                .await
+            {
+                Err(f) if f.reinfer => {
+                    tracing::info!(bucket = %object.bucket, key = %object.key, reason = %f.message,
+                        "a value does not fit the guessed types; inferring from the whole object");
+                    whole.store(true, std::sync::atomic::Ordering::Relaxed);
+                    self.attempt(store, object, source, mapping, infer(true))
+                        .await
+                }
+                r => r,
+            }
         })
         .retry(
             ExponentialBuilder::default()
@@ -273,6 +285,7 @@ impl Loader {
         object: &ObjectRef,
         source: &str,
         mapping: &Mapping,
+        infer_rows: Option<u64>,
     ) -> Result<ObjectSummary, Fail> {
         let started = jiff::Timestamp::now();
         let (meta, raw) = store
@@ -335,7 +348,7 @@ impl Loader {
                 None
             }
             Some(header) => {
-                self.prepare(&mut tx, store, object, mapping, header)
+                self.prepare(&mut tx, store, object, mapping, header, infer_rows)
                     .await?
             }
         };
@@ -397,11 +410,11 @@ impl Loader {
         summary: &mut ObjectSummary,
     ) -> Result<(), Fail> {
         let t0 = Instant::now();
-        // Fast path first when the key is text: new keys in lock order go straight into the
-        // table. The parser switches to staging by itself (no second read) when a key is out of
-        // order or repeats within the first batch, or when a probe of the first keys finds one
-        // that exists. A conflict after that rolls back to the savepoint, and the object is read
-        // again for the staging path.
+        // Fast path first when the key is text: new keys go straight into the table. The parser
+        // switches to staging by itself (no second read) when a key repeats within the first
+        // batch, or when a probe of the first keys finds one that exists. A conflict after that
+        // (a unique violation) rolls back to the savepoint, and the object is read again for the
+        // staging path.
         let try_direct = prepared.bound.plan().text_key();
         if try_direct {
             sqlx::query("SAVEPOINT sluice_direct")
@@ -506,6 +519,7 @@ impl Loader {
         object: &ObjectRef,
         mapping: &Mapping,
         header: &[String],
+        infer_rows: Option<u64>,
     ) -> Result<Option<Prepared>, Fail> {
         let names: Vec<&str> = header.iter().map(String::as_str).collect();
         let table = &mapping.table;
@@ -525,16 +539,21 @@ impl Loader {
                 None => to_infer.push(i),
             }
         }
+        let mut guessed = Vec::new();
         if !to_infer.is_empty() {
             let raw = open_again(store, object).await?;
             let width = header.len();
-            let (guessed, rows) = blocking(move || infer(raw, width)).await??;
-            if rows == 0 && info.is_none() {
+            let cols = to_infer.clone();
+            let inferred = blocking(move || infer(raw, width, &cols, infer_rows)).await??;
+            if inferred.rows == 0 && info.is_none() {
                 // Header only, and no table to take types from: nothing to create or load.
                 return Ok(None);
             }
             for i in to_infer {
-                types[i] = guessed[i];
+                types[i] = inferred.types[i];
+                if !inferred.whole {
+                    guessed.extend(mapping.target_name(names[i]).map(str::to_owned));
+                }
             }
         }
         let bind = |m: &Mapping| {
@@ -613,7 +632,11 @@ impl Loader {
                 bound.plan().unique_index()
             )));
         }
-        Ok(Some(Prepared { bound, frozen }))
+        Ok(Some(Prepared {
+            bound,
+            frozen,
+            guessed,
+        }))
     }
 
     /// Streams the rows into Postgres: straight into the table (`direct`, when allowed and the
@@ -644,6 +667,7 @@ impl Loader {
             header: header.to_vec(),
             bound: prepared.bound.clone(),
             frozen: prepared.frozen.clone(),
+            guessed: prepared.guessed.clone(),
             ctx,
             batch_bytes: self.config.batch_bytes,
         };
@@ -769,7 +793,7 @@ fn read_fail(e: io::Error) -> Fail {
             format!("reading the object: {e}")
         },
         retryable,
-        fallback: false,
+        ..Fail::default()
     }
 }
 
@@ -834,14 +858,49 @@ fn read_header(
     Ok((reader, Some(header)))
 }
 
-/// A first pass over the object for the types of columns neither the mapping nor the table gives.
-fn infer(raw: Box<dyn io::Read + Send>, width: usize) -> Result<(Vec<ColumnType>, u64), Fail> {
+/// Rows read to guess the types of new columns (more while one of them has shown only NULLs).
+/// The load checks the guess: a later value that does not fit sends it back to infer from the
+/// whole object.
+const INFER_ROWS: u64 = 10_000;
+
+/// Types inferred by [`infer`].
+struct Inferred {
+    types: Vec<ColumnType>,
+    /// Rows read.
+    rows: u64,
+    /// Every row was read: the types are certain, not guessed.
+    whole: bool,
+}
+
+/// A first pass over the object for the types of columns (`cols`) neither the mapping nor the
+/// table gives: over the first `limit` rows, and on until each of them has shown a value, or
+/// over the whole object.
+fn infer(
+    raw: Box<dyn io::Read + Send>,
+    width: usize,
+    cols: &[usize],
+    limit: Option<u64>,
+) -> Result<Inferred, Fail> {
     let mut reader = CsvReader::new(decode(raw).map_err(read_fail)?);
     let mut rec = CsvRecord::default();
     reader.read(&mut rec).map_err(read_fail)?; // the header
     let mut inf = Inference::new(width);
     let mut rows = 0;
-    while reader.read(&mut rec).map_err(read_fail)? {
+    loop {
+        if limit.is_some_and(|l| rows >= l)
+            && cols
+                .iter()
+                .all(|&i| inf.guesses().get(i).is_some_and(|g| *g != Guess::Unknown))
+        {
+            return Ok(Inferred {
+                types: inf.types(),
+                rows,
+                whole: false,
+            });
+        }
+        if !reader.read(&mut rec).map_err(read_fail)? {
+            break;
+        }
         rows += 1;
         if rec.len() != width {
             continue; // ragged: rejected later, no say in the types
@@ -853,7 +912,11 @@ fn infer(raw: Box<dyn io::Read + Send>, width: usize) -> Result<(Vec<ColumnType>
             }
         }
     }
-    Ok((inf.types(), rows))
+    Ok(Inferred {
+        types: inf.types(),
+        rows,
+        whole: true,
+    })
 }
 
 #[derive(Debug)]
@@ -861,6 +924,8 @@ struct Prepared {
     bound: BoundMapping,
     /// freeze: CSV columns the table lacks (position, target name); their values are refused.
     frozen: Vec<(usize, String)>,
+    /// Target columns whose types were guessed from the first rows.
+    guessed: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -920,8 +985,8 @@ impl Batch {
 struct RowJob {
     /// Positions of the key columns in the typed row.
     key_pos: Vec<usize>,
-    /// Try the direct path: rows straight into the table (no line number), keys strictly
-    /// ascending. Until the first batch is decided, rows are kept in both forms.
+    /// Try the direct path: rows straight into the table (no line number). Until the first
+    /// batch is decided, rows are kept in both forms.
     direct: bool,
     /// The async side's answer to the first direct batch: `true` to stay direct.
     decision: std::sync::mpsc::Receiver<bool>,
@@ -930,6 +995,7 @@ struct RowJob {
     header: Vec<String>,
     bound: BoundMapping,
     frozen: Vec<(usize, String)>,
+    guessed: Vec<String>,
     ctx: RowContext,
     batch_bytes: usize,
 }
@@ -980,9 +1046,18 @@ impl RowJob {
                     "column {name:?} has a value but is not in the table (schema_policy = \"freeze\")"
                 ))
             } else {
-                self.bound
-                    .apply(&fields, &self.ctx, &mut typed)
-                    .map_err(|e| e.to_string())
+                match self.bound.apply(&fields, &self.ctx, &mut typed) {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.value.is_some() && self.guessed.contains(&e.column) => {
+                        // Not a bad row but a wrong guess: infer again from the whole object.
+                        return Err(Fail {
+                            message: format!("line {}: {e}", rec.line),
+                            reinfer: true,
+                            ..Fail::default()
+                        });
+                    }
+                    Err(e) => Err(e.to_string()),
+                }
             };
             match outcome {
                 Ok(()) => {
@@ -1005,44 +1080,41 @@ impl RowJob {
                     {
                         p.push(typed.get(self.key_pos[0]).unwrap_or_default().to_owned());
                     }
-                    if stats.presorted {
-                        this_key.clear();
-                        for (i, &k) in self.key_pos.iter().enumerate() {
-                            if i > 0 {
-                                this_key.push(0);
+                    // Order and repeats matter to the staging path (its upsert skips the sort or
+                    // the de-duplication when it can). A direct COPY needs them only while its
+                    // first batch can still switch to staging; after that, a repeated key meets
+                    // the unique index and falls back.
+                    if !stats.direct || w_staged.is_some() {
+                        if stats.presorted {
+                            this_key.clear();
+                            for (i, &k) in self.key_pos.iter().enumerate() {
+                                if i > 0 {
+                                    this_key.push(0);
+                                }
+                                this_key
+                                    .extend_from_slice(typed.get(k).unwrap_or_default().as_bytes());
                             }
-                            this_key.extend_from_slice(typed.get(k).unwrap_or_default().as_bytes());
+                            if stats.staged > 1 && this_key <= prev_key {
+                                stats.presorted = false;
+                            }
+                            std::mem::swap(&mut prev_key, &mut this_key);
                         }
-                        if stats.staged > 1 && this_key <= prev_key {
-                            stats.presorted = false;
-                            if stats.direct {
-                                match w_staged.take() {
+                        if stats.keys_unique {
+                            let mut h = std::hash::DefaultHasher::new();
+                            for &k in &self.key_pos {
+                                std::hash::Hash::hash(&typed.get(k), &mut h);
+                            }
+                            if !seen_keys.insert(std::hash::Hasher::finish(&h)) {
+                                // A repeated key (or a hash collision): de-duplicate in SQL.
+                                stats.keys_unique = false;
+                                seen_keys = std::collections::HashSet::new();
+                                if let Some(ws) = w_staged.take() {
                                     // Nothing sent yet: carry on in staging form.
-                                    Some(ws) => {
-                                        stats.direct = false;
-                                        probe = None;
-                                        w = ws;
-                                    }
-                                    None => {
-                                        return Err(fallback(format!(
-                                            "line {}: key not after the previous one",
-                                            rec.line
-                                        )));
-                                    }
+                                    stats.direct = false;
+                                    probe = None;
+                                    w = ws;
                                 }
                             }
-                        }
-                        std::mem::swap(&mut prev_key, &mut this_key);
-                    }
-                    if stats.keys_unique && (!stats.direct || w_staged.is_some()) {
-                        let mut h = std::hash::DefaultHasher::new();
-                        for &k in &self.key_pos {
-                            std::hash::Hash::hash(&typed.get(k), &mut h);
-                        }
-                        if !seen_keys.insert(std::hash::Hasher::finish(&h)) {
-                            // A repeated key (or a hash collision): de-duplicate in SQL.
-                            stats.keys_unique = false;
-                            seen_keys = std::collections::HashSet::new();
                         }
                     }
                     if w.get_mut().len() >= self.batch_bytes {
@@ -1051,9 +1123,14 @@ impl RowJob {
                         let batch = Batch::new(rows, stats.direct, &mut w_staged, &mut probe)?;
                         let undecided = batch.staged_rows.is_some();
                         tx.blocking_send(batch).map_err(|_| cancelled())?;
-                        if undecided && !self.decision.recv().unwrap_or(false) {
-                            // The probe found an existing key: the rest goes to staging.
-                            stats.direct = false;
+                        if undecided {
+                            if self.decision.recv().unwrap_or(false) {
+                                // Direct from here on: the unique index watches for repeats.
+                                seen_keys = std::collections::HashSet::new();
+                            } else {
+                                // The probe found an existing key: the rest goes to staging.
+                                stats.direct = false;
+                            }
                         }
                     }
                 }

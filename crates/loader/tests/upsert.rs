@@ -115,7 +115,7 @@ async fn lineage_follows_changes_only() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
-async fn the_direct_path_keeps_quarantine_and_falls_back_on_order() -> anyhow::Result<()> {
+async fn the_direct_path_keeps_quarantine_and_stages_repeats() -> anyhow::Result<()> {
     let env = common::env_with(&[("MAX_REJECT_RATIO", "0.5")], &[]).await?;
     let csv = "id,status,price,updated_at\n\
                a,NEW,1,2024-01-01T00:00:00Z\n\
@@ -127,14 +127,14 @@ async fn the_direct_path_keeps_quarantine_and_falls_back_on_order() -> anyhow::R
         ("direct", 2, 1)
     );
     assert!(env.bucket.get("quarantine/raw/sales/1.csv").await.is_ok());
-    // New keys, but out of order: the staging path sorts them.
+    // New keys out of order: still direct (the order of new keys does not matter).
     let csv = "id,status,price,updated_at\n\
                f,NEW,1,2024-01-01T00:00:00Z\n\
                d,NEW,1,2024-01-01T00:00:00Z\n\
                e,NEW,1,2024-01-01T00:00:00Z\n";
     let s = env.put_and_load("raw/sales/2.csv", csv).await?;
-    assert_eq!((s.results[0].path.as_str(), s.rows.inserted), ("staged", 3));
-    // A key repeated in order (not strictly ascending): staging, last row wins.
+    assert_eq!((s.results[0].path.as_str(), s.rows.inserted), ("direct", 3));
+    // A repeated key: staging, last row wins.
     let csv = "id,status,price,updated_at\n\
                g,NEW,1,2024-01-01T00:00:00Z\n\
                g,PAID,2,2024-01-01T00:00:00Z\n";
@@ -224,12 +224,23 @@ async fn the_path_is_chosen_without_reading_the_object_twice() -> anyhow::Result
         ("staged", 1, 100, 500)
     );
 
-    // Out of order within the first batch: staging, same read.
+    // New keys out of order: direct, one read.
     let mut csv = String::from(common::HEADER);
     csv.push_str("zz,NEW,1,2024-01-01T00:00:00Z\nyy,NEW,1,2024-01-01T00:00:00Z\n");
     env.bucket.put("raw/sales/3.csv", csv).await?;
     let (path, opens, s) = load("raw/sales/3.csv").await?;
-    assert_eq!((path.as_str(), opens, s.rows.inserted), ("staged", 1, 2));
+    assert_eq!((path.as_str(), opens, s.rows.inserted), ("direct", 1, 2));
+
+    // A key repeated within the first batch: staging, same read.
+    let mut csv = String::from(common::HEADER);
+    csv.push_str("xa,NEW,1,2024-01-01T00:00:00Z\nxb,NEW,1,2024-01-01T00:00:00Z\n");
+    csv.push_str("xa,PAID,1,2024-01-01T00:00:00Z\n");
+    env.bucket.put("raw/sales/3b.csv", csv).await?;
+    let (path, opens, s) = load("raw/sales/3b.csv").await?;
+    assert_eq!(
+        (path.as_str(), opens, s.rows.inserted, s.rows.duplicates),
+        ("staged", 1, 2, 1)
+    );
 
     // New first keys, an existing one past the first batch (the writer flushes every 64 KiB):
     // the direct COPY meets it, rolls back, and the object is read again for staging.
@@ -241,7 +252,23 @@ async fn the_path_is_chosen_without_reading_the_object_twice() -> anyhow::Result
         (path.as_str(), opens, s.rows.inserted, s.rows.updated),
         ("staged", 2, 2400, 1)
     );
-    assert_eq!(env.count("sales").await?, 3002);
+    assert_eq!(env.count("sales").await?, 3004);
+
+    // New keys, one repeated past the first batch: the unique index stops the direct COPY, it
+    // rolls back, and the second read stages and de-duplicates (the last row wins).
+    let mut csv = sales_csv(5000..7400, "NEW", "2024-01-04T00:00:00Z");
+    csv.push_str("id-005000,LAST,1,2024-01-04T00:00:00Z\n");
+    env.bucket.put("raw/sales/5.csv", csv).await?;
+    let (path, opens, s) = load("raw/sales/5.csv").await?;
+    assert_eq!(
+        (path.as_str(), opens, s.rows.inserted, s.rows.duplicates),
+        ("staged", 2, 2400, 1)
+    );
+    assert_eq!(env.count("sales").await?, 5404);
+    let status: String = sqlx::query_scalar("SELECT status FROM sales WHERE id = 'id-005000'")
+        .fetch_one(&env.db.pool)
+        .await?;
+    assert_eq!(status, "LAST");
     Ok(())
 }
 
@@ -573,5 +600,72 @@ async fn a_100k_row_file_loads() -> anyhow::Result<()> {
             u64::from(n) * u64::from(n - 1) / 2 + u64::from(n) / 2
         )
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn types_guessed_from_the_first_rows_are_checked_by_the_load() -> anyhow::Result<()> {
+    let env = common::env().await?;
+    let store = CountingStore {
+        inner: env.store.clone(),
+        opens: 0.into(),
+    };
+    let column_type = |col: &'static str| {
+        let pool = env.db.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, String>(
+                "SELECT data_type::text FROM information_schema.columns \
+                 WHERE table_name = 'plain' AND column_name = $1",
+            )
+            .bind(col)
+            .fetch_one(&pool)
+            .await
+        }
+    };
+    // 12,000 rows: `n` is an integer throughout, `late` is NULL for the first 11,000 rows (the
+    // guess reads on until it shows a value), `odd` turns to text on the very last row.
+    let mut csv = String::from("id,n,late,odd\n");
+    for i in 0..12_000 {
+        let late = if i >= 11_000 { "7" } else { "" };
+        let odd = if i == 11_999 { "n/a".to_owned() } else { i.to_string() };
+        csv.push_str(&format!("k{i:05},{i},{late},{odd}\n"));
+    }
+    env.bucket.put("raw/plain/1.csv", csv).await?;
+    let ev = serde_json::json!({"bucket": env.bucket.name, "key": "raw/plain/1.csv"});
+    let s = sluice_loader::handle(&ev, &env.loader, &store).await?;
+    // The guess (odd: bigint) met "n/a": rolled back, then typed from the whole file. Two
+    // attempts of two reads each, nothing rejected, one attempt counted.
+    assert_eq!(
+        (
+            store.opens.load(std::sync::atomic::Ordering::SeqCst),
+            s.rows.inserted,
+            s.rows.rejected,
+            s.results[0].attempts
+        ),
+        (4, 12_000, 0, 1)
+    );
+    assert_eq!(column_type("n").await?, "bigint");
+    assert_eq!(column_type("late").await?, "bigint");
+    assert_eq!(column_type("odd").await?, "text");
+    assert_eq!(env.count("plain").await?, 12_000);
+    assert_eq!(env.ledger().await?, 1);
+
+    // A new column whose guess holds: one read for the guess, one for the load.
+    let mut csv = String::from("id,extra\n");
+    for i in 0..12_000 {
+        csv.push_str(&format!("k{i:05},{}.5\n", i));
+    }
+    env.bucket.put("raw/plain/2.csv", csv).await?;
+    store.opens.store(0, std::sync::atomic::Ordering::SeqCst);
+    let ev = serde_json::json!({"bucket": env.bucket.name, "key": "raw/plain/2.csv"});
+    let s = sluice_loader::handle(&ev, &env.loader, &store).await?;
+    assert_eq!(
+        (
+            store.opens.load(std::sync::atomic::Ordering::SeqCst),
+            s.rows.updated
+        ),
+        (2, 12_000)
+    );
+    assert_eq!(column_type("extra").await?, "numeric");
     Ok(())
 }
