@@ -73,7 +73,9 @@ enum Command {
     )]
     Demo(demo_cmd::Args),
     /// Serve the sample Hotmart sales API on 127.0.0.1 until interrupted.
-    #[command(after_help = "Example:\n  sluice sample-api --port 18080 --records 100000")]
+    #[command(
+        after_help = "Example:\n  sluice sample-api --port 18080 --records 100000\n\nPrints its URL on stderr (--port 0 picks a free port) and, on Ctrl-C, what it served as JSON."
+    )]
     SampleApi {
         #[arg(long, default_value_t = 18080)]
         port: u16,

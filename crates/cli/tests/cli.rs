@@ -364,3 +364,73 @@ async fn the_demo_runs_twice_inserting_then_updating() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sample_api_serves_the_ingest_until_interrupted() -> Result<()> {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["sample-api", "--port", "0", "--records", "50"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line)?;
+    // "sample API on http://127.0.0.1:PORT (client id …"
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .to_owned();
+
+    let bucket = sluice_testkit::bucket().await?;
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("sources.toml");
+    std::fs::write(
+        &config,
+        format!("[source.hotmart-sales]\npreset = \"hotmart-sales\"\nbase_url = \"{url}\"\n"),
+    )?;
+    let ep = &bucket.endpoint;
+    let env = [
+        ("BUCKET", bucket.name.as_str()),
+        ("S3_ENDPOINT_URL", ep.url.as_str()),
+        ("AWS_ACCESS_KEY_ID", ep.access_key.as_str()),
+        ("AWS_SECRET_ACCESS_KEY", ep.secret_key.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("HOTMART_CLIENT_ID", "mock-id"),
+        ("HOTMART_CLIENT_SECRET", "mock-secret"),
+    ];
+    let args = [
+        "ingest",
+        "--config",
+        config.to_str().unwrap(),
+        "--source",
+        "hotmart-sales",
+        "--window",
+        "2023-01-01T00:00:00Z..2025-01-01T00:00:00Z",
+    ];
+    let out = tokio::task::block_in_place(|| sluice(&args, None, &env))?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(count(&json(&out), "records"), 50);
+
+    // Ctrl-C: the server stops and prints what it served.
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()?;
+    assert!(status.success());
+    let out = child.wait_with_output()?;
+    assert!(out.status.success(), "exit status {:?}", out.status);
+    let stats = json(&out);
+    assert_eq!(
+        (
+            count(&stats, "items_served"),
+            count(&stats, "token_requests")
+        ),
+        (50, 1)
+    );
+    Ok(())
+}

@@ -26,7 +26,10 @@ fn fenced<'a>(text: &'a str, lang: &str) -> &'a str {
 #[test]
 fn every_variable_the_lambdas_read_is_in_the_reference() {
     let text = readme();
-    let env = section(section(&text, "## Configuration reference"), "### Environment");
+    let env = section(
+        section(&text, "## Configuration reference"),
+        "### Environment",
+    );
     for var in sluice_loader::config::ENV_VARS
         .iter()
         .chain(sluice_ingest::config::ENV_VARS)
@@ -42,7 +45,10 @@ fn every_variable_the_lambdas_read_is_in_the_reference() {
 #[test]
 fn the_readme_examples_parse() {
     let text = readme();
-    let sources = fenced(section(&text, "### Sources (TOML, `INGEST_SOURCES`)"), "toml");
+    let sources = fenced(
+        section(&text, "### Sources (TOML, `INGEST_SOURCES`)"),
+        "toml",
+    );
     let parsed = sluice_ingest::Sources::from_toml(sources).expect("the sources example parses");
     assert!(parsed.get("orders").is_some() && parsed.get("hotmart-sales").is_some());
     let mapping = fenced(

@@ -627,7 +627,11 @@ async fn types_guessed_from_the_first_rows_are_checked_by_the_load() -> anyhow::
     let mut csv = String::from("id,n,late,odd\n");
     for i in 0..12_000 {
         let late = if i >= 11_000 { "7" } else { "" };
-        let odd = if i == 11_999 { "n/a".to_owned() } else { i.to_string() };
+        let odd = if i == 11_999 {
+            "n/a".to_owned()
+        } else {
+            i.to_string()
+        };
         csv.push_str(&format!("k{i:05},{i},{late},{odd}\n"));
     }
     env.bucket.put("raw/plain/1.csv", csv).await?;
