@@ -72,6 +72,20 @@ enum Command {
         Uses S3_ENDPOINT_URL when set, else serves --dir/s3 as an S3 endpoint itself. Run it again for the next window."
     )]
     Demo(demo_cmd::Args),
+    /// Serve a directory as an S3 endpoint on 127.0.0.1 until interrupted (for `make watch`).
+    #[command(
+        after_help = "Example:\n  sluice s3 --dir target/local-s3 --port 9100 &\n  make watch   # S3_ENDPOINT_URL=http://127.0.0.1:9100\n\n\
+        Each top-level directory is a bucket. Access key sluice-test, secret sluice-test-secret."
+    )]
+    S3 {
+        #[arg(long, default_value = "target/local-s3")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 9100)]
+        port: u16,
+        /// Buckets to create when missing.
+        #[arg(long, value_delimiter = ',', default_value = "sluice-local")]
+        buckets: Vec<String>,
+    },
     /// Serve the sample Hotmart sales API on 127.0.0.1 until interrupted.
     #[command(
         after_help = "Example:\n  sluice sample-api --port 18080 --records 100000\n\nPrints its URL on stderr (--port 0 picks a free port) and, on Ctrl-C, what it served as JSON."
@@ -108,6 +122,7 @@ fn main() -> Result<()> {
             mode,
             seed,
         } => sample_api(port, records, &mode, seed),
+        Command::S3 { dir, port, buckets } => s3(&dir, port, &buckets),
     }
 }
 
@@ -180,6 +195,25 @@ fn sample_api(port: u16, records: u64, mode: &str, seed: u64) -> Result<()> {
         tokio::signal::ctrl_c().await?;
         println!("{}", serde_json::to_string(&api.stats())?);
         Ok(())
+    })
+}
+
+fn s3(dir: &std::path::Path, port: u16, buckets: &[String]) -> Result<()> {
+    for b in buckets {
+        std::fs::create_dir_all(dir.join(b))?;
+    }
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        eprintln!(
+            "S3 endpoint on http://{} serving {} (access key sluice-test, secret sluice-test-secret); Ctrl-C stops",
+            listener.local_addr()?,
+            dir.display()
+        );
+        tokio::select! {
+            r = sluice_testkit::serve_s3(dir.to_path_buf(), listener) => r,
+            r = tokio::signal::ctrl_c() => Ok(r?),
+        }
     })
 }
 
