@@ -206,9 +206,11 @@ fn s3(dir: &std::path::Path, port: u16, buckets: &[String]) -> Result<()> {
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         eprintln!(
-            "S3 endpoint on http://{} serving {} (access key sluice-test, secret sluice-test-secret); Ctrl-C stops",
+            "S3 endpoint on http://{} serving {} (access key {}, secret {}); Ctrl-C stops",
             listener.local_addr()?,
-            dir.display()
+            dir.display(),
+            sluice_testkit::S3_ACCESS_KEY,
+            sluice_testkit::S3_SECRET_KEY,
         );
         tokio::select! {
             r = sluice_testkit::serve_s3(dir.to_path_buf(), listener) => r,

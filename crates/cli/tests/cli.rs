@@ -367,21 +367,7 @@ async fn the_demo_runs_twice_inserting_then_updating() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sample_api_serves_the_ingest_until_interrupted() -> Result<()> {
-    use std::io::BufRead;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["sample-api", "--port", "0", "--records", "50"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line)?;
-    // "sample API on http://127.0.0.1:PORT (client id …"
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://127.0.0.1:"))
-        .unwrap_or_else(|| panic!("no URL in {line:?}"))
-        .to_owned();
+    let (child, url) = serve(&["sample-api", "--port", "0", "--records", "50"])?;
 
     let bucket = sluice_testkit::bucket().await?;
     let dir = tempfile::tempdir()?;
@@ -418,13 +404,7 @@ async fn sample_api_serves_the_ingest_until_interrupted() -> Result<()> {
     assert_eq!(count(&json(&out), "records"), 50);
 
     // Ctrl-C: the server stops and prints what it served.
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()?;
-    assert!(status.success());
-    let out = child.wait_with_output()?;
-    assert!(out.status.success(), "exit status {:?}", out.status);
-    let stats = json(&out);
+    let stats = json(&interrupt(child)?);
     assert_eq!(
         (
             count(&stats, "items_served"),
@@ -432,5 +412,73 @@ async fn sample_api_serves_the_ingest_until_interrupted() -> Result<()> {
         ),
         (50, 1)
     );
+    Ok(())
+}
+
+/// Starts a `sluice` server command; its URL is on the first line of stderr.
+fn serve(args: &[&str]) -> Result<(std::process::Child, String)> {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stderr.take().unwrap()).read_line(&mut line)?;
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .to_owned();
+    Ok((child, url))
+}
+
+/// Ctrl-C to a server command: it must exit 0.
+fn interrupt(child: std::process::Child) -> Result<Output> {
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()?;
+    assert!(status.success());
+    let out = child.wait_with_output()?;
+    assert!(out.status.success(), "exit status {:?}", out.status);
+    Ok(out)
+}
+
+#[tokio::test]
+async fn s3_serves_a_directory_as_buckets() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().to_str().unwrap();
+    let (child, url) = serve(&[
+        "s3",
+        "--dir",
+        root,
+        "--port",
+        "0",
+        "--buckets",
+        "lake,other",
+    ])?;
+    let client = sluice_testkit::S3Endpoint {
+        url,
+        access_key: sluice_testkit::S3_ACCESS_KEY.into(),
+        secret_key: sluice_testkit::S3_SECRET_KEY.into(),
+    }
+    .client();
+    client
+        .put_object()
+        .bucket("lake")
+        .key("raw/a b/x.csv")
+        .body(b"id\n1\n".to_vec().into())
+        .send()
+        .await?;
+    let listed = client.list_objects_v2().bucket("lake").send().await?;
+    let keys: Vec<_> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    assert_eq!(keys, ["raw/a b/x.csv"]);
+    assert!(client.head_bucket().bucket("other").send().await.is_ok());
+    assert!(client.head_bucket().bucket("missing").send().await.is_err());
+    assert_eq!(
+        std::fs::read(dir.path().join("lake/raw/a b/x.csv"))?,
+        b"id\n1\n"
+    );
+    interrupt(child)?;
     Ok(())
 }
