@@ -12,3 +12,18 @@ cargo build --profile bench-fast -p sluice-bench >&2
 BIN=target/bench-fast/sluice-bench
 W="$(mktemp -d)"; trap 'rm -rf "$W"' EXIT
 RESULTS="$W/results.jsonl"
+free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_http() { for _ in $(seq 1 600); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
+# The S3 endpoint, sluice's sample API and the Python mock (N records each), each in its own
+# process and stopped on exit. Sets S3 (the endpoint's URL), APIP and MOCKP (ports).
+start_services() {
+  cargo build --profile bench-fast -p sluice-sample-api >&2
+  local s3p; s3p=$(free_port); APIP=$(free_port); MOCKP=$(free_port)
+  pids=()
+  trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$W"' EXIT
+  "$BIN" s3 "$W/s3" "$s3p" & pids+=($!)
+  target/bench-fast/sluice-sample-api --records "$N" --port "$APIP" 2>/dev/null & pids+=($!)
+  "$PY" "$BASELINES/mock_sales_api.py" --n "$N" --port "$MOCKP" 2>/dev/null >/dev/null & pids+=($!)
+  wait_http "$s3p"; wait_http "$APIP"; wait_http "$MOCKP"
+  S3="http://127.0.0.1:$s3p"
+}

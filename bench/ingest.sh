@@ -13,18 +13,8 @@
 #   python_dfs_dictwriter      the Python DFS flattener on that file → a local CSV (no upload)
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
-cargo build --profile bench-fast -p sluice-sample-api >&2
-free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 1 600); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
-S3P=$(free_port); APIP=$(free_port); MOCKP=$(free_port)
-pids=()
-trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$W"' EXIT
-"$BIN" s3 "$W/s3" "$S3P" & pids+=($!)
-target/bench-fast/sluice-sample-api --records "$N" --port "$APIP" 2>/dev/null & pids+=($!)
-"$PY" "$BASELINES/mock_sales_api.py" --n "$N" --port "$MOCKP" 2>/dev/null >/dev/null & pids+=($!)
+start_services
 "$PY" "$BASELINES/gen_sales.py" "$N" "$W/in.jsonl" >/dev/null
-wait_http "$S3P"; wait_http "$APIP"; wait_http "$MOCKP"
-S3="http://127.0.0.1:$S3P"
 for r in $(seq 1 "$ROUNDS"); do
   run=(sluice mock upload dfs)
   [ $((r % 2)) = 0 ] && run=(dfs upload mock sluice)

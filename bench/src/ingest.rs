@@ -211,9 +211,11 @@ pub fn load_s3(s3_url: &str, bucket: &str, prefix: &str) -> Result<()> {
             rows += summary.rows;
         }
         let secs = t0.elapsed().as_secs_f64();
+        let floor = copy_floor(loader.pool()).await?;
         println!(
             "{}",
             serde_json::json!({
+                "pg_copy_floor_s": (floor * 1e4).round() / 1e4,
                 "baseline": "sluice_loader_s3",
                 "objects": keys.len(),
                 "records": rows.rows_read,
@@ -225,4 +227,35 @@ pub fn load_s3(s3_url: &str, bucket: &str, prefix: &str) -> Result<()> {
         );
         anyhow::Ok(())
     })
+}
+
+/// Postgres' own floor for the load: the rows just loaded, copied out, then timed as a plain
+/// `COPY` into an empty copy of the table (same types, same primary key), in one transaction
+/// that is rolled back.
+async fn copy_floor(pool: &sqlx::PgPool) -> Result<f64> {
+    use futures_util::TryStreamExt;
+    let mut conn = pool.acquire().await?;
+    let mut data = Vec::new();
+    let mut out = conn
+        .copy_out_raw("COPY public.hotmart_sales TO STDOUT (FORMAT csv)")
+        .await?;
+    while let Some(chunk) = out.try_next().await? {
+        data.extend_from_slice(&chunk);
+    }
+    drop(out);
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    sqlx::query("CREATE TEMP TABLE floor (LIKE public.hotmart_sales INCLUDING ALL)")
+        .execute(&mut *tx)
+        .await?;
+    let t0 = Instant::now();
+    let mut copy = tx
+        .copy_in_raw("COPY floor FROM STDIN (FORMAT csv)")
+        .await?;
+    for chunk in data.chunks(1 << 20) {
+        copy.send(chunk).await?;
+    }
+    copy.finish().await?;
+    let secs = t0.elapsed().as_secs_f64();
+    tx.rollback().await?;
+    Ok(secs)
 }
