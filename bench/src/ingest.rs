@@ -250,9 +250,7 @@ async fn copy_floor(pool: &sqlx::PgPool) -> Result<f64> {
         .execute(&mut *tx)
         .await?;
     let t0 = Instant::now();
-    let mut copy = tx
-        .copy_in_raw("COPY floor FROM STDIN (FORMAT csv)")
-        .await?;
+    let mut copy = tx.copy_in_raw("COPY floor FROM STDIN (FORMAT csv)").await?;
     for chunk in data.chunks(1 << 20) {
         copy.send(chunk).await?;
     }
