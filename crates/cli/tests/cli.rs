@@ -256,26 +256,9 @@ async fn ingest_pulls_the_sample_api_into_s3() -> Result<()> {
     })
     .await?;
     let bucket = sluice_testkit::bucket().await?;
-    let dir = tempfile::tempdir()?;
-    let config = dir.path().join("sources.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[source.hotmart-sales]\npreset = \"hotmart-sales\"\nbase_url = \"{}\"\n",
-            api.base_url()
-        ),
-    )?;
-    let ep = &bucket.endpoint;
-    let env = [
-        ("BUCKET", bucket.name.as_str()),
-        ("S3_ENDPOINT_URL", ep.url.as_str()),
-        ("AWS_ACCESS_KEY_ID", ep.access_key.as_str()),
-        ("AWS_SECRET_ACCESS_KEY", ep.secret_key.as_str()),
-        ("AWS_REGION", "us-east-1"),
-        ("HOTMART_CLIENT_ID", "mock-id"),
-        ("HOTMART_CLIENT_SECRET", "mock-secret"),
-    ];
-    let cfg = config.to_str().unwrap();
+    let (_dir, config) = sample_sources(&api.base_url())?;
+    let env = ingest_env(&bucket);
+    let cfg = config.as_str();
     let window = "2023-11-14T00:00:00Z..2023-11-16T00:00:00Z";
     // The CLI is a blocking child process: run it off the runtime that serves the sample API.
     let args = [
@@ -370,26 +353,12 @@ async fn sample_api_serves_the_ingest_until_interrupted() -> Result<()> {
     let (child, url) = serve(&["sample-api", "--port", "0", "--records", "50"])?;
 
     let bucket = sluice_testkit::bucket().await?;
-    let dir = tempfile::tempdir()?;
-    let config = dir.path().join("sources.toml");
-    std::fs::write(
-        &config,
-        format!("[source.hotmart-sales]\npreset = \"hotmart-sales\"\nbase_url = \"{url}\"\n"),
-    )?;
-    let ep = &bucket.endpoint;
-    let env = [
-        ("BUCKET", bucket.name.as_str()),
-        ("S3_ENDPOINT_URL", ep.url.as_str()),
-        ("AWS_ACCESS_KEY_ID", ep.access_key.as_str()),
-        ("AWS_SECRET_ACCESS_KEY", ep.secret_key.as_str()),
-        ("AWS_REGION", "us-east-1"),
-        ("HOTMART_CLIENT_ID", "mock-id"),
-        ("HOTMART_CLIENT_SECRET", "mock-secret"),
-    ];
+    let (_dir, config) = sample_sources(&url)?;
+    let env = ingest_env(&bucket);
     let args = [
         "ingest",
         "--config",
-        config.to_str().unwrap(),
+        config.as_str(),
         "--source",
         "hotmart-sales",
         "--window",
@@ -413,6 +382,33 @@ async fn sample_api_serves_the_ingest_until_interrupted() -> Result<()> {
         (50, 1)
     );
     Ok(())
+}
+
+/// A sources file with the hotmart-sales preset pointed at the sample API at `url`: the
+/// directory holding it, and its path.
+fn sample_sources(url: &str) -> Result<(tempfile::TempDir, String)> {
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("sources.toml");
+    std::fs::write(
+        &config,
+        format!("[source.hotmart-sales]\npreset = \"hotmart-sales\"\nbase_url = \"{url}\"\n"),
+    )?;
+    let config = config.to_str().unwrap().to_owned();
+    Ok((dir, config))
+}
+
+/// The environment of `sluice ingest` into `bucket` with the sample API's credentials.
+fn ingest_env(bucket: &sluice_testkit::TestBucket) -> [(&str, &str); 7] {
+    let ep = &bucket.endpoint;
+    [
+        ("BUCKET", bucket.name.as_str()),
+        ("S3_ENDPOINT_URL", ep.url.as_str()),
+        ("AWS_ACCESS_KEY_ID", ep.access_key.as_str()),
+        ("AWS_SECRET_ACCESS_KEY", ep.secret_key.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("HOTMART_CLIENT_ID", "mock-id"),
+        ("HOTMART_CLIENT_SECRET", "mock-secret"),
+    ]
 }
 
 /// Starts a `sluice` server command; its URL is on the first line of stderr.
