@@ -219,18 +219,17 @@ impl Loader {
         let whole = std::sync::atomic::AtomicBool::new(false);
         let result = (|| async {
             attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let infer = |whole: bool| if whole { None } else { Some(INFER_ROWS) };
-            let first = whole.load(std::sync::atomic::Ordering::Relaxed);
+            let infer_rows =
+                (!whole.load(std::sync::atomic::Ordering::Relaxed)).then_some(INFER_ROWS);
             match self
-                .attempt(store, object, source, mapping, infer(first))
+                .attempt(store, object, source, mapping, infer_rows)
                 .await
             {
                 Err(f) if f.reinfer => {
                     tracing::info!(bucket = %object.bucket, key = %object.key, reason = %f.message,
                         "a value does not fit the guessed types; inferring from the whole object");
                     whole.store(true, std::sync::atomic::Ordering::Relaxed);
-                    self.attempt(store, object, source, mapping, infer(true))
-                        .await
+                    self.attempt(store, object, source, mapping, None).await
                 }
                 r => r,
             }
