@@ -121,7 +121,7 @@ fn parse_floor(input: &str) -> Result<()> {
 /// The loader's own path (stream → transform → COPY → upsert → ledger → COMMIT), timed from the
 /// file opened to COMMIT returned, like upsert_python.py.
 fn load(input: &str, prior: Option<&str>, mapping_file: Option<&str>) -> Result<()> {
-    use sluice_loader::{Config, Loader, LocalStore, ObjectRef};
+    use sluice_loader::{Config, Loader, LocalStore};
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let config = std::sync::Arc::new(Config::from_env()?);
@@ -131,16 +131,12 @@ fn load(input: &str, prior: Option<&str>, mapping_file: Option<&str>) -> Result<
             None => config.mappings["hotmart-sales"].clone(),
         };
         let table = mapping.table.quoted();
-        let loader = Loader::new(pool.clone(), config.clone());
+        let mut config = (*config).clone();
         let dir = std::env::temp_dir().join("sluice-bench-quarantine");
-        let store = LocalStore {
-            quarantine_dir: dir,
-        };
-        let obj = |key: &str| ObjectRef {
-            bucket: "bench".into(),
-            key: key.into(),
-            ..ObjectRef::default()
-        };
+        config.quarantine_bucket = Some(dir.display().to_string());
+        let loader = Loader::new(pool.clone(), std::sync::Arc::new(config));
+        let store = LocalStore;
+        let obj = |path: &str| LocalStore::object(path);
         let sql = |s: String| sqlx::query(sqlx::AssertSqlSafe(s));
         // Start from the same place every run: an empty table, an empty ledger.
         sql(format!("DROP TABLE IF EXISTS {table}"))
@@ -159,13 +155,13 @@ fn load(input: &str, prior: Option<&str>, mapping_file: Option<&str>) -> Result<
             std::env::temp_dir().join(format!("sluice-bench-seed-{}.csv", std::process::id()));
         std::fs::write(&seed, head)?;
         loader
-            .load_with(&store, &obj(&seed.display().to_string()), "bench", &mapping)
+            .load_with(&store, &obj(&seed.display().to_string())?, "bench", &mapping)
             .await?;
         std::fs::remove_file(&seed)?;
         sql(format!("TRUNCATE {table}")).execute(&pool).await?;
         if let Some(prior) = prior {
             loader
-                .load_with(&store, &obj(prior), "bench", &mapping)
+                .load_with(&store, &obj(prior)?, "bench", &mapping)
                 .await?;
         }
         sql(format!("VACUUM ANALYZE {table}"))
@@ -174,7 +170,7 @@ fn load(input: &str, prior: Option<&str>, mapping_file: Option<&str>) -> Result<
         let _ = sql("CHECKPOINT".into()).execute(&pool).await;
         let t0 = Instant::now();
         let s = loader
-            .load_with(&store, &obj(input), "bench", &mapping)
+            .load_with(&store, &obj(input)?, "bench", &mapping)
             .await?;
         let secs = t0.elapsed().as_secs_f64();
         let name = if prior.is_some() {

@@ -1,17 +1,18 @@
 //! `sluice load`: local CSV files (optionally .gz), `s3://bucket/key` objects and
 //! `s3://bucket/prefix/` listings, each loaded in its own transaction by the loader's code.
-//! A local file is known to the ledger by the SHA-256 of its content, so loading the same
-//! content again is `skipped`.
+//! A local file is known to the ledger by the SHA-256 of its content (its ETag in the
+//! [`LocalStore`]), so loading the same content again is `skipped`.
 
-use std::io::{IsTerminal, Read};
-use std::path::PathBuf;
+use std::io::IsTerminal;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use serde_json::json;
-use sha2::{Digest, Sha256};
-use sluice_loader::store::{ObjectMeta, StoreError};
-use sluice_loader::{Config, Loader, LocalStore, ObjectRef, RowCounts, S3Store, Store};
+use serde_json::{Value, json};
+use sluice_loader::{
+    Config, LoadError, Loader, LocalStore, ObjectRef, ObjectStatus, ObjectSummary, Routed,
+    RowCounts, S3Store, Store,
+};
+use sluice_transform::Mapping;
 
 use crate::plan_cmd::MappingArgs;
 
@@ -30,63 +31,6 @@ pub struct Args {
     sources: Vec<String>,
 }
 
-const LOCAL: &str = "local";
-
-/// Local files and S3 objects behind one store; quarantine files go to a directory or a bucket.
-#[derive(Debug)]
-struct CliStore {
-    local: LocalStore,
-    s3: Option<S3Store>,
-    quarantine_bucket: Option<String>,
-}
-
-impl CliStore {
-    fn s3(&self) -> Result<&S3Store, StoreError> {
-        self.s3.as_ref().ok_or_else(|| StoreError {
-            message: "no S3 client".into(),
-            retryable: false,
-        })
-    }
-}
-
-impl Store for CliStore {
-    async fn open(
-        &self,
-        bucket: &str,
-        key: &str,
-        version_id: Option<&str>,
-    ) -> Result<(ObjectMeta, Box<dyn Read + Send>), StoreError> {
-        if bucket == LOCAL {
-            self.local.open(bucket, key, None).await
-        } else {
-            self.s3()?.open(bucket, key, version_id).await
-        }
-    }
-
-    async fn put_file(
-        &self,
-        bucket: &str,
-        key: &str,
-        file: std::fs::File,
-    ) -> Result<(), StoreError> {
-        match &self.quarantine_bucket {
-            Some(q) => self.s3()?.put_file(q, key, file).await,
-            None => {
-                self.local
-                    .put_file(bucket, key.trim_start_matches('/'), file)
-                    .await
-            }
-        }
-    }
-}
-
-fn sha256_of(path: &str) -> Result<String> {
-    let mut f = std::fs::File::open(path).with_context(|| path.to_owned())?;
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h)?;
-    Ok(format!("sha256:{:x}", h.finalize()))
-}
-
 /// `s3://bucket/rest` → (bucket, rest).
 fn s3_url(s: &str) -> Option<(String, String)> {
     let rest = s.strip_prefix("s3://")?;
@@ -94,7 +38,14 @@ fn s3_url(s: &str) -> Option<(String, String)> {
     Some((b.to_owned(), k.to_owned()))
 }
 
-async fn expand(sources: &[String], s3: Option<&aws_sdk_s3::Client>) -> Result<Vec<ObjectRef>> {
+/// One object to load and where it lies.
+#[derive(Debug)]
+enum Object {
+    Local(ObjectRef),
+    S3(ObjectRef),
+}
+
+async fn expand(sources: &[String], s3: Option<&aws_sdk_s3::Client>) -> Result<Vec<Object>> {
     let mut out = Vec::new();
     for src in sources {
         match s3_url(src) {
@@ -112,11 +63,11 @@ async fn expand(sources: &[String], s3: Option<&aws_sdk_s3::Client>) -> Result<V
                     for o in page.contents() {
                         let k = o.key().unwrap_or_default();
                         if k.ends_with(".csv") || k.ends_with(".csv.gz") {
-                            out.push(ObjectRef {
+                            out.push(Object::S3(ObjectRef {
                                 bucket: bucket.clone(),
                                 key: k.to_owned(),
                                 ..ObjectRef::default()
-                            });
+                            }));
                         }
                     }
                 }
@@ -124,17 +75,16 @@ async fn expand(sources: &[String], s3: Option<&aws_sdk_s3::Client>) -> Result<V
                     bail!("{src}: no .csv or .csv.gz objects");
                 }
             }
-            Some((bucket, key)) => out.push(ObjectRef {
+            Some((bucket, key)) => out.push(Object::S3(ObjectRef {
                 bucket,
                 key,
                 ..ObjectRef::default()
-            }),
-            None => out.push(ObjectRef {
-                bucket: LOCAL.into(),
-                key: src.clone(),
-                version_id: Some(sha256_of(src)?),
-                ..ObjectRef::default()
-            }),
+            })),
+            None => {
+                // A missing file fails the command before anything loads.
+                std::fs::File::open(src).with_context(|| src.clone())?;
+                out.push(Object::Local(LocalStore::object(src)?));
+            }
         }
     }
     Ok(out)
@@ -154,7 +104,9 @@ async fn load(a: Args) -> Result<bool> {
     let quarantine = s3_url(&a.quarantine);
     let needs_s3 = quarantine.is_some() || a.sources.iter().any(|s| s.starts_with("s3://"));
     let s3 = if needs_s3 {
-        Some(sluice_edge::s3_client(&aws_config::load_from_env().await))
+        Some(S3Store {
+            client: sluice_edge::s3_client(&aws_config::load_from_env().await),
+        })
     } else {
         None
     };
@@ -163,57 +115,104 @@ async fn load(a: Args) -> Result<bool> {
         Some((_, p)) => p.clone(),
         None => String::new(),
     };
-    let config = Config::from_lookup(|k| match k {
+    let mut config = Config::from_lookup(|k| match k {
         "DATABASE_URL" => Some(a.database_url.clone()),
         "QUARANTINE_PREFIX" => Some(prefix.clone()),
         _ => None,
     })?;
+    // A bucket, or (for the local store) a directory.
+    config.quarantine_bucket = Some(match &quarantine {
+        Some((bucket, _)) => bucket.clone(),
+        None => a.quarantine.clone(),
+    });
     let pool = sluice_loader::pool(&config).await?;
     let loader = Loader::new(pool, Arc::new(config));
-    let store = CliStore {
-        local: LocalStore {
-            quarantine_dir: PathBuf::from(&a.quarantine),
-        },
-        s3: s3.clone().map(|client| S3Store { client }),
-        quarantine_bucket: quarantine.map(|(b, _)| b),
+    let objects = expand(&a.sources, s3.as_ref().map(|s| &s.client)).await?;
+    let run = Run {
+        loader: &loader,
+        source: mapping.table.name.clone(),
+        mapping: &mapping,
+        s3: s3.as_ref(),
     };
-    let objects = expand(&a.sources, s3.as_ref()).await?;
-    let bar = if std::io::stderr().is_terminal() {
-        indicatif::ProgressBar::new(objects.len() as u64)
-    } else {
-        indicatif::ProgressBar::hidden()
+    let (summary, ok) = match (&quarantine, &s3) {
+        (Some(_), Some(q)) => run.each(&objects, q).await?,
+        _ => run.each(&objects, &LocalStore).await?,
     };
-    let source = mapping.table.name.clone();
-    let (mut rows, mut loaded, mut skipped) = (RowCounts::default(), 0, 0);
-    let (mut results, mut errors) = (Vec::new(), Vec::new());
-    for o in &objects {
-        bar.set_message(o.key.clone());
-        match loader.load_with(&store, o, &source, &mapping).await {
-            Ok(s) => {
-                if s.status == "skipped" {
-                    skipped += 1;
-                } else {
-                    loaded += 1;
-                    rows += s.rows;
-                }
-                results.push(serde_json::to_value(&s)?);
-            }
-            Err(e) => errors
-                .push(json!({"source": o.key, "error": e.to_string(), "retryable": e.retryable})),
-        }
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
-    let mut summary = json!({
-        "sources": objects.len(), "loaded": loaded, "skipped": skipped, "failed": errors.len(),
-    });
-    if let (Some(m), serde_json::Value::Object(r)) =
-        (summary.as_object_mut(), serde_json::to_value(rows)?)
-    {
-        m.extend(r);
-    }
-    summary["objects"] = results.into();
-    summary["errors"] = errors.clone().into();
     println!("{summary}");
-    Ok(errors.is_empty())
+    Ok(ok)
+}
+
+/// Loads objects through the loader's own code.
+struct Run<'a> {
+    loader: &'a Loader,
+    source: String,
+    mapping: &'a Mapping,
+    s3: Option<&'a S3Store>,
+}
+
+impl Run<'_> {
+    /// Loads every object, quarantining to `q`: the JSON summary, and whether every object
+    /// loaded or was skipped.
+    async fn each<Q: Store>(&self, objects: &[Object], q: &Q) -> Result<(Value, bool)> {
+        let bar = if std::io::stderr().is_terminal() {
+            indicatif::ProgressBar::new(objects.len() as u64)
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        let (mut rows, mut loaded, mut skipped) = (RowCounts::default(), 0, 0);
+        let (mut results, mut errors) = (Vec::new(), Vec::new());
+        for o in objects {
+            let (Object::Local(r) | Object::S3(r)) = o;
+            bar.set_message(r.key.clone());
+            match self.one(o, q).await {
+                Ok(s) => {
+                    if s.status == ObjectStatus::Skipped {
+                        skipped += 1;
+                    } else {
+                        loaded += 1;
+                        rows += s.rows;
+                    }
+                    results.push(serde_json::to_value(&s)?);
+                }
+                Err(e) => errors.push(
+                    json!({"source": r.key, "error": e.to_string(), "retryable": e.is_retryable()}),
+                ),
+            }
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        let mut summary = json!({
+            "sources": objects.len(), "loaded": loaded, "skipped": skipped, "failed": errors.len(),
+        });
+        if let (Some(m), Value::Object(r)) = (summary.as_object_mut(), serde_json::to_value(rows)?)
+        {
+            m.extend(r);
+        }
+        summary["objects"] = results.into();
+        let ok = errors.is_empty();
+        summary["errors"] = errors.into();
+        Ok((summary, ok))
+    }
+
+    /// One object: read from where it lies, quarantined to `q`.
+    async fn one<Q: Store>(&self, o: &Object, q: &Q) -> Result<ObjectSummary, LoadError> {
+        let (loader, source, mapping) = (self.loader, &self.source, self.mapping);
+        match (o, self.s3) {
+            (Object::Local(r), _) => {
+                let store = Routed {
+                    objects: LocalStore,
+                    quarantine: q,
+                };
+                loader.load_with(&store, r, source, mapping).await
+            }
+            (Object::S3(r), Some(s3)) => {
+                let store = Routed {
+                    objects: s3,
+                    quarantine: q,
+                };
+                loader.load_with(&store, r, source, mapping).await
+            }
+            (Object::S3(_), None) => unreachable!("an s3:// source makes the S3 client"),
+        }
+    }
 }

@@ -5,8 +5,10 @@
 //! - [`Secret`]: a string that never prints (`Debug` and `Display` show `***`);
 //! - [`secret_string`]: one Secrets Manager read;
 //! - [`s3_client`]: the S3 client, pointed at `S3_ENDPOINT_URL` (path-style) when it is set;
-//! - [`emf_line`]: one CloudWatch embedded-metric-format line, and [`report`], which logs a
-//!   summary and prints its metrics.
+//! - [`emf_line`]: one CloudWatch embedded-metric-format line, and [`report`], which logs an
+//!   invocation's summary and prints its metrics;
+//! - [`HandlerError`]: a failed invocation, which Lambda sees as `sluice.Retryable` or
+//!   `sluice.Permanent` ([`Failure`]).
 //!
 //! ```
 //! use sluice_edge::{Secret, emf_line};
@@ -82,14 +84,94 @@ pub fn s3_client(aws: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(s3.build())
 }
 
-/// The end of an invocation: the summary as one structured log line, then its EMF line on
-/// stdout (where CloudWatch picks up metrics).
-pub fn report<S: serde::Serialize>(summary: &S, emf: Value) {
+/// Whether a failure may pass on a later try: what Lambda's error type says, so that a retry
+/// policy or an alarm can tell the two apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Failure {
+    /// The database, the store or the API was unreachable or busy: try again later.
+    Retryable,
+    /// Bad input or configuration: another try fails the same way.
+    Permanent,
+}
+
+impl Failure {
+    /// `Retryable` when `retryable`, else `Permanent`.
+    pub fn when(retryable: bool) -> Self {
+        if retryable {
+            Self::Retryable
+        } else {
+            Self::Permanent
+        }
+    }
+    pub fn is_retryable(self) -> bool {
+        self == Self::Retryable
+    }
+    /// Lambda's `errorType`: `sluice.Retryable` or `sluice.Permanent`.
+    pub fn error_type(self) -> &'static str {
+        match self {
+            Self::Retryable => "sluice.Retryable",
+            Self::Permanent => "sluice.Permanent",
+        }
+    }
+}
+
+/// A failed invocation: the message and kind Lambda is told, and the summary of what was done
+/// before it failed (`S`, the function's own summary type).
+///
+/// ```
+/// use sluice_edge::{Failure, HandlerError};
+///
+/// let e: HandlerError<()> = HandlerError::new("1 of 2 objects failed", Failure::Retryable);
+/// let d: lambda_runtime::Diagnostic = e.into();
+/// assert_eq!(d.error_type, "sluice.Retryable");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct HandlerError<S: fmt::Debug> {
+    pub message: String,
+    pub kind: Failure,
+    pub summary: Option<Box<S>>,
+}
+
+impl<S: fmt::Debug> HandlerError<S> {
+    /// A failure before anything was done.
+    pub fn new(message: impl Into<String>, kind: Failure) -> Self {
+        Self {
+            message: message.into(),
+            kind,
+            summary: None,
+        }
+    }
+    pub fn is_retryable(&self) -> bool {
+        self.kind.is_retryable()
+    }
+}
+
+impl<S: fmt::Debug> From<HandlerError<S>> for lambda_runtime::Diagnostic {
+    fn from(e: HandlerError<S>) -> Self {
+        lambda_runtime::Diagnostic {
+            error_type: e.kind.error_type().into(),
+            error_message: e.message,
+        }
+    }
+}
+
+/// The end of an invocation, failed or not: its summary as one structured log line, then the
+/// summary's EMF line (`emf`) on stdout, where CloudWatch picks up metrics.
+pub fn report<S: serde::Serialize + fmt::Debug>(
+    result: &Result<S, HandlerError<S>>,
+    emf: impl FnOnce(&S) -> Value,
+) {
+    let summary = match result {
+        Ok(s) => Some(s),
+        Err(e) => e.summary.as_deref(),
+    };
+    let Some(summary) = summary else { return };
     match serde_json::to_string(summary) {
         Ok(json) => tracing::info!(summary = %json, "invocation done"),
         Err(e) => tracing::error!(error = %e, "summary not serialisable"),
     }
-    println!("{emf}");
+    println!("{}", emf(summary));
 }
 
 /// One CloudWatch embedded-metric-format line: namespace `sluice`, dimension `Function`, one
@@ -132,5 +214,14 @@ mod tests {
         }
         assert_eq!(line["DurationMs"], 5);
         assert!(line["_aws"]["Timestamp"].as_i64().unwrap() > 1_700_000_000_000);
+    }
+
+    #[test]
+    fn diagnostics_tell_retryable_from_permanent() {
+        for (retryable, ty) in [(true, "sluice.Retryable"), (false, "sluice.Permanent")] {
+            let d: lambda_runtime::Diagnostic =
+                HandlerError::<()>::new("m", Failure::when(retryable)).into();
+            assert_eq!((d.error_type.as_str(), d.error_message.as_str()), (ty, "m"));
+        }
     }
 }

@@ -22,6 +22,7 @@ use std::time::Instant;
 use jiff::Timestamp;
 use serde::Serialize;
 use serde_json::Value;
+use sluice_edge::Failure;
 
 use crate::http::Api;
 use crate::run::{Lake, RunKind, RunSummary, run};
@@ -131,23 +132,7 @@ pub struct InvocationSummary {
 }
 
 /// A failed invocation: the error for Lambda plus what was done.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct HandlerError {
-    pub message: String,
-    /// `sluice.Retryable` or `sluice.Permanent`.
-    pub error_type: &'static str,
-    pub summary: Option<Box<InvocationSummary>>,
-}
-
-impl From<HandlerError> for lambda_runtime::Diagnostic {
-    fn from(e: HandlerError) -> Self {
-        lambda_runtime::Diagnostic {
-            error_type: e.error_type.into(),
-            error_message: e.message,
-        }
-    }
-}
+pub type HandlerError = sluice_edge::HandlerError<InvocationSummary>;
 
 /// Handles one event at `now` (the clock is a parameter so tests can pick it).
 pub async fn handle(
@@ -157,11 +142,7 @@ pub async fn handle(
     run_id: &str,
 ) -> Result<InvocationSummary, HandlerError> {
     let t0 = Instant::now();
-    let permanent = |message: String| HandlerError {
-        message,
-        error_type: "sluice.Permanent",
-        summary: None,
-    };
+    let permanent = |message: String| HandlerError::new(message, Failure::Permanent);
     let request = parse_event(event).map_err(|e| permanent(e.to_string()))?;
     let jobs: Vec<(&str, RunKind)> = match &request {
         Request::Scheduled { sources: None } => ingest
@@ -222,11 +203,7 @@ pub async fn handle(
             .map(|f| format!("{}: {}", f.source, f.error))
             .collect::<Vec<_>>()
             .join("; "),
-        error_type: if retryable {
-            "sluice.Retryable"
-        } else {
-            "sluice.Permanent"
-        },
+        kind: Failure::when(retryable),
         summary: Some(Box::new(summary)),
     })
 }

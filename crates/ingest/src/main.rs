@@ -6,7 +6,7 @@
 
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
-use sluice_ingest::{Config, HandlerError, InvocationSummary, emf_line, handle};
+use sluice_ingest::{Config, emf_line, handle};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -18,19 +18,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let now = jiff::Timestamp::now();
         let result = handle(&event.payload, ingest, now, &event.context.request_id).await;
-        report(&result);
+        sluice_edge::report(&result, emf_line);
         result
     }))
     .await
-}
-
-/// The invocation's one structured log line and its metrics.
-fn report(result: &Result<InvocationSummary, HandlerError>) {
-    let summary = match result {
-        Ok(s) => Some(s),
-        Err(e) => e.summary.as_deref(),
-    };
-    if let Some(s) = summary {
-        sluice_edge::report(s, emf_line(s));
-    }
 }

@@ -68,7 +68,7 @@ async fn failures_are_typed_for_lambda() -> Result<()> {
     let err = handle(&json!({"source": "nope"}), &e.ingest, after_all(100), "x")
         .await
         .unwrap_err();
-    assert_eq!(err.error_type, "sluice.Permanent");
+    assert_eq!(err.kind.error_type(), "sluice.Permanent");
     assert!(
         err.message
             .contains("unknown source \"nope\" (configured: hotmart-sales)")
@@ -80,7 +80,7 @@ async fn failures_are_typed_for_lambda() -> Result<()> {
     let err = handle(&json!({}), &e.ingest, after_all(100), "y")
         .await
         .unwrap_err();
-    assert_eq!(err.error_type, "sluice.Retryable");
+    assert_eq!(err.kind.error_type(), "sluice.Retryable");
     assert_eq!(err.summary.as_ref().unwrap().failed.len(), 1);
     Ok(())
 }

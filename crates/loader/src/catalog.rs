@@ -1,4 +1,4 @@
-//! What the database already has: the target table's columns and unique keys, the ledger.
+//! What the database already has: the target table's columns and unique keys; the DDL lock.
 
 use sluice_transform::{TableRef, quote_ident};
 use sqlx::{PgConnection, Row};
@@ -68,7 +68,7 @@ pub async fn table_info(
 
 /// Advisory-lock class ids (first argument of the two-key form): "sluice" DDL and objects.
 const LOCK_DDL: i32 = 0x736c_0001;
-const LOCK_OBJECT: i32 = 0x736c_0002;
+pub(crate) const LOCK_OBJECT: i32 = 0x736c_0002;
 
 /// Serialises schema changes to one table across loaders, until the transaction ends.
 async fn lock_table_ddl(conn: &mut PgConnection, table: &TableRef) -> Result<(), sqlx::Error> {
@@ -90,45 +90,4 @@ pub async fn begin_ddl(conn: &mut PgConnection, table: &TableRef) -> Result<(), 
     .execute(conn)
     .await
     .map(drop)
-}
-
-/// Serialises loads of one object version (concurrent deliveries of the same event).
-pub async fn lock_object(
-    conn: &mut PgConnection,
-    bucket: &str,
-    key: &str,
-    version: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
-        .bind(LOCK_OBJECT)
-        .bind(format!("{bucket}\n{key}\n{version}"))
-        .execute(conn)
-        .await
-        .map(drop)
-}
-
-/// The ledger table: one row per object version loaded.
-pub fn ledger_table(schema: &str) -> String {
-    format!("{}.{}", quote_ident(schema), quote_ident("sluice_loads"))
-}
-
-/// Creates the ledger if missing (under the DDL lock, so concurrent first loads don't race).
-pub async fn ensure_ledger(conn: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error> {
-    let table = TableRef::new(schema, "sluice_loads");
-    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-    begin_ddl(&mut tx, &table).await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "CREATE TABLE IF NOT EXISTS {} (\
-           bucket text NOT NULL, key text NOT NULL, version text NOT NULL, \
-           etag text, version_id text, sequencer text, source text NOT NULL, target text NOT NULL, \
-           rows_read bigint NOT NULL, inserted bigint NOT NULL, updated bigint NOT NULL, \
-           unchanged bigint NOT NULL, rejected bigint NOT NULL, duplicates bigint NOT NULL, \
-           quarantine_key text, started_at timestamptz NOT NULL, \
-           finished_at timestamptz NOT NULL DEFAULT clock_timestamp(), \
-           PRIMARY KEY (bucket, key, version))",
-        ledger_table(schema)
-    )))
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await
 }

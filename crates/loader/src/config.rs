@@ -88,6 +88,9 @@ pub struct Config {
     pub mappings: BTreeMap<String, Mapping>,
     /// `QUARANTINE_PREFIX` (default `quarantine/`).
     pub quarantine_prefix: String,
+    /// Where quarantine files go: `None` (the default, not read from the environment) for the
+    /// object's own bucket; the CLI sets its `--quarantine` directory or bucket.
+    pub quarantine_bucket: Option<String>,
     /// `MAX_REJECT_RATIO` (default 0.1): above it an object fails as a whole.
     pub max_reject_ratio: f64,
     /// `REDACT_SALT`: salt for `redact = "hash"` columns.
@@ -175,6 +178,7 @@ impl Config {
             quarantine_prefix: prefix(
                 get("QUARANTINE_PREFIX").unwrap_or_else(|| "quarantine/".into()),
             ),
+            quarantine_bucket: None,
             max_reject_ratio,
             redact_salt: Secret::new(get("REDACT_SALT").unwrap_or_default()),
             ledger_schema: get("LEDGER_SCHEMA").unwrap_or_else(|| "public".into()),

@@ -4,13 +4,15 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::Value;
+use sluice_edge::Failure;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::config::{Config, ConfigError, DatabaseSource, RdsSecret, apply_tls};
-use crate::event::{EventError, objects};
-use crate::load::{Loader, ObjectSummary, RowCounts};
+use crate::event::objects;
+use crate::load::Loader;
 use crate::store::Store;
+use crate::summary::{ObjectStatus, ObjectSummary, RowCounts};
 
 /// The response of one invocation (and its one structured log line).
 #[derive(Debug, Clone, Default, Serialize)]
@@ -32,49 +34,19 @@ pub struct InvocationSummary {
 
 impl InvocationSummary {
     fn add(&mut self, s: ObjectSummary) {
-        match s.status.as_str() {
-            "skipped" => self.skipped += 1,
-            "ignored" => self.ignored += 1,
-            _ => self.loaded += 1,
+        match s.status {
+            ObjectStatus::Loaded => self.loaded += 1,
+            ObjectStatus::Skipped => self.skipped += 1,
+            ObjectStatus::Ignored => self.ignored += 1,
         }
         self.rows += s.rows;
         self.results.push(s);
     }
 }
 
-/// A failed invocation: `retryable` if every failure may pass on a later try.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct HandlerError {
-    pub message: String,
-    pub retryable: bool,
-    /// What did load before the failure (those objects are in the ledger and will be skipped).
-    pub summary: Option<Box<InvocationSummary>>,
-}
-
-impl From<EventError> for HandlerError {
-    fn from(e: EventError) -> Self {
-        Self {
-            message: e.to_string(),
-            retryable: false,
-            summary: None,
-        }
-    }
-}
-
-impl From<HandlerError> for lambda_runtime::Diagnostic {
-    fn from(e: HandlerError) -> Self {
-        lambda_runtime::Diagnostic {
-            error_type: if e.retryable {
-                "sluice.Retryable"
-            } else {
-                "sluice.Permanent"
-            }
-            .into(),
-            error_message: e.message,
-        }
-    }
-}
+/// A failed invocation: retryable if every failure may pass on a later try; with the summary of
+/// what did load before (those objects are in the ledger and will be skipped).
+pub type HandlerError = sluice_edge::HandlerError<InvocationSummary>;
 
 /// Loads every object the event names, in order. Objects that fail don't stop the others; the
 /// invocation then fails (retryable only if every failure is), and Lambda's retry skips what
@@ -85,7 +57,8 @@ pub async fn handle<S: Store>(
     store: &S,
 ) -> Result<InvocationSummary, HandlerError> {
     let started = Instant::now();
-    let objects = objects(event)?;
+    let objects =
+        objects(event).map_err(|e| HandlerError::new(e.to_string(), Failure::Permanent))?;
     let mut summary = InvocationSummary {
         objects: objects.len(),
         ..InvocationSummary::default()
@@ -93,17 +66,9 @@ pub async fn handle<S: Store>(
     let mut retryable = true;
     for o in &objects {
         match loader.load(store, o).await {
-            Ok(s) => {
-                tracing::info!(bucket = %s.bucket, key = %s.key, status = %s.status,
-                    rows_read = s.rows.rows_read, inserted = s.rows.inserted, updated = s.rows.updated,
-                    unchanged = s.rows.unchanged, rejected = s.rows.rejected, duplicates = s.rows.duplicates,
-                    duration_ms = s.duration_ms, "object done");
-                summary.add(s);
-            }
+            Ok(s) => summary.add(s),
             Err(e) => {
-                tracing::error!(bucket = %e.bucket, key = %e.key, retryable = e.retryable,
-                    error = %e.message, "object failed");
-                retryable &= e.retryable;
+                retryable &= e.is_retryable();
                 summary.failed += 1;
                 summary.errors.push(e.to_string());
             }
@@ -118,7 +83,7 @@ pub async fn handle<S: Store>(
                 summary.objects,
                 summary.errors.join(" | ")
             ),
-            retryable,
+            kind: Failure::when(retryable),
             summary: Some(Box::new(summary)),
         });
     }
@@ -214,18 +179,5 @@ mod tests {
             (json["rows_read"].as_u64(), json["inserted"].as_u64()),
             (Some(10), Some(7))
         );
-    }
-
-    #[test]
-    fn diagnostics_tell_retryable_from_permanent() {
-        for (retryable, ty) in [(true, "sluice.Retryable"), (false, "sluice.Permanent")] {
-            let d: lambda_runtime::Diagnostic = HandlerError {
-                message: "m".into(),
-                retryable,
-                summary: None,
-            }
-            .into();
-            assert_eq!((d.error_type.as_str(), d.error_message.as_str()), (ty, "m"));
-        }
     }
 }

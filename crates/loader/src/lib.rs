@@ -1,10 +1,19 @@
 //! # sluice-loader
 //!
 //! The loader Lambda's library: S3 `ObjectCreated` (or EventBridge, or a replay payload) →
-//! streamed CSV (gzip transparently) → typed rows through the mapping → `COPY` into a temporary
-//! staging table → one `INSERT … ON CONFLICT … DO UPDATE … WHERE … IS DISTINCT FROM …`, in one
+//! streamed CSV (gzip transparently) → typed rows through the mapping → Postgres, in one
 //! transaction with a ledger row, so that redelivery, reordering and concurrency are safe. Rows
 //! that cannot load go to a quarantine CSV with their line and reason.
+//!
+//! Rows take one of two paths ([`LoadPath`]). New keys are `COPY`ed straight into the table
+//! (`direct`). Where keys exist or repeat, rows are `COPY`ed into a temporary staging table and
+//! then go in with one `INSERT … ON CONFLICT … DO UPDATE … WHERE … IS DISTINCT FROM …`
+//! (`staged`). The first batch decides; a conflict found later rolls back to a savepoint and
+//! stages.
+//!
+//! The modules follow one load: [`event`] (which objects), [`store`] (their bytes), `rows`
+//! (records → typed or rejected rows, pure), `prepare` (types and DDL), `copy` (the `COPY`
+//! protocol), `quarantine`, `ledger`, and `load`, which tells one attempt from start to commit.
 //!
 //! The handler is a plain async function: tests call it with the same event files that
 //! `cargo lambda invoke --data-file` uses.
@@ -26,15 +35,25 @@
 
 pub mod catalog;
 pub mod config;
+mod copy;
+mod error;
 pub mod event;
 mod handler;
+mod ledger;
 mod load;
+mod prepare;
+mod quarantine;
+mod rows;
 pub mod store;
+mod summary;
 
 pub use crate::config::{Config, ConfigError, DatabaseSource, RdsSecret, Secret};
+pub use crate::error::{Error, LoadError, Reject, Rejection, is_retryable_db};
 pub use crate::event::{EventError, ObjectRef};
 pub use crate::handler::{HandlerError, InvocationSummary, emf_line, handle, pool};
-pub use crate::load::{
-    LoadError, Loader, ObjectSummary, RowCounts, is_retryable_db, quarantine_key,
+pub use crate::load::Loader;
+pub use crate::quarantine::quarantine_key;
+pub use crate::store::{
+    LocalStore, ObjectMeta, Routed, S3Store, Store, StoreError, StoreErrorKind,
 };
-pub use crate::store::{LocalStore, ObjectMeta, S3Store, Store, StoreError};
+pub use crate::summary::{LoadPath, ObjectStatus, ObjectSummary, RowCounts};

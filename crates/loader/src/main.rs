@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
-use sluice_loader::{Config, HandlerError, InvocationSummary, Loader, S3Store, emf_line, handle};
+use sluice_loader::{Config, Loader, S3Store, emf_line, handle};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -22,19 +22,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let (loader, store) = (&loader, &store);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let result = handle(&event.payload, loader, store).await;
-        report(&result);
+        sluice_edge::report(&result, |s| emf_line("loader", s));
         result
     }))
     .await
-}
-
-/// The invocation's one structured log line and its metrics.
-fn report(result: &Result<InvocationSummary, HandlerError>) {
-    let summary = match result {
-        Ok(s) => Some(s),
-        Err(e) => e.summary.as_deref(),
-    };
-    if let Some(s) = summary {
-        sluice_edge::report(s, emf_line("loader", s));
-    }
 }

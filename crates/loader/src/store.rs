@@ -1,10 +1,13 @@
 //! Where objects come from and where quarantine files go: S3 (the Lambda) or local files (the
-//! CLI and the benchmark). The one port of the loader, because both implementations exist.
+//! CLI and the benchmark). The one port of the loader, because both implementations exist; one
+//! conformance suite (`tests/store.rs`) runs against both.
 
 use std::io::{self, BufRead, BufReader, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use aws_sdk_s3::primitives::ByteStream;
+
+use crate::event::ObjectRef;
 
 /// A blocking reader over an object's bytes (gzip already undone), used on a blocking thread.
 pub type ObjectReader = Box<dyn BufRead + Send>;
@@ -18,12 +21,47 @@ pub struct ObjectMeta {
     pub size: Option<u64>,
 }
 
-/// A store error; `retryable` when trying again may help (network, throttling, 5xx).
+/// What kind of store failure this is: what the loader may do about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreErrorKind {
+    /// No such bucket, object or version (S3's 404; a missing file). Never inferred from a
+    /// 403: where a role lacks `s3:ListBucket`, S3 answers a missing key with AccessDenied.
+    NotFound,
+    /// The network, throttling or a 5xx: trying again may help.
+    Transient,
+    /// Anything else (denied, invalid): trying again will not help.
+    Other,
+}
+
+/// A store operation that failed: what it was (`GET s3://bucket/key`, a path) and why.
 #[derive(Debug, thiserror::Error)]
-#[error("{message}")]
+#[error("{what}: {detail}")]
 pub struct StoreError {
-    pub message: String,
-    pub retryable: bool,
+    pub kind: StoreErrorKind,
+    /// The operation and the object.
+    pub what: String,
+    pub detail: String,
+}
+
+impl StoreError {
+    pub fn new(kind: StoreErrorKind, what: impl Into<String>, detail: impl ToString) -> Self {
+        Self {
+            kind,
+            what: what.into(),
+            detail: detail.to_string(),
+        }
+    }
+    pub fn is_retryable(&self) -> bool {
+        self.kind == StoreErrorKind::Transient
+    }
+    fn io(what: String, e: &io::Error) -> Self {
+        let kind = match e.kind() {
+            io::ErrorKind::NotFound => StoreErrorKind::NotFound,
+            io::ErrorKind::Interrupted | io::ErrorKind::TimedOut => StoreErrorKind::Transient,
+            _ => StoreErrorKind::Other,
+        };
+        Self::new(kind, what, e)
+    }
 }
 
 /// An I/O error raised while reading the object's bytes from the store (not while decoding
@@ -92,22 +130,28 @@ where
     E: std::error::Error + aws_sdk_s3::error::ProvideErrorMetadata + Send + Sync + 'static,
 {
     use aws_sdk_s3::error::SdkError;
-    let (retryable, detail) = match &e {
+    match &e {
         SdkError::ServiceError(se) => {
             let status = se.raw().status().as_u16();
-            let code = se.err().code().unwrap_or("").to_owned();
-            let retry = status >= 500 || status == 429 || code == "SlowDown";
-            (
-                retry,
-                format!("{status} {code} {}", se.err().message().unwrap_or_default()),
-            )
+            let code = se.err().code().unwrap_or("");
+            let kind = if status >= 500 || status == 429 || code == "SlowDown" {
+                StoreErrorKind::Transient
+            } else if matches!(code, "NoSuchKey" | "NoSuchVersion" | "NoSuchBucket") {
+                StoreErrorKind::NotFound
+            } else {
+                StoreErrorKind::Other
+            };
+            let message = se.err().message().unwrap_or_default();
+            StoreError::new(kind, what, format!("{status} {code} {message}"))
         }
-        SdkError::ConstructionFailure(_) => (false, format!("{e:?}")),
-        _ => (true, aws_sdk_s3::error::DisplayErrorContext(&e).to_string()),
-    };
-    StoreError {
-        message: format!("{what}: {detail}"),
-        retryable,
+        SdkError::ConstructionFailure(_) => {
+            StoreError::new(StoreErrorKind::Other, what, format!("{e:?}"))
+        }
+        _ => StoreError::new(
+            StoreErrorKind::Transient,
+            what,
+            aws_sdk_s3::error::DisplayErrorContext(&e),
+        ),
     }
 }
 
@@ -154,10 +198,7 @@ impl Store for S3Store {
             .file(tokio::fs::File::from_std(file))
             .build()
             .await
-            .map_err(|e| StoreError {
-                message: format!("{}: {e}", what()),
-                retryable: false,
-            })?;
+            .map_err(|e| StoreError::new(StoreErrorKind::Other, what(), e))?;
         self.client
             .put_object()
             .bucket(bucket)
@@ -171,60 +212,159 @@ impl Store for S3Store {
     }
 }
 
-/// Local files: the key is a path (the bucket is ignored on read); quarantine files go under
-/// `quarantine_dir`.
-#[derive(Debug, Clone)]
-pub struct LocalStore {
-    pub quarantine_dir: PathBuf,
+/// Local files, in S3's terms: a bucket is a directory, a key a relative path in it (no `..`).
+/// The ETag is the SHA-256 of the content (`sha256:<hex>`), so the same bytes are the same
+/// version wherever they lie and whenever they were written. Local files have no versions: asking
+/// for one is an error, as it is on an S3 bucket without versioning.
+///
+/// ```
+/// use sluice_loader::LocalStore;
+///
+/// let o = LocalStore::object("./data/2024/sales.csv")?;
+/// assert_eq!((o.bucket.as_str(), o.key.as_str()), (".", "data/2024/sales.csv"));
+/// let o = LocalStore::object("/srv/data/sales.csv")?;
+/// assert_eq!((o.bucket.as_str(), o.key.as_str()), ("/", "srv/data/sales.csv"));
+/// # std::io::Result::Ok(())
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LocalStore;
+
+impl LocalStore {
+    /// The object a file path names: bucket `.` and the path for a relative path, bucket `/`
+    /// and the path below the root for an absolute one (a path that climbs with `..` is made
+    /// absolute first).
+    pub fn object(path: impl AsRef<Path>) -> io::Result<ObjectRef> {
+        use std::path::Component::{CurDir, Normal, RootDir};
+        let path = path.as_ref();
+        let mut rel: PathBuf = path.components().filter(|c| *c != CurDir).collect();
+        if !rel.components().all(|c| matches!(c, Normal(_) | RootDir)) {
+            rel = path.canonicalize()?;
+        }
+        let (bucket, key) = match rel.strip_prefix("/") {
+            Ok(below_root) => ("/", below_root),
+            Err(_) => (".", rel.as_path()),
+        };
+        Ok(ObjectRef {
+            bucket: bucket.to_owned(),
+            key: key.display().to_string(),
+            ..ObjectRef::default()
+        })
+    }
+
+    fn path(bucket: &str, key: &str) -> Result<PathBuf, StoreError> {
+        let rel = Path::new(key);
+        let plain = rel
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if key.is_empty() || !plain {
+            return Err(StoreError::new(
+                StoreErrorKind::Other,
+                format!("{bucket}/{key}"),
+                "a key is a relative path without '..'",
+            ));
+        }
+        Ok(Path::new(bucket).join(rel))
+    }
+}
+
+/// `sha256:<hex>` of a file's content, and its length.
+fn sha256_of(file: &mut std::fs::File) -> io::Result<(String, u64)> {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    let n = io::copy(file, &mut h)?;
+    io::Seek::rewind(file)?;
+    Ok((format!("sha256:{:x}", h.finalize()), n))
 }
 
 impl Store for LocalStore {
     async fn open(
         &self,
-        _bucket: &str,
+        bucket: &str,
         key: &str,
-        _version_id: Option<&str>,
+        version_id: Option<&str>,
     ) -> Result<(ObjectMeta, Box<dyn Read + Send>), StoreError> {
-        let fail = |e: io::Error| StoreError {
-            message: format!("{key}: {e}"),
-            retryable: false,
-        };
-        let file = std::fs::File::open(key).map_err(fail)?;
-        let md = file.metadata().map_err(fail)?;
-        let modified = md
-            .modified()
-            .ok()
-            .and_then(|m| jiff::Timestamp::try_from(m).ok());
+        let path = Self::path(bucket, key)?;
+        let fail = |e: io::Error| StoreError::io(path.display().to_string(), &e);
+        if let Some(v) = version_id {
+            return Err(StoreError::new(
+                StoreErrorKind::Other,
+                path.display().to_string(),
+                format!("no version {v:?}: local files have no versions"),
+            ));
+        }
+        let mut file = std::fs::File::open(&path).map_err(fail)?;
+        let modified = file.metadata().map_err(fail)?.modified().ok();
+        let (etag, size) = sha256_of(&mut file).map_err(fail)?;
         let meta = ObjectMeta {
             version_id: None,
-            // Size and modification time: a changed file loads again.
-            etag: Some(format!(
-                "{}-{}",
-                md.len(),
-                modified.map(|m| m.as_nanosecond()).unwrap_or_default()
-            )),
-            last_modified: modified,
-            size: Some(md.len()),
+            etag: Some(etag),
+            last_modified: modified.and_then(|m| jiff::Timestamp::try_from(m).ok()),
+            size: Some(size),
         };
         Ok((meta, Box::new(file)))
     }
 
     async fn put_file(
         &self,
-        _bucket: &str,
+        bucket: &str,
         key: &str,
         mut file: std::fs::File,
     ) -> Result<(), StoreError> {
-        let path = self.quarantine_dir.join(key);
-        let fail = |e: io::Error| StoreError {
-            message: format!("{}: {e}", path.display()),
-            retryable: false,
-        };
+        let path = Self::path(bucket, key)?;
+        let fail = |e: io::Error| StoreError::io(path.display().to_string(), &e);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(fail)?;
         }
         let mut out = std::fs::File::create(&path).map_err(fail)?;
         io::copy(&mut file, &mut out).map_err(fail)?;
         Ok(())
+    }
+}
+
+/// Objects from one store, quarantine files to another (the CLI reads local files and may
+/// quarantine to S3, or the other way round).
+#[derive(Debug, Clone)]
+pub struct Routed<R, W> {
+    pub objects: R,
+    pub quarantine: W,
+}
+
+impl<R: Store, W: Store> Store for Routed<R, W> {
+    fn open(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> impl Future<Output = Result<(ObjectMeta, Box<dyn Read + Send>), StoreError>> + Send {
+        self.objects.open(bucket, key, version_id)
+    }
+
+    fn put_file(
+        &self,
+        bucket: &str,
+        key: &str,
+        file: std::fs::File,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.quarantine.put_file(bucket, key, file)
+    }
+}
+
+impl<T: Store> Store for &T {
+    fn open(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> impl Future<Output = Result<(ObjectMeta, Box<dyn Read + Send>), StoreError>> + Send {
+        (**self).open(bucket, key, version_id)
+    }
+
+    fn put_file(
+        &self,
+        bucket: &str,
+        key: &str,
+        file: std::fs::File,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).put_file(bucket, key, file)
     }
 }

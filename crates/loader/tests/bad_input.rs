@@ -129,7 +129,7 @@ async fn above_the_reject_ratio_nothing_is_committed_and_the_error_names_lines()
         .await
         .unwrap_err()
         .downcast::<HandlerError>()?;
-    assert!(!e.retryable);
+    assert!(!e.is_retryable());
     assert!(e.message.contains("2 of 11 rows rejected"), "{}", e.message);
     assert!(
         e.message.contains("line 11: column \"price\""),
@@ -230,7 +230,7 @@ async fn files_that_are_not_csv_fail_permanently_with_a_reason() -> anyhow::Resu
             .await
             .unwrap_err()
             .downcast::<HandlerError>()?;
-        assert!(!e.retryable, "{key}: {e}");
+        assert!(!e.is_retryable(), "{key}: {e}");
         assert!(
             e.message.contains(key),
             "{key}: the error names the object: {e}"

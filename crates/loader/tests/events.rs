@@ -173,7 +173,7 @@ async fn a_source_without_mapping_is_a_permanent_error() -> anyhow::Result<()> {
     env.bucket.put("raw/unknown/a.csv", "id\n1\n").await?;
     let e = env.replay("raw/unknown/a.csv").await.unwrap_err();
     let e = e.downcast::<sluice_loader::HandlerError>()?;
-    assert!(!e.retryable);
+    assert!(!e.is_retryable());
     assert!(
         e.message.contains("no mapping for source \"unknown\""),
         "{}",

@@ -5,7 +5,10 @@
 mod common;
 
 use common::{balanced, sales_csv};
-use sluice_loader::{Config, Loader, S3Store};
+use sluice_loader::{Config, LoadPath, Loader, S3Store};
+
+const DIRECT: Option<LoadPath> = Some(LoadPath::Direct);
+const STAGED: Option<LoadPath> = Some(LoadPath::Staged);
 
 #[tokio::test]
 async fn fresh_load_then_redelivery_changes_nothing() -> anyhow::Result<()> {
@@ -69,7 +72,7 @@ async fn a_new_version_updates_changed_rows_only() -> anyhow::Result<()> {
         (15, 5, 3, 7, 0)
     );
     assert_eq!(
-        s.results[0].path, "staged",
+        s.results[0].path, STAGED,
         "existing keys roll the direct COPY back"
     );
     let rows = env.rows("sales", "id, status").await?;
@@ -123,8 +126,8 @@ async fn the_direct_path_keeps_quarantine_and_stages_repeats() -> anyhow::Result
                c,NEW,3,2024-01-01T00:00:00Z\n";
     let s = env.put_and_load("raw/sales/1.csv", csv).await?;
     assert_eq!(
-        (s.results[0].path.as_str(), s.rows.inserted, s.rows.rejected),
-        ("direct", 2, 1)
+        (s.results[0].path, s.rows.inserted, s.rows.rejected),
+        (DIRECT, 2, 1)
     );
     assert!(env.bucket.get("quarantine/raw/sales/1.csv").await.is_ok());
     // New keys out of order: still direct (the order of new keys does not matter).
@@ -133,19 +136,15 @@ async fn the_direct_path_keeps_quarantine_and_stages_repeats() -> anyhow::Result
                d,NEW,1,2024-01-01T00:00:00Z\n\
                e,NEW,1,2024-01-01T00:00:00Z\n";
     let s = env.put_and_load("raw/sales/2.csv", csv).await?;
-    assert_eq!((s.results[0].path.as_str(), s.rows.inserted), ("direct", 3));
+    assert_eq!((s.results[0].path, s.rows.inserted), (DIRECT, 3));
     // A repeated key: staging, last row wins.
     let csv = "id,status,price,updated_at\n\
                g,NEW,1,2024-01-01T00:00:00Z\n\
                g,PAID,2,2024-01-01T00:00:00Z\n";
     let s = env.put_and_load("raw/sales/3.csv", csv).await?;
     assert_eq!(
-        (
-            s.results[0].path.as_str(),
-            s.rows.inserted,
-            s.rows.duplicates
-        ),
-        ("staged", 1, 1)
+        (s.results[0].path, s.rows.inserted, s.rows.duplicates),
+        (STAGED, 1, 1)
     );
     assert_eq!(env.count("sales").await?, 6);
     assert_eq!(env.ledger().await?, 3);
@@ -195,7 +194,7 @@ async fn the_path_is_chosen_without_reading_the_object_twice() -> anyhow::Result
             store.opens.store(0, std::sync::atomic::Ordering::SeqCst);
             let s = sluice_loader::handle(&ev, loader, store).await?;
             anyhow::Ok((
-                s.results[0].path.clone(),
+                s.results[0].path,
                 store.opens.load(std::sync::atomic::Ordering::SeqCst),
                 s,
             ))
@@ -209,7 +208,7 @@ async fn the_path_is_chosen_without_reading_the_object_twice() -> anyhow::Result
         .await?;
     let (path, opens, s) = load("raw/sales/1.csv").await?;
     // Two reads: the table is new, so one pass infers the unmapped columns' types.
-    assert_eq!((path.as_str(), opens, s.rows.inserted), ("direct", 2, 500));
+    assert_eq!((path, opens, s.rows.inserted), (DIRECT, 2, 500));
 
     // Existing keys first: the probe sends it to staging, same read.
     env.bucket
@@ -220,8 +219,8 @@ async fn the_path_is_chosen_without_reading_the_object_twice() -> anyhow::Result
         .await?;
     let (path, opens, s) = load("raw/sales/2.csv").await?;
     assert_eq!(
-        (path.as_str(), opens, s.rows.inserted, s.rows.updated),
-        ("staged", 1, 100, 500)
+        (path, opens, s.rows.inserted, s.rows.updated),
+        (STAGED, 1, 100, 500)
     );
 
     // New keys out of order: direct, one read.
@@ -229,7 +228,7 @@ async fn the_path_is_chosen_without_reading_the_object_twice() -> anyhow::Result
     csv.push_str("zz,NEW,1,2024-01-01T00:00:00Z\nyy,NEW,1,2024-01-01T00:00:00Z\n");
     env.bucket.put("raw/sales/3.csv", csv).await?;
     let (path, opens, s) = load("raw/sales/3.csv").await?;
-    assert_eq!((path.as_str(), opens, s.rows.inserted), ("direct", 1, 2));
+    assert_eq!((path, opens, s.rows.inserted), (DIRECT, 1, 2));
 
     // A key repeated within the first batch: staging, same read.
     let mut csv = String::from(common::HEADER);
@@ -238,8 +237,8 @@ async fn the_path_is_chosen_without_reading_the_object_twice() -> anyhow::Result
     env.bucket.put("raw/sales/3b.csv", csv).await?;
     let (path, opens, s) = load("raw/sales/3b.csv").await?;
     assert_eq!(
-        (path.as_str(), opens, s.rows.inserted, s.rows.duplicates),
-        ("staged", 1, 2, 1)
+        (path, opens, s.rows.inserted, s.rows.duplicates),
+        (STAGED, 1, 2, 1)
     );
 
     // New first keys, an existing one past the first batch (the writer flushes every 64 KiB):
@@ -249,8 +248,8 @@ async fn the_path_is_chosen_without_reading_the_object_twice() -> anyhow::Result
     env.bucket.put("raw/sales/4.csv", csv).await?;
     let (path, opens, s) = load("raw/sales/4.csv").await?;
     assert_eq!(
-        (path.as_str(), opens, s.rows.inserted, s.rows.updated),
-        ("staged", 2, 2400, 1)
+        (path, opens, s.rows.inserted, s.rows.updated),
+        (STAGED, 2, 2400, 1)
     );
     assert_eq!(env.count("sales").await?, 3004);
 
@@ -261,8 +260,8 @@ async fn the_path_is_chosen_without_reading_the_object_twice() -> anyhow::Result
     env.bucket.put("raw/sales/5.csv", csv).await?;
     let (path, opens, s) = load("raw/sales/5.csv").await?;
     assert_eq!(
-        (path.as_str(), opens, s.rows.inserted, s.rows.duplicates),
-        ("staged", 2, 2400, 1)
+        (path, opens, s.rows.inserted, s.rows.duplicates),
+        (STAGED, 2, 2400, 1)
     );
     assert_eq!(env.count("sales").await?, 5404);
     let status: String = sqlx::query_scalar("SELECT status FROM sales WHERE id = 'id-005000'")
@@ -497,7 +496,7 @@ async fn an_unreachable_database_is_a_retryable_failure() -> anyhow::Result<()> 
     let e = sluice_loader::handle(&ev, &loader, &env.store)
         .await
         .unwrap_err();
-    assert!(e.retryable, "{e}");
+    assert!(e.is_retryable(), "{e}");
     assert!(e.message.contains("after 4 attempts"), "{}", e.message);
     let d: lambda_runtime::Diagnostic = e.into();
     assert_eq!(d.error_type, "sluice.Retryable");
@@ -559,7 +558,7 @@ async fn a_table_without_a_unique_key_names_the_index_to_create() -> anyhow::Res
     env.bucket.put("raw/plain/a.csv", "id,v\n1,x\n").await?;
     let e = env.replay("raw/plain/a.csv").await.unwrap_err();
     let e = e.downcast::<sluice_loader::HandlerError>()?;
-    assert!(!e.retryable);
+    assert!(!e.is_retryable());
     assert!(
         e.message
             .contains(r#"CREATE UNIQUE INDEX ON "public"."plain" ("id")"#),

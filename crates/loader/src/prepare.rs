@@ -1,0 +1,251 @@
+//! Before the first row is sent: the column types (the mapping's, the table's, else inferred),
+//! the table created or evolved (or, under `freeze`, the columns it lacks refused), and the
+//! unique key checked.
+
+use std::io;
+
+use sluice_flatten::csv::{CsvReader, CsvRecord};
+use sluice_transform::{
+    BoundMapping, ColumnRule, ColumnType, Guess, Inference, Mapping, SchemaPolicy,
+};
+use sqlx::PgConnection;
+
+use crate::catalog::{self, TableInfo};
+use crate::error::{Error, Fail};
+use crate::load::{Job, blocking};
+use crate::rows::header_preview;
+use crate::store::{Store, decode};
+
+/// Rows read to guess the types of new columns (more while one of them has shown only NULLs).
+/// The load checks the guess: a later value that does not fit sends it back to infer from the
+/// whole object.
+pub(crate) const INFER_ROWS: u64 = 10_000;
+
+/// The mapping bound to this file and this table.
+#[derive(Debug, Clone)]
+pub(crate) struct Prepared {
+    pub bound: BoundMapping,
+    /// freeze: CSV columns the table lacks (position, target name); their values are refused.
+    pub frozen: Vec<(usize, String)>,
+    /// Target columns whose types were guessed from the first rows.
+    pub guessed: Vec<String>,
+}
+
+/// Types, schema changes, the unique-key check. `None`: a header only and no table to take
+/// types from, so nothing to create or load.
+pub(crate) async fn prepare<S: Store>(
+    conn: &mut PgConnection,
+    job: &Job<'_, S>,
+    header: &[String],
+) -> Result<Option<Prepared>, Fail> {
+    let mapping = job.mapping;
+    let info = catalog::table_info(conn, &mapping.table).await?;
+    let Some((types, guessed)) = column_types(job, info.as_ref(), header).await? else {
+        return Ok(None);
+    };
+    let names: Vec<&str> = header.iter().map(String::as_str).collect();
+    let mut bound = bind(mapping, &names, &types, header)?;
+    let missing: Vec<String> = match &info {
+        None => Vec::new(),
+        Some(t) => bound
+            .names()
+            .into_iter()
+            .filter(|n| t.column_type(n).is_none())
+            .map(str::to_owned)
+            .collect(),
+    };
+    let mut frozen = Vec::new();
+    let info = if info.is_none()
+        || (!missing.is_empty() && mapping.schema_policy == SchemaPolicy::Evolve)
+    {
+        evolve(conn, &bound).await?
+    } else {
+        if !missing.is_empty() {
+            (bound, frozen) = freeze(mapping, bound, &missing, &names, &types, header)?;
+        }
+        info.unwrap_or_default()
+    };
+    if !info.has_unique_key(&mapping.key) {
+        return Err(Fail::Permanent(Error::NoUniqueKey {
+            table: mapping.table.to_string(),
+            key: mapping.key.join(", "),
+            create: bound.plan().unique_index(),
+        }));
+    }
+    Ok(Some(Prepared {
+        bound,
+        frozen,
+        guessed,
+    }))
+}
+
+/// The type of each header column: the mapping's, else the existing column's, else inferred
+/// from the values (the names of those guessed from the first rows come second). `None` when
+/// there is no row to infer from and no table.
+async fn column_types<S: Store>(
+    job: &Job<'_, S>,
+    info: Option<&TableInfo>,
+    header: &[String],
+) -> Result<Option<(Vec<ColumnType>, Vec<String>)>, Fail> {
+    let mapping = job.mapping;
+    let mut types = vec![ColumnType::Text; header.len()];
+    let mut to_infer = Vec::new();
+    for (i, src) in header.iter().enumerate() {
+        let Some(target) = mapping.target_name(src) else {
+            continue;
+        };
+        if mapping.has_type(src) {
+            continue;
+        }
+        match info.and_then(|t| t.column_type(target)) {
+            Some(pg) => types[i] = ColumnType::from_pg(pg).unwrap_or(ColumnType::Text),
+            None => to_infer.push(i),
+        }
+    }
+    let mut guessed = Vec::new();
+    if to_infer.is_empty() {
+        return Ok(Some((types, guessed)));
+    }
+    let raw = job.open_again().await?;
+    let (width, cols, limit) = (header.len(), to_infer.clone(), job.infer_rows);
+    let inferred = blocking(move || infer(raw, width, &cols, limit)).await??;
+    if inferred.rows == 0 && info.is_none() {
+        return Ok(None);
+    }
+    for i in to_infer {
+        types[i] = inferred.types[i];
+        if !inferred.whole {
+            guessed.extend(mapping.target_name(&header[i]).map(str::to_owned));
+        }
+    }
+    Ok(Some((types, guessed)))
+}
+
+fn bind(
+    mapping: &Mapping,
+    names: &[&str],
+    types: &[ColumnType],
+    header: &[String],
+) -> Result<BoundMapping, Error> {
+    mapping.bind(names, types).map_err(|source| Error::Mapping {
+        source,
+        header: header_preview(header),
+    })
+}
+
+/// Creates the table, or adds the columns it lacks, under the table's DDL lock; returns the
+/// table as it is now.
+async fn evolve(conn: &mut PgConnection, bound: &BoundMapping) -> Result<TableInfo, Fail> {
+    let plan = bound.plan();
+    let table = &plan.table;
+    catalog::begin_ddl(conn, table).await?;
+    // Another loader may have changed the table while we waited for the lock.
+    match catalog::table_info(conn, table).await? {
+        None => {
+            tracing::info!(table = %table, "creating the target table");
+            sqlx::query(sqlx::AssertSqlSafe(plan.create_table()))
+                .execute(&mut *conn)
+                .await?;
+        }
+        Some(t) => {
+            let existing: Vec<String> = t.columns.iter().map(|c| c.0.clone()).collect();
+            for ddl in plan.add_columns(&existing) {
+                tracing::info!(table = %table, %ddl, "schema evolves");
+                sqlx::query(sqlx::AssertSqlSafe(ddl))
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+    }
+    Ok(catalog::table_info(conn, table).await?.unwrap_or_default())
+}
+
+/// freeze: the columns the table lacks are dropped from the mapping, and remembered so that
+/// rows with values in them are rejected. A derived column the table lacks cannot be dropped.
+fn freeze(
+    mapping: &Mapping,
+    bound: BoundMapping,
+    missing: &[String],
+    names: &[&str],
+    types: &[ColumnType],
+    header: &[String],
+) -> Result<(BoundMapping, Vec<(usize, String)>), Error> {
+    let mut frozen = Vec::new();
+    let mut frozen_mapping = mapping.clone();
+    for name in missing {
+        let i = bound
+            .names()
+            .iter()
+            .position(|n| n == name)
+            .expect("missing names come from the bound names");
+        let Some(c) = bound.source_column(i) else {
+            return Err(Error::Frozen {
+                column: name.clone(),
+                table: mapping.table.to_string(),
+            });
+        };
+        frozen.push((c, name.clone()));
+        let dropped = ColumnRule {
+            rename: None,
+            conversion: None,
+            default: None,
+            redact: None,
+            drop: true,
+        };
+        frozen_mapping.columns.insert(header[c].clone(), dropped);
+    }
+    Ok((bind(&frozen_mapping, names, types, header)?, frozen))
+}
+
+/// Types inferred by [`infer`].
+struct Inferred {
+    types: Vec<ColumnType>,
+    /// Rows read.
+    rows: u64,
+    /// Every row was read: the types are certain, not guessed.
+    whole: bool,
+}
+
+/// A first pass over the object for the types of columns (`cols`) neither the mapping nor the
+/// table gives: over the first `limit` rows, and on until each of them has shown a value, or
+/// over the whole object.
+fn infer(
+    raw: Box<dyn io::Read + Send>,
+    width: usize,
+    cols: &[usize],
+    limit: Option<u64>,
+) -> Result<Inferred, Error> {
+    let mut reader = CsvReader::new(decode(raw)?);
+    let mut rec = CsvRecord::default();
+    reader.read(&mut rec)?; // the header
+    let mut inf = Inference::new(width);
+    let mut rows = 0;
+    let known = |inf: &Inference| {
+        cols.iter()
+            .all(|&i| inf.guesses().get(i).is_some_and(|g| *g != Guess::Unknown))
+    };
+    while !(limit.is_some_and(|l| rows >= l) && known(&inf)) {
+        if !reader.read(&mut rec)? {
+            return Ok(Inferred {
+                types: inf.types(),
+                rows,
+                whole: true,
+            });
+        }
+        rows += 1;
+        if rec.len() != width {
+            continue; // ragged: rejected later, no say in the types
+        }
+        for (i, f) in rec.iter().enumerate() {
+            // Invalid UTF-8 is rejected later; it has no say in the types either.
+            if let Some(v) = f.and_then(|f| std::str::from_utf8(f).ok()) {
+                inf.observe(i, Some(v));
+            }
+        }
+    }
+    Ok(Inferred {
+        types: inf.types(),
+        rows,
+        whole: false,
+    })
+}

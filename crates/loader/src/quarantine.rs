@@ -1,0 +1,100 @@
+//! Rejected rows: a CSV file of `_line`, `_error` and the row as read, written as they come and
+//! uploaded with the load, beside the first few reasons for error messages.
+
+use std::io::Seek;
+
+use sluice_flatten::csv::{CsvRecord, CsvWriter};
+
+use crate::error::{Error, Rejection};
+
+/// How many bad lines an over-the-limit error names.
+const SAMPLE_LINES: usize = 5;
+
+/// The quarantine file being written (created with the first rejected row).
+#[derive(Debug)]
+pub(crate) struct Quarantine {
+    header: Vec<String>,
+    writer: Option<CsvWriter<std::fs::File>>,
+    rejected: u64,
+    samples: Vec<Rejection>,
+}
+
+/// The rejected rows of a load.
+#[derive(Debug, Default)]
+pub(crate) struct Quarantined {
+    pub rejected: u64,
+    /// The first few, for error messages.
+    pub samples: Vec<Rejection>,
+    /// The quarantine file, rewound; `None` when no row was rejected.
+    pub file: Option<std::fs::File>,
+}
+
+impl Quarantine {
+    pub fn new(header: Vec<String>) -> Self {
+        Self {
+            header,
+            writer: None,
+            rejected: 0,
+            samples: Vec::new(),
+        }
+    }
+
+    /// Adds a rejected row with its fields as read.
+    pub fn add(&mut self, rejection: Rejection, record: &CsvRecord) -> Result<(), Error> {
+        self.rejected += 1;
+        let line = rejection.line.to_string();
+        let reason = rejection.reason.to_string();
+        if self.samples.len() < SAMPLE_LINES {
+            self.samples.push(rejection);
+        }
+        let writer = match &mut self.writer {
+            Some(w) => w,
+            None => self.writer.insert(Self::create(&self.header)?),
+        };
+        writer
+            .write_fields(
+                [Some(line.as_bytes()), Some(reason.as_bytes())]
+                    .into_iter()
+                    .chain(record.iter()),
+            )
+            .map_err(Error::Quarantine)
+    }
+
+    fn create(header: &[String]) -> Result<CsvWriter<std::fs::File>, Error> {
+        let file = tempfile::tempfile().map_err(Error::Quarantine)?;
+        let mut w = CsvWriter::new(file);
+        w.write_fields(
+            ["_line", "_error"]
+                .into_iter()
+                .chain(header.iter().map(String::as_str))
+                .map(Some),
+        )
+        .map_err(Error::Quarantine)?;
+        Ok(w)
+    }
+
+    pub fn finish(self) -> Result<Quarantined, Error> {
+        let file = match self.writer {
+            None => None,
+            Some(w) => {
+                let mut file = w.into_inner().map_err(Error::Quarantine)?;
+                file.rewind().map_err(Error::Quarantine)?;
+                Some(file)
+            }
+        };
+        Ok(Quarantined {
+            rejected: self.rejected,
+            samples: self.samples,
+            file,
+        })
+    }
+}
+
+/// `quarantine/` + `raw/x/a.csv.gz` → `quarantine/raw/x/a.csv` (quarantine files are plain CSV).
+///
+/// ```
+/// assert_eq!(sluice_loader::quarantine_key("q/", "raw/x/a.csv.gz"), "q/raw/x/a.csv");
+/// ```
+pub fn quarantine_key(prefix: &str, key: &str) -> String {
+    format!("{prefix}{}", key.strip_suffix(".gz").unwrap_or(key))
+}
