@@ -332,6 +332,36 @@ pub fn serve_s3_in_background(root: PathBuf, addr: SocketAddr) -> Result<S3Endpo
     })
 }
 
+/// Where `s3s-fs` is more lenient than S3, answers as S3 does. Its buckets have no versioning,
+/// yet it ignores a `versionId` and serves the current bytes; S3 refuses a version id on such a
+/// bucket (400 InvalidArgument), so a reader that asks for a version never gets another one's
+/// bytes.
+#[derive(Debug, Clone, Copy)]
+struct Unversioned;
+
+#[async_trait::async_trait]
+impl s3s::access::S3Access for Unversioned {
+    async fn check(&self, cx: &mut s3s::access::S3AccessContext<'_>) -> s3s::S3Result<()> {
+        match cx.credentials() {
+            Some(_) => Ok(()),
+            None => Err(s3s::s3_error!(AccessDenied, "Signature is required")),
+        }
+    }
+
+    async fn get_object(
+        &self,
+        req: &mut s3s::S3Request<s3s::dto::GetObjectInput>,
+    ) -> s3s::S3Result<()> {
+        match req.input.version_id.as_deref() {
+            None | Some("null") => Ok(()),
+            Some(_) => Err(s3s::s3_error!(
+                InvalidArgument,
+                "Invalid version id specified"
+            )),
+        }
+    }
+}
+
 /// Serves `root` as an S3 endpoint on an already bound listener, until the task is dropped.
 pub async fn serve_s3(root: PathBuf, listener: tokio::net::TcpListener) -> Result<()> {
     use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -343,6 +373,7 @@ pub async fn serve_s3(root: PathBuf, listener: tokio::net::TcpListener) -> Resul
         S3_ACCESS_KEY,
         S3_SECRET_KEY,
     ));
+    builder.set_access(Unversioned);
     let service = builder.build();
     loop {
         let (socket, _) = match listener.accept().await {
