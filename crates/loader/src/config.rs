@@ -126,49 +126,14 @@ impl Config {
             })
             .transpose()?;
         let ca_bundle = get("DATABASE_CA_BUNDLE").map(PathBuf::from);
-        let mut mappings = BTreeMap::new();
-        mappings.insert(
-            "hotmart-sales".to_owned(),
-            Mapping::from_toml(HOTMART_SALES_MAPPING).map_err(|source| ConfigError::Mapping {
-                path: "built-in hotmart-sales".into(),
-                source,
-            })?,
-        );
-        if let Some(path) = get("MAPPINGS") {
-            for (source, m) in read_mappings(Path::new(&path))? {
-                mappings.insert(source, m);
-            }
-        }
-        let max_reject_ratio = match get("MAX_REJECT_RATIO") {
-            None => 0.1,
-            Some(v) => v
-                .parse::<f64>()
-                .ok()
-                .filter(|r| (0.0..=1.0).contains(r))
-                .ok_or_else(|| invalid("MAX_REJECT_RATIO", format!("{v:?} is not in 0..=1")))?,
-        };
-        let batch_bytes = match get("COPY_BATCH_BYTES") {
-            None => 1 << 20,
-            Some(v) => v
-                .parse::<usize>()
-                .ok()
-                .filter(|n| *n >= 1024)
-                .ok_or_else(|| invalid("COPY_BATCH_BYTES", format!("{v:?}: need ≥ 1024")))?,
-        };
-        let acquire_timeout = match get("DATABASE_ACQUIRE_TIMEOUT_SECS") {
-            None => std::time::Duration::from_secs(10),
-            Some(v) => v
-                .parse::<f64>()
-                .ok()
-                .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok())
-                .filter(|d| !d.is_zero())
-                .ok_or_else(|| {
-                    invalid(
-                        "DATABASE_ACQUIRE_TIMEOUT_SECS",
-                        format!("{v:?} is not a positive number of seconds"),
-                    )
-                })?,
-        };
+        let mappings = mappings(get("MAPPINGS"))?;
+        let max_reject_ratio = number(&get, "MAX_REJECT_RATIO", 0.1, " is not in 0..=1", |r| {
+            (0.0..=1.0).contains(r)
+        })?;
+        let batch_bytes = number(&get, "COPY_BATCH_BYTES", 1 << 20, ": need ≥ 1024", |n| {
+            *n >= 1024
+        })?;
+        let acquire_timeout = acquire_timeout(get("DATABASE_ACQUIRE_TIMEOUT_SECS"))?;
         Ok(Self {
             acquire_timeout,
             database,
@@ -193,6 +158,58 @@ impl Config {
         let suffix_ok = SUFFIXES.iter().any(|s| key.ends_with(s));
         (!source.is_empty() && suffix_ok).then_some(source)
     }
+}
+
+/// The built-in `hotmart-sales` mapping plus those under `MAPPINGS` (which may replace it).
+fn mappings(path: Option<String>) -> Result<BTreeMap<String, Mapping>, ConfigError> {
+    let mut mappings = BTreeMap::new();
+    mappings.insert(
+        "hotmart-sales".to_owned(),
+        Mapping::from_toml(HOTMART_SALES_MAPPING).map_err(|source| ConfigError::Mapping {
+            path: "built-in hotmart-sales".into(),
+            source,
+        })?,
+    );
+    if let Some(path) = path {
+        mappings.extend(read_mappings(Path::new(&path))?);
+    }
+    Ok(mappings)
+}
+
+/// A number from `var`: `default` when unset; an error (the value, then `why`) when it does not parse or
+/// `ok` refuses it.
+fn number<T: std::str::FromStr>(
+    get: impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: T,
+    why: &str,
+    ok: impl Fn(&T) -> bool,
+) -> Result<T, ConfigError> {
+    match get(var) {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<T>()
+            .ok()
+            .filter(ok)
+            .ok_or_else(|| invalid(var, format!("{v:?}{why}"))),
+    }
+}
+
+/// `DATABASE_ACQUIRE_TIMEOUT_SECS` (default 10): a positive number of seconds.
+fn acquire_timeout(v: Option<String>) -> Result<std::time::Duration, ConfigError> {
+    let Some(v) = v else {
+        return Ok(std::time::Duration::from_secs(10));
+    };
+    v.parse::<f64>()
+        .ok()
+        .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok())
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            invalid(
+                "DATABASE_ACQUIRE_TIMEOUT_SECS",
+                format!("{v:?} is not a positive number of seconds"),
+            )
+        })
 }
 
 /// `raw` → `raw/`; empty stays empty (the whole bucket).

@@ -99,56 +99,10 @@ fn from_nanos(n: Option<i64>) -> Option<jiff::Timestamp> {
 /// left out; keys are decoded.
 pub fn objects(event: &Value) -> Result<Vec<ObjectRef>, EventError> {
     if event.get("Records").is_some() {
-        let ev: S3Event = serde_json::from_value(event.clone()).map_err(|e| malformed("S3", e))?;
-        let mut out = Vec::new();
-        for r in ev.records {
-            if r.event_name
-                .as_deref()
-                .is_some_and(|n| !n.contains("ObjectCreated"))
-            {
-                continue;
-            }
-            let o = r.s3.object;
-            let key = o
-                .key
-                .ok_or_else(|| malformed("S3", "a record has no s3.object.key"))?;
-            out.push(ObjectRef {
-                bucket: r
-                    .s3
-                    .bucket
-                    .name
-                    .ok_or_else(|| malformed("S3", "a record has no s3.bucket.name"))?,
-                key: decode_key(&key)?,
-                version_id: o.version_id.filter(|v| !v.is_empty() && v != "null"),
-                etag: o.e_tag.filter(|e| !e.is_empty()),
-                sequencer: o.sequencer,
-                event_time: from_nanos(r.event_time.timestamp_nanos_opt()),
-            });
-        }
-        return Ok(out);
+        return s3_notification(event);
     }
     if event.get("detail-type").is_some() {
-        let ev: EventBridgeEvent<EbDetail> =
-            serde_json::from_value(event.clone()).map_err(|e| malformed("EventBridge", e))?;
-        if ev.source != "aws.s3" || ev.detail_type != "Object Created" {
-            return Err(malformed(
-                "EventBridge",
-                format!(
-                    "source {:?}, detail-type {:?}: expected aws.s3 \"Object Created\"",
-                    ev.source, ev.detail_type
-                ),
-            ));
-        }
-        let o = ev.detail.object;
-        return Ok(vec![ObjectRef {
-            bucket: ev.detail.bucket.name,
-            // Encoded like the S3 notification's key.
-            key: decode_key(&o.key)?,
-            version_id: o.version_id.filter(|v| !v.is_empty() && v != "null"),
-            etag: o.etag,
-            sequencer: o.sequencer,
-            event_time: from_nanos(ev.time.and_then(|t| t.timestamp_nanos_opt())),
-        }]);
+        return eventbridge(event).map(|o| vec![o]);
     }
     if event.get("bucket").is_some() && event.get("key").is_some() {
         let r: Replay =
@@ -161,6 +115,59 @@ pub fn objects(event: &Value) -> Result<Vec<ObjectRef>, EventError> {
         }]);
     }
     Err(EventError::Unknown)
+}
+
+/// The created objects of an S3 notification (other event kinds are passed over).
+fn s3_notification(event: &Value) -> Result<Vec<ObjectRef>, EventError> {
+    let ev: S3Event = serde_json::from_value(event.clone()).map_err(|e| malformed("S3", e))?;
+    let mut out = Vec::new();
+    for r in ev.records {
+        if r.event_name
+            .as_deref()
+            .is_some_and(|n| !n.contains("ObjectCreated"))
+        {
+            continue;
+        }
+        let o = r.s3.object;
+        let key = o
+            .key
+            .ok_or_else(|| malformed("S3", "a record has no s3.object.key"))?;
+        let bucket = r.s3.bucket.name;
+        out.push(ObjectRef {
+            bucket: bucket.ok_or_else(|| malformed("S3", "a record has no s3.bucket.name"))?,
+            key: decode_key(&key)?,
+            version_id: o.version_id.filter(|v| !v.is_empty() && v != "null"),
+            etag: o.e_tag.filter(|e| !e.is_empty()),
+            sequencer: o.sequencer,
+            event_time: from_nanos(r.event_time.timestamp_nanos_opt()),
+        });
+    }
+    Ok(out)
+}
+
+/// The object of an EventBridge "Object Created" event.
+fn eventbridge(event: &Value) -> Result<ObjectRef, EventError> {
+    let ev: EventBridgeEvent<EbDetail> =
+        serde_json::from_value(event.clone()).map_err(|e| malformed("EventBridge", e))?;
+    if ev.source != "aws.s3" || ev.detail_type != "Object Created" {
+        return Err(malformed(
+            "EventBridge",
+            format!(
+                "source {:?}, detail-type {:?}: expected aws.s3 \"Object Created\"",
+                ev.source, ev.detail_type
+            ),
+        ));
+    }
+    let o = ev.detail.object;
+    Ok(ObjectRef {
+        bucket: ev.detail.bucket.name,
+        // Encoded like the S3 notification's key.
+        key: decode_key(&o.key)?,
+        version_id: o.version_id.filter(|v| !v.is_empty() && v != "null"),
+        etag: o.etag,
+        sequencer: o.sequencer,
+        event_time: from_nanos(ev.time.and_then(|t| t.timestamp_nanos_opt())),
+    })
 }
 
 #[cfg(test)]

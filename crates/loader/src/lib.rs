@@ -13,7 +13,8 @@
 //!
 //! The modules follow one load: [`event`] (which objects), [`store`] (their bytes), `rows`
 //! (records → typed or rejected rows, pure), `prepare` (types and DDL), `copy` (the `COPY`
-//! protocol), `quarantine`, `ledger`, and `load`, which tells one attempt from start to commit.
+//! protocol), `upsert` (the staged path's statement), `quarantine`, `ledger`, `job` (what an
+//! attempt's steps share), and `load`, which tells one attempt from start to commit.
 //!
 //! The handler is a plain async function: tests call it with the same event files that
 //! `cargo lambda invoke --data-file` uses.
@@ -39,6 +40,7 @@ mod copy;
 mod error;
 pub mod event;
 mod handler;
+mod job;
 mod ledger;
 mod load;
 mod prepare;
@@ -46,6 +48,7 @@ mod quarantine;
 mod rows;
 pub mod store;
 mod summary;
+mod upsert;
 
 pub use crate::config::{Config, ConfigError, DatabaseSource, RdsSecret, Secret};
 pub use crate::error::{Error, LoadError, Reject, Rejection, is_retryable_db};

@@ -5,27 +5,28 @@
 //! value that does not fit a type guessed from the first rows runs it again with types from the
 //! whole object.
 
-use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
 use sluice_edge::Failure;
-use sluice_transform::{Mapping, RowContext, UpsertPlan};
-use sqlx::{PgConnection, PgPool, Row};
+use sluice_transform::{Mapping, RowContext};
+use sqlx::{PgConnection, PgPool};
 use tracing::Instrument;
 
 use crate::config::Config;
-use crate::copy::{Copied, STAGE, copy_rows};
+use crate::copy::{Copied, copy_rows};
 use crate::error::{Error, Fail, LoadError};
 use crate::event::ObjectRef;
+use crate::job::{Job, blocking, job, rules};
 use crate::ledger;
-use crate::prepare::{INFER_ROWS, Prepared, prepare};
+use crate::prepare::{INFER_ROWS, prepare};
 use crate::quarantine::quarantine_key;
-use crate::rows::{Rows, Rules, read_header};
-use crate::store::{ObjectMeta, Store};
-use crate::summary::{LoadPath, ObjectStatus, ObjectSummary};
+use crate::rows::{Rows, read_header};
+use crate::store::Store;
+use crate::summary::{LoadPath, ObjectStatus, ObjectSummary, logged, object_span};
+use crate::upsert::upsert;
 
 /// Attempts per object when the failure is retryable.
 const MAX_ATTEMPTS: usize = 4;
@@ -36,43 +37,6 @@ pub struct Loader {
     pool: PgPool,
     config: Arc<Config>,
     ledger_ready: tokio::sync::OnceCell<()>,
-}
-
-/// One attempt at one object: what each of its steps needs.
-#[derive(Debug)]
-pub(crate) struct Job<'a, S> {
-    pub store: &'a S,
-    /// The object, its version pinned to the one the attempt's first read saw.
-    pub object: ObjectRef,
-    /// What the ledger knows the object by: the version id, else the ETag, else `-`.
-    pub version: String,
-    pub mapping: &'a Mapping,
-    /// Rows read to guess the types of new columns; `None`: the whole object.
-    pub infer_rows: Option<u64>,
-}
-
-impl<S: Store> Job<'_, S> {
-    /// Reads the object again: the version the first read saw, where the bucket has versions.
-    pub(crate) async fn open_again(&self) -> Result<Box<dyn io::Read + Send>, Fail> {
-        let o = &self.object;
-        let (_, raw) = self
-            .store
-            .open(&o.bucket, &o.key, o.version_id.as_deref())
-            .await?;
-        Ok(raw)
-    }
-
-    fn entry(&self) -> ledger::Entry<'_> {
-        let o = &self.object;
-        ledger::Entry {
-            bucket: &o.bucket,
-            key: &o.key,
-            version: &self.version,
-            etag: o.etag.as_deref(),
-            version_id: o.version_id.as_deref(),
-            sequencer: o.sequencer.as_deref(),
-        }
-    }
 }
 
 impl Loader {
@@ -276,7 +240,9 @@ impl Loader {
         summary.path = Some(copied.path);
         summary.rows.rows_read = copied.rows_read;
         summary.rows.rejected = copied.quarantined.rejected;
-        self.check_ratio(&copied)?;
+        copied
+            .quarantined
+            .check_ratio(copied.rows_read, self.config.max_reject_ratio)?;
         match copied.path {
             LoadPath::Direct => summary.rows.inserted = copied.sent,
             LoadPath::Staged => upsert(tx, &plan, &copied, summary).await?,
@@ -325,117 +291,4 @@ impl Loader {
             copied => copied,
         }
     }
-
-    /// Above `MAX_REJECT_RATIO` the object fails as a whole.
-    fn check_ratio(&self, c: &Copied) -> Result<(), Fail> {
-        let (rejected, rows) = (c.quarantined.rejected, c.rows_read);
-        let limit = self.config.max_reject_ratio;
-        if rows > 0 && rejected as f64 / rows as f64 > limit {
-            return Err(Fail::Permanent(Error::TooManyRejected {
-                rejected,
-                rows,
-                limit,
-                samples: c.quarantined.samples.clone(),
-            }));
-        }
-        Ok(())
-    }
-}
-
-/// The attempt's job: the object pinned to the version its first read saw.
-fn job<'a, S>(
-    store: &'a S,
-    object: &ObjectRef,
-    meta: &ObjectMeta,
-    mapping: &'a Mapping,
-    infer_rows: Option<u64>,
-) -> Job<'a, S> {
-    let object = ObjectRef {
-        version_id: meta.version_id.clone().or(object.version_id.clone()),
-        etag: meta.etag.clone().or(object.etag.clone()),
-        ..object.clone()
-    };
-    let version = object
-        .version_id
-        .clone()
-        .or(object.etag.clone())
-        .unwrap_or_else(|| "-".to_owned());
-    Job {
-        store,
-        object,
-        version,
-        mapping,
-        infer_rows,
-    }
-}
-
-fn rules(prepared: Prepared, header: Vec<String>, ctx: RowContext) -> Rules {
-    Rules {
-        header,
-        bound: prepared.bound,
-        frozen: prepared.frozen,
-        guessed: prepared.guessed,
-        ctx,
-    }
-}
-
-/// The staged rows into the table: one statement, which skips the sort when the keys came in
-/// order and the de-duplication when none repeated.
-async fn upsert(
-    tx: &mut PgConnection,
-    plan: &UpsertPlan,
-    copied: &Copied,
-    summary: &mut ObjectSummary,
-) -> Result<(), Fail> {
-    let t0 = Instant::now();
-    let sql = if copied.keys.presorted {
-        // Strictly ascending keys are unique too.
-        plan.upsert_unique(STAGE, true)
-    } else if copied.keys.unique {
-        plan.upsert_unique(STAGE, false)
-    } else {
-        plan.upsert(STAGE)
-    };
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .fetch_one(&mut *tx)
-        .await?;
-    summary.upsert_ms = t0.elapsed().as_millis() as u64;
-    let (inserted, updated, distinct): (i64, i64, i64) =
-        (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
-    summary.rows.inserted = inserted as u64;
-    summary.rows.updated = updated as u64;
-    summary.rows.unchanged = (distinct - inserted - updated) as u64;
-    summary.rows.duplicates = copied.sent - distinct as u64;
-    Ok(())
-}
-
-/// The span every event of one object's load is logged in.
-fn object_span(object: &ObjectRef) -> tracing::Span {
-    tracing::info_span!("object", bucket = %object.bucket, key = %object.key,
-        version = tracing::field::Empty)
-}
-
-/// Logs how an object's load ended (in its span).
-async fn logged(
-    work: impl Future<Output = Result<ObjectSummary, LoadError>>,
-) -> Result<ObjectSummary, LoadError> {
-    let result = work.await;
-    match &result {
-        Ok(s) => tracing::info!(status = ?s.status, rows_read = s.rows.rows_read,
-            inserted = s.rows.inserted, updated = s.rows.updated, unchanged = s.rows.unchanged,
-            rejected = s.rows.rejected, duplicates = s.rows.duplicates,
-            duration_ms = s.duration_ms, "object done"),
-        Err(e) => tracing::error!(retryable = e.is_retryable(), error = %e.error,
-            attempts = e.attempts, "object failed"),
-    }
-    result
-}
-
-/// Runs blocking work (reading and parsing the object) off the async threads.
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, Fail> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Fail::Permanent(Error::Reader(format!("reader task failed: {e}"))))
 }

@@ -12,7 +12,7 @@ use sqlx::PgConnection;
 
 use crate::catalog::{self, TableInfo};
 use crate::error::{Error, Fail};
-use crate::load::{Job, blocking};
+use crate::job::{Job, blocking};
 use crate::rows::header_preview;
 use crate::store::{Store, decode};
 

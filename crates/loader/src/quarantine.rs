@@ -90,6 +90,21 @@ impl Quarantine {
     }
 }
 
+impl Quarantined {
+    /// Above `limit` (`MAX_REJECT_RATIO`) of `rows_read` rejected, the object fails as a whole.
+    pub fn check_ratio(&self, rows_read: u64, limit: f64) -> Result<(), Error> {
+        if rows_read > 0 && self.rejected as f64 / rows_read as f64 > limit {
+            return Err(Error::TooManyRejected {
+                rejected: self.rejected,
+                rows: rows_read,
+                limit,
+                samples: self.samples.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// `quarantine/` + `raw/x/a.csv.gz` → `quarantine/raw/x/a.csv` (quarantine files are plain CSV).
 ///
 /// ```

@@ -2,6 +2,9 @@
 
 use serde::Serialize;
 
+use crate::error::LoadError;
+use crate::event::ObjectRef;
+
 /// Row counts of a load. Always: `rows_read = inserted + updated + unchanged + rejected +
 /// duplicates`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -80,4 +83,26 @@ pub struct ObjectSummary {
     pub copy_ms: u64,
     /// Time spent in the upsert statement.
     pub upsert_ms: u64,
+}
+
+/// The span every event of one object's load is logged in.
+pub(crate) fn object_span(object: &ObjectRef) -> tracing::Span {
+    tracing::info_span!("object", bucket = %object.bucket, key = %object.key,
+        version = tracing::field::Empty)
+}
+
+/// Logs how an object's load ended (in its span).
+pub(crate) async fn logged(
+    work: impl Future<Output = Result<ObjectSummary, LoadError>>,
+) -> Result<ObjectSummary, LoadError> {
+    let result = work.await;
+    match &result {
+        Ok(s) => tracing::info!(status = ?s.status, rows_read = s.rows.rows_read,
+            inserted = s.rows.inserted, updated = s.rows.updated, unchanged = s.rows.unchanged,
+            rejected = s.rows.rejected, duplicates = s.rows.duplicates,
+            duration_ms = s.duration_ms, "object done"),
+        Err(e) => tracing::error!(retryable = e.is_retryable(), error = %e.error,
+            attempts = e.attempts, "object failed"),
+    }
+    result
 }
