@@ -200,7 +200,7 @@ impl Run<'_> {
         match (o, self.s3) {
             (Object::Local(r), _) => {
                 let store = Routed {
-                    objects: LocalStore,
+                    objects: &LocalStore,
                     quarantine: q,
                 };
                 loader.load_with(&store, r, source, mapping).await

@@ -323,13 +323,13 @@ impl Store for LocalStore {
 
 /// Objects from one store, quarantine files to another (the CLI reads local files and may
 /// quarantine to S3, or the other way round).
-#[derive(Debug, Clone)]
-pub struct Routed<R, W> {
-    pub objects: R,
-    pub quarantine: W,
+#[derive(Debug, Clone, Copy)]
+pub struct Routed<'a, R, W> {
+    pub objects: &'a R,
+    pub quarantine: &'a W,
 }
 
-impl<R: Store, W: Store> Store for Routed<R, W> {
+impl<R: Store, W: Store> Store for Routed<'_, R, W> {
     fn open(
         &self,
         bucket: &str,
@@ -346,25 +346,5 @@ impl<R: Store, W: Store> Store for Routed<R, W> {
         file: std::fs::File,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         self.quarantine.put_file(bucket, key, file)
-    }
-}
-
-impl<T: Store> Store for &T {
-    fn open(
-        &self,
-        bucket: &str,
-        key: &str,
-        version_id: Option<&str>,
-    ) -> impl Future<Output = Result<(ObjectMeta, Box<dyn Read + Send>), StoreError>> + Send {
-        (**self).open(bucket, key, version_id)
-    }
-
-    fn put_file(
-        &self,
-        bucket: &str,
-        key: &str,
-        file: std::fs::File,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        (**self).put_file(bucket, key, file)
     }
 }
