@@ -21,6 +21,8 @@ pub(crate) struct Job<'a, S> {
     /// What the ledger knows the object by: the version id, else the ETag, else `-`.
     pub version: String,
     pub mapping: &'a Mapping,
+    /// The target table, `schema.name`: part of the ledger's identity.
+    pub target: String,
     /// Rows read to guess the types of new columns; `None`: the whole object.
     pub infer_rows: Option<u64>,
 }
@@ -45,6 +47,7 @@ impl<S: Store> Job<'_, S> {
             etag: o.etag.as_deref(),
             version_id: o.version_id.as_deref(),
             sequencer: o.sequencer.as_deref(),
+            target: &self.target,
         }
     }
 }
@@ -71,6 +74,7 @@ pub(crate) fn job<'a, S>(
         store,
         object,
         version,
+        target: mapping.table.to_string(),
         mapping,
         infer_rows,
     }

@@ -188,7 +188,7 @@ impl Loader {
             key: object.key.clone(),
             version: job.version.clone(),
             source: source.to_owned(),
-            table: mapping.table.to_string(),
+            table: job.target.clone(),
             ..ObjectSummary::default()
         };
         self.ensure_ledger().await?;
