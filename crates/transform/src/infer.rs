@@ -1,16 +1,23 @@
 //! Type inference without a mapping: per column, the narrowest of boolean / bigint / numeric /
 //! timestamptz / text that fits every value seen, widening as values arrive.
 //!
+//! A number is inferred only where Postgres would store its text unchanged: `0123` (a code, a
+//! CPF), `+1`, `-0`, `1e3`, `.5` or `5.` make the column text, so that no value is changed on its
+//! way in and no two distinct keys (`0123`, `123`) become one.
+//!
 //! ```
 //! use sluice_transform::{ColumnType, Inference};
 //!
-//! let mut inf = Inference::new(3);
-//! inf.observe_row([Some("1"), Some("true"), Some("2024-01-02T03:04:05Z")]);
-//! inf.observe_row([Some("1e400"), None, Some("2024-01-02T03:04:05+01:00")]);
-//! assert_eq!(inf.types(), [ColumnType::Numeric, ColumnType::Boolean, ColumnType::Timestamptz]);
+//! let mut inf = Inference::new(4);
+//! inf.observe_row([Some("1"), Some("true"), Some("2024-01-02T03:04:05Z"), Some("01234567890")]);
+//! inf.observe_row([Some("2.50"), None, Some("2024-01-02T03:04:05+01:00"), Some("12345678901")]);
+//! assert_eq!(
+//!     inf.types(),
+//!     [ColumnType::Numeric, ColumnType::Boolean, ColumnType::Timestamptz, ColumnType::Text]
+//! );
 //! ```
 
-use crate::types::{ColumnType, is_decimal};
+use crate::types::ColumnType;
 
 /// What a column looks like so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -30,10 +37,10 @@ impl Guess {
     pub fn of(v: &str) -> Self {
         if v == "true" || v == "false" {
             Self::Boolean
-        } else if v.parse::<i64>().is_ok() && !v.starts_with('+') {
+        } else if v.parse::<i64>().is_ok_and(|n| n.to_string() == v) {
             Self::Bigint
-        } else if is_decimal(v) && !v.starts_with('+') {
-            // Non-integers are numeric (exact), never double: 1e400 overflows a double.
+        } else if is_canonical_decimal(v) {
+            // Non-integers are numeric (exact, keeps trailing zeros), never double.
             Self::Numeric
         } else if v.len() >= 20 && v.as_bytes()[4] == b'-' && v.parse::<jiff::Timestamp>().is_ok() {
             Self::Timestamptz
@@ -62,6 +69,23 @@ impl Guess {
             Self::Unknown | Self::Text => ColumnType::Text,
         }
     }
+}
+
+/// A decimal whose text `numeric` keeps as it is: digits, an optional fraction with digits on
+/// both sides of the point, no leading zero (but `0.5`), no sign but a `-` on a non-zero value,
+/// no exponent (`numeric` would expand it).
+fn is_canonical_decimal(v: &str) -> bool {
+    let negative = v.starts_with('-');
+    let body = v.strip_prefix('-').unwrap_or(v);
+    let (int, frac) = match body.split_once('.') {
+        Some((int, frac)) => (int, Some(frac)),
+        None => (body, None),
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    digits(int)
+        && (int == "0" || !int.starts_with('0'))
+        && frac.is_none_or(digits)
+        && !(negative && body.bytes().all(|b| b == b'0' || b == b'.'))
 }
 
 /// Running inference over the columns of a stream.
@@ -117,8 +141,18 @@ mod tests {
             (&["1", "-2", "9223372036854775807"], ColumnType::Bigint),
             (&["1", "18446744073709551616"], ColumnType::Numeric),
             (&["1", "0.1"], ColumnType::Numeric),
-            (&["1e400"], ColumnType::Numeric),
-            (&["97.00"], ColumnType::Numeric),
+            (&["97.00", "-0.5", "0"], ColumnType::Numeric),
+            // What Postgres would store as other text stays text.
+            (&["0123", "123"], ColumnType::Text),
+            (&["01234567890"], ColumnType::Text),
+            (&["1e400"], ColumnType::Text),
+            (&["1E3"], ColumnType::Text),
+            (&["-0"], ColumnType::Text),
+            (&["-0.00"], ColumnType::Text),
+            (&["007.5"], ColumnType::Text),
+            (&[".5"], ColumnType::Text),
+            (&["5."], ColumnType::Text),
+            (&["+1.5"], ColumnType::Text),
             (&["2023-11-14T22:54:27.173Z"], ColumnType::Timestamptz),
             (&["2023-11-14T22:54:27Z", "1"], ColumnType::Text),
             (&["true", "1"], ColumnType::Text),
