@@ -148,7 +148,18 @@ impl<R: Read> RecordReader<R> {
         let first = self.skip_ws()?;
         let format = self.format.clone();
         self.state = match (&format, first) {
-            (_, None) => State::Done,
+            // An empty document is no records only where records are lines; an API answer
+            // that should hold an array and holds nothing is an error, not an empty page.
+            (InputFormat::Auto | InputFormat::JsonLines, None) => State::Done,
+            (InputFormat::Array, None) => {
+                return Err(self.err("empty input: expected a JSON array of records"));
+            }
+            (InputFormat::Path(path), None) => {
+                return Err(self.err(&format!(
+                    "empty input: expected an object with the records at {:?}",
+                    path.join(".")
+                )));
+            }
             (InputFormat::Auto, Some(b'[')) | (InputFormat::Array, Some(b'[')) => {
                 self.pos += 1;
                 State::ArrayFirst

@@ -160,10 +160,7 @@ impl Credentials {
             source_name: source.name.clone(),
             message,
         };
-        let json: Option<serde_json::Map<String, serde_json::Value>> = secret_json
-            .map(serde_json::from_str)
-            .transpose()
-            .map_err(|e| err(format!("the secret is not a JSON object: {e}")))?;
+        let json = secret_json.map(json_object).transpose().map_err(err)?;
         let get = |key: &str, env: Option<&str>| -> Option<Secret> {
             match &json {
                 Some(j) => j.get(key).and_then(|v| v.as_str()).map(Secret::new),
@@ -478,8 +475,9 @@ impl Api {
                     url: url.clone(),
                     message: format!("not a token response: {e}"),
                 })?;
-            // Refresh a minute early (or at 90 % of a short lifetime).
-            let ttl = Duration::from_secs_f64(t.expires_in.unwrap_or(3600.0).max(0.0));
+            // Refresh a minute early (or at 90 % of a short lifetime); a lifetime that is
+            // negative, not a number or absurd (`1e20`) is clamped, never trusted to panic.
+            let ttl = token_ttl(t.expires_in);
             let early = Duration::from_secs(60).min(ttl / 10);
             Ok(CachedToken {
                 value: Secret::new(t.access_token),
@@ -591,6 +589,41 @@ fn status_error(
     }
 }
 
+/// The secret's JSON object. The error never quotes the secret: serde's type errors would
+/// (`invalid type: string "hunter2"`), so the text is parsed as any JSON first and only its
+/// kind, or the position of a syntax error, is told.
+fn json_object(secret: &str) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    use serde_json::Value;
+    let value: Value = serde_json::from_str(secret).map_err(|e| {
+        format!(
+            "the secret is not JSON (line {} column {})",
+            e.line(),
+            e.column()
+        )
+    })?;
+    let kind = match value {
+        Value::Object(map) => return Ok(map),
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+    };
+    Err(format!("the secret is not a JSON object (it is {kind})"))
+}
+
+/// A token's lifetime from its `expires_in`: an hour when absent, clamped to 0 s ..= 1 day
+/// (a token is fetched again at least daily; NaN counts as 0).
+fn token_ttl(expires_in: Option<f64>) -> Duration {
+    const DAY: f64 = 86_400.0;
+    let secs = expires_in.unwrap_or(3600.0);
+    Duration::from_secs_f64(if secs.is_nan() {
+        0.0
+    } else {
+        secs.clamp(0.0, DAY)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -682,6 +715,20 @@ mod tests {
             e.to_string(),
             "credentials for source \"hotmart-sales\": HOTMART_CLIENT_ID is not set"
         );
+        for (secret, kind) in [
+            (r#""hunter2""#, "it is a string"),
+            ("31415926535", "it is a number"),
+            (r#"["hunter2"]"#, "it is an array"),
+            ("hunter2", "not JSON (line 1 column 1)"),
+        ] {
+            let e = Credentials::resolve(s, |_| None, Some(secret)).unwrap_err();
+            let msg = e.to_string();
+            assert!(msg.contains(kind), "{msg}");
+            assert!(
+                !msg.contains("hunter2") && !msg.contains("31415926535"),
+                "{msg}"
+            );
+        }
         let e = Credentials::resolve(s, |_| None, Some(r#"{"client_id": "a"}"#)).unwrap_err();
         assert!(
             e.to_string()

@@ -122,7 +122,10 @@ impl ObjectWriter {
         };
         let mut csv = CsvWriter::new(body);
         let names: Vec<&str> = header.collect();
-        csv.write_fields(names.iter().map(|n| Some(*n)))?;
+        // No columns known (an empty window): an empty CSV, not a blank header line.
+        if !names.is_empty() {
+            csv.write_fields(names.iter().map(|n| Some(*n)))?;
+        }
         Ok(Self {
             key,
             csv,
@@ -172,6 +175,7 @@ impl ObjectWriter {
                 .bucket(&out.bucket)
                 .key(&self.key)
                 .content_type("text/csv; charset=utf-8")
+                .set_content_encoding(self.key.ends_with(".gz").then(|| "gzip".to_owned()))
                 .set_metadata(Some(self.metadata.clone()))
                 .send()
                 .await

@@ -121,6 +121,8 @@ pub enum Fault {
     Slow { millis: u64 },
     /// A 200 whose body stops half-way: valid HTTP, truncated JSON.
     Truncate,
+    /// A 200 with an empty body (a gateway that lost the response).
+    EmptyBody,
     /// The connection is cut after part of the body was sent.
     Disconnect,
     /// Every token issued so far expires now (this request gets 401).
@@ -138,6 +140,9 @@ pub struct Rules {
     pub latency_ms: u64,
     /// Items at or after this position carry an extra nested object (schema growth).
     pub grow_schema_at: Option<u64>,
+    /// `expires_in` sent with tokens, as is (a hostile or broken token endpoint: `1e20`, `-5`);
+    /// the tokens themselves live as long as the settings say.
+    pub token_expires_in: Option<f64>,
 }
 
 /// Request counters (`GET /_sample/stats`).
@@ -423,10 +428,14 @@ async fn token(
         .unwrap()
         .insert(token.clone(), Instant::now() + s.token_ttl);
     s.counters.token_requests.fetch_add(1, Ordering::Relaxed);
+    let expires_in = match s.rules.lock().unwrap().token_expires_in {
+        Some(v) => serde_json::json!(v),
+        None => serde_json::json!(s.token_ttl.as_secs()),
+    };
     json(
         StatusCode::OK,
         serde_json::json!({"access_token": token, "token_type": "bearer",
-            "expires_in": s.token_ttl.as_secs(), "scope": "read write"}),
+            "expires_in": expires_in, "scope": "read write"}),
     )
 }
 
@@ -556,6 +565,7 @@ async fn sales(
         .fetch_add(body.len() as u64, Ordering::Relaxed);
     let ct = [(header::CONTENT_TYPE, "application/json;charset=UTF-8")];
     match fault {
+        Some(Fault::EmptyBody) => (StatusCode::OK, ct, String::new()).into_response(),
         Some(Fault::Truncate) => {
             let cut = floor_char_boundary(&body, body.len() / 2);
             body.truncate(cut);
