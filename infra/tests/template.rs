@@ -135,8 +135,15 @@ fn grants_are_least_privilege() {
             ("s3:AbortMultipartUpload", "${LakeBucket.Arn}/raw/*"),
             ("s3:GetObject", "${LakeBucket.Arn}/state/*"),
             ("s3:PutObject", "${LakeBucket.Arn}/state/*"),
+            ("s3:ListBucket", "GetAtt:LakeBucket.Arn"),
         ])
     );
+    // Listing is for the state only: a prefix condition keeps the rest of the lake's keys out.
+    let list = st
+        .iter()
+        .find(|(w, s)| w == "IngestRole" && strings(&s["Action"]) == ["s3:ListBucket"])
+        .expect("IngestRole lists state/");
+    assert_eq!(list.1["Condition"]["StringLike"]["s3:prefix"], "state/*");
     assert_eq!(
         grants("LoaderRole"),
         pairs(&[

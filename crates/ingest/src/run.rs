@@ -154,6 +154,16 @@ impl Lake {
         let obj = match got {
             Ok(o) => o,
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 403) => {
+                // S3 answers 403 for a missing key when the role may not list the bucket. A
+                // denial is never taken for "no state": a listing of the key must say so.
+                let denied = aws_sdk_s3::error::DisplayErrorContext(e).to_string();
+                return match self.state_exists(&key).await {
+                    Ok(false) => Ok(None),
+                    Ok(true) => Err(err(denied)),
+                    Err(list) => Err(err(format!("{denied}; listing the key: {list}"))),
+                };
+            }
             Err(e) => return Err(err(aws_sdk_s3::error::DisplayErrorContext(e).to_string())),
         };
         let etag = obj.e_tag().unwrap_or_default().to_owned();
@@ -166,6 +176,22 @@ impl Lake {
         let state: State = serde_json::from_slice(&body)
             .map_err(|e| err(format!("not a sluice state object: {e}")))?;
         Ok(Some((state, etag)))
+    }
+
+    /// Whether the state object `key` exists, by a listing of exactly that key (what the
+    /// role's `s3:ListBucket` on `state/*` allows).
+    async fn state_exists(&self, key: &str) -> Result<bool, String> {
+        let page = self
+            .out
+            .client
+            .list_objects_v2()
+            .bucket(&self.out.bucket)
+            .prefix(key)
+            .max_keys(1)
+            .send()
+            .await
+            .map_err(|e| aws_sdk_s3::error::DisplayErrorContext(e).to_string())?;
+        Ok(page.contents().iter().any(|o| o.key() == Some(key)))
     }
 
     /// Writes the state if it is still the version `etag` names (`None`: if there is none).

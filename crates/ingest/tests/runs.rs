@@ -526,3 +526,42 @@ async fn an_empty_200_body_fails_the_run_and_keeps_the_watermark() -> Result<()>
     assert_eq!((s.status, s.records), (RunStatus::Advanced, 450));
     Ok(())
 }
+
+#[tokio::test]
+async fn a_role_that_may_not_list_the_bucket_still_starts_and_resumes() -> Result<()> {
+    let mut e = env(300, "").await?;
+    // On AWS, a GET of the missing state/ object is 403 for a role without s3:ListBucket.
+    let Some(client) = e.bucket.endpoint.client_without_list() else {
+        eprintln!("skipped: S3_ENDPOINT_URL is not the in-process endpoint");
+        return Ok(());
+    };
+    let denied = client
+        .get_object()
+        .bucket(&e.bucket.name)
+        .key("state/hotmart-sales.json")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        denied.raw_response().map(|r| r.status().as_u16()),
+        Some(403)
+    );
+    e.ingest.lake.out.client = client;
+    let api = &e.ingest.apis["hotmart-sales"];
+    let now = after_all(150);
+    let first = run(api, &e.ingest.lake, RunKind::Scheduled { now }, "first").await?;
+    assert_eq!(
+        first.status,
+        RunStatus::Advanced,
+        "no state yet is not a denial"
+    );
+    let now = after_all(300);
+    let next = run(api, &e.ingest.lake, RunKind::Scheduled { now }, "next").await?;
+    assert_eq!(
+        next.status,
+        RunStatus::Advanced,
+        "the state written is read back"
+    );
+    assert!(next.records > 0 && next.records < 300, "{next:?}");
+    Ok(())
+}

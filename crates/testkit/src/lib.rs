@@ -33,6 +33,9 @@ use sqlx::{ConnectOptions, Connection, PgPool};
 pub const S3_ACCESS_KEY: &str = "sluice-test";
 /// Secret key the in-process S3 endpoint accepts.
 pub const S3_SECRET_KEY: &str = "sluice-test-secret";
+/// Credentials of the in-process endpoint that act as a role without `s3:ListBucket` except on
+/// `state/` (the ingest's role in the template): a GET of a missing key is 403, as on AWS.
+pub const S3_NO_LIST_ACCESS_KEY: &str = "sluice-test-nolist";
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -225,13 +228,18 @@ pub struct S3Endpoint {
 impl S3Endpoint {
     /// A real `aws-sdk-s3` client for this endpoint (path-style addressing).
     pub fn client(&self) -> aws_sdk_s3::Client {
-        let creds = Credentials::new(
-            &self.access_key,
-            &self.secret_key,
-            None,
-            None,
-            "sluice-testkit",
-        );
+        self.client_as(&self.access_key, &self.secret_key)
+    }
+
+    /// A client acting as a role that may list `state/` only (see [`S3_NO_LIST_ACCESS_KEY`]);
+    /// `None` when the endpoint is not the in-process one, which alone emulates it.
+    pub fn client_without_list(&self) -> Option<aws_sdk_s3::Client> {
+        (self.access_key == S3_ACCESS_KEY)
+            .then(|| self.client_as(S3_NO_LIST_ACCESS_KEY, S3_SECRET_KEY))
+    }
+
+    fn client_as(&self, access_key: &str, secret_key: &str) -> aws_sdk_s3::Client {
+        let creds = Credentials::new(access_key, secret_key, None, None, "sluice-testkit");
         let conf = aws_sdk_s3::Config::builder()
             .behavior_version_latest()
             .region(Region::new("us-east-1"))
@@ -332,15 +340,24 @@ pub fn serve_s3_in_background(root: PathBuf, addr: SocketAddr) -> Result<S3Endpo
     })
 }
 
-/// Where `s3s-fs` is more lenient than S3, answers as S3 does. Its buckets have no versioning,
-/// yet it ignores a `versionId` and serves the current bytes; S3 refuses a version id on such a
-/// bucket (400 InvalidArgument), so a reader that asks for a version never gets another one's
-/// bytes.
-#[derive(Debug, Clone, Copy)]
-struct Unversioned;
+/// Where `s3s-fs` is more lenient than S3, answers as S3 does.
+/// - Its buckets have no versioning, yet it ignores a `versionId` and serves the current bytes;
+///   S3 refuses a version id on such a bucket (400 InvalidArgument).
+/// - Under [`S3_NO_LIST_ACCESS_KEY`], a GET of a missing key is 403 AccessDenied, not 404 (S3
+///   without `s3:ListBucket`), and only listings under `state/` are allowed.
+#[derive(Debug, Clone)]
+struct AwsLike {
+    root: PathBuf,
+}
+
+fn without_list(req: &s3s::S3Request<impl Send>) -> bool {
+    req.credentials
+        .as_ref()
+        .is_some_and(|c| c.access_key == S3_NO_LIST_ACCESS_KEY)
+}
 
 #[async_trait::async_trait]
-impl s3s::access::S3Access for Unversioned {
+impl s3s::access::S3Access for AwsLike {
     async fn check(&self, cx: &mut s3s::access::S3AccessContext<'_>) -> s3s::S3Result<()> {
         match cx.credentials() {
             Some(_) => Ok(()),
@@ -352,13 +369,28 @@ impl s3s::access::S3Access for Unversioned {
         &self,
         req: &mut s3s::S3Request<s3s::dto::GetObjectInput>,
     ) -> s3s::S3Result<()> {
-        match req.input.version_id.as_deref() {
-            None | Some("null") => Ok(()),
-            Some(_) => Err(s3s::s3_error!(
+        if !matches!(req.input.version_id.as_deref(), None | Some("null")) {
+            return Err(s3s::s3_error!(
                 InvalidArgument,
                 "Invalid version id specified"
-            )),
+            ));
         }
+        let path = self.root.join(&req.input.bucket).join(&req.input.key);
+        if without_list(req) && !path.is_file() {
+            return Err(s3s::s3_error!(AccessDenied, "Access Denied"));
+        }
+        Ok(())
+    }
+
+    async fn list_objects_v2(
+        &self,
+        req: &mut s3s::S3Request<s3s::dto::ListObjectsV2Input>,
+    ) -> s3s::S3Result<()> {
+        let prefix = req.input.prefix.as_deref().unwrap_or_default();
+        if without_list(req) && !prefix.starts_with("state/") {
+            return Err(s3s::s3_error!(AccessDenied, "Access Denied"));
+        }
+        Ok(())
     }
 }
 
@@ -369,11 +401,10 @@ pub async fn serve_s3(root: PathBuf, listener: tokio::net::TcpListener) -> Resul
 
     let fs = s3s_fs::FileSystem::new(&root).map_err(|e| anyhow!("{e:?}"))?;
     let mut builder = s3s::service::S3ServiceBuilder::new(fs);
-    builder.set_auth(s3s::auth::SimpleAuth::from_single(
-        S3_ACCESS_KEY,
-        S3_SECRET_KEY,
-    ));
-    builder.set_access(Unversioned);
+    let mut auth = s3s::auth::SimpleAuth::from_single(S3_ACCESS_KEY, S3_SECRET_KEY);
+    auth.register(S3_NO_LIST_ACCESS_KEY.into(), S3_SECRET_KEY.into());
+    builder.set_auth(auth);
+    builder.set_access(AwsLike { root });
     let service = builder.build();
     loop {
         let (socket, _) = match listener.accept().await {
