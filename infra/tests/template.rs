@@ -375,6 +375,20 @@ fn functions_are_arm64_al2023_with_the_limits_asked() {
     assert_eq!(t["Parameters"]["IngestMemorySize"]["Default"], 128);
     let loader = function(&t, "LoaderFunction");
     assert!(loader["Timeout"].as_u64().unwrap() <= 900);
+    // Bounded concurrency: a backfill cannot open more connections than a small RDS allows
+    // (2 per loader; a db.t4g.micro allows about a hundred).
+    let (tag, p) = tagged(&loader["ReservedConcurrentExecutions"]);
+    assert_eq!(
+        (tag.as_str(), p.as_str()),
+        ("Ref", Some("LoaderReservedConcurrency"))
+    );
+    let param = &t["Parameters"]["LoaderReservedConcurrency"];
+    let default = param["Default"].as_u64().unwrap();
+    assert!(
+        (1..=20).contains(&default),
+        "2 x {default} connections by default"
+    );
+    assert_eq!(param["MinValue"], 1);
     let on_failure = &loader["EventInvokeConfig"]["DestinationConfig"]["OnFailure"];
     assert_eq!(on_failure["Type"], "SQS");
     assert!(

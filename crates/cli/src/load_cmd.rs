@@ -23,7 +23,8 @@ pub struct Args {
     database_url: String,
     #[command(flatten)]
     mapping: MappingArgs,
-    /// Where rejected rows go: a directory, or s3://bucket/prefix.
+    /// Where rejected rows go: a directory (each file's rejected rows at its absolute path
+    /// below it), or s3://bucket/prefix.
     #[arg(long, default_value = "quarantine")]
     quarantine: String,
     /// Local CSV files, s3://bucket/key, or s3://bucket/prefix/ (every .csv and .csv.gz below).
@@ -83,7 +84,10 @@ async fn expand(sources: &[String], s3: Option<&aws_sdk_s3::Client>) -> Result<V
             None => {
                 // A missing file fails the command before anything loads.
                 std::fs::File::open(src).with_context(|| src.clone())?;
-                out.push(Object::Local(LocalStore::object(src)?));
+                // By its absolute path, so that the quarantine file (under the quarantine
+                // directory, at that path) can never land on a source.
+                let path = std::fs::canonicalize(src).with_context(|| src.clone())?;
+                out.push(Object::Local(LocalStore::object(path)?));
             }
         }
     }
@@ -110,21 +114,27 @@ async fn load(a: Args) -> Result<bool> {
     } else {
         None
     };
-    let prefix = match &quarantine {
-        Some((_, p)) if !p.is_empty() && !p.ends_with('/') => format!("{p}/"),
-        Some((_, p)) => p.clone(),
-        None => String::new(),
+    // A local quarantine directory is, like the sources, a path below `/`.
+    let (quarantine_bucket, prefix) = match &quarantine {
+        Some((bucket, p)) if !p.is_empty() && !p.ends_with('/') => {
+            (bucket.clone(), format!("{p}/"))
+        }
+        Some((bucket, p)) => (bucket.clone(), p.clone()),
+        None => {
+            let dir = LocalStore::object(std::path::absolute(&a.quarantine)?)
+                .with_context(|| a.quarantine.clone())?;
+            (
+                dir.bucket,
+                format!("{}/", dir.key).trim_start_matches('/').to_owned(),
+            )
+        }
     };
     let mut config = Config::from_lookup(|k| match k {
         "DATABASE_URL" => Some(a.database_url.clone()),
         "QUARANTINE_PREFIX" => Some(prefix.clone()),
         _ => None,
     })?;
-    // A bucket, or (for the local store) a directory.
-    config.quarantine_bucket = Some(match &quarantine {
-        Some((bucket, _)) => bucket.clone(),
-        None => a.quarantine.clone(),
-    });
+    config.quarantine_bucket = Some(quarantine_bucket);
     let pool = sluice_loader::pool(&config).await?;
     let loader = Loader::new(pool, Arc::new(config));
     let objects = expand(&a.sources, s3.as_ref().map(|s| &s.client)).await?;

@@ -197,6 +197,44 @@ async fn load_twice_skips_the_same_content_and_bad_rows_are_counted() -> Result<
 }
 
 #[tokio::test]
+async fn quarantining_into_the_sources_directory_never_overwrites_a_source() -> Result<()> {
+    let db = sluice_testkit::database().await?;
+    let dir = tempfile::tempdir()?;
+    let body = "id,price\nA1,1.50\nA2,2.50,extra\nA3,3.50\nA4,4.50\nA5,5.50\nA6,6.50\nA7,7.50\nA8,8.50\nA9,9.50\nA10,10.50\n";
+    std::fs::write(dir.path().join("x.csv"), body)?;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .current_dir(dir.path())
+        .args([
+            "load",
+            "--table",
+            "q_sales",
+            "--key",
+            "id",
+            "--quarantine",
+            ".",
+            "x.csv",
+        ])
+        .env("DATABASE_URL", &db.url)
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(count(&json(&out), "rejected"), 1);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("x.csv"))?,
+        body,
+        "the source is intact"
+    );
+    let abs = std::fs::canonicalize(dir.path().join("x.csv"))?;
+    let q = dir.path().join(abs.strip_prefix("/")?);
+    let quarantined = std::fs::read_to_string(&q)?;
+    assert!(quarantined.contains("A2,2.50,extra"), "{quarantined}");
+    Ok(())
+}
+
+#[tokio::test]
 async fn load_replays_an_s3_prefix() -> Result<()> {
     let db = sluice_testkit::database().await?;
     let bucket = sluice_testkit::bucket().await?;
