@@ -375,6 +375,22 @@ fn functions_are_arm64_al2023_with_the_limits_asked() {
     assert_eq!(t["Parameters"]["IngestMemorySize"]["Default"], 128);
     let loader = function(&t, "LoaderFunction");
     assert!(loader["Timeout"].as_u64().unwrap() <= 900);
+    // The managed master secret holds only username and password: the host comes from the
+    // instance the template creates.
+    let vars = &loader["Environment"]["Variables"];
+    for (var, att) in [
+        ("DATABASE_HOST", "Database.Endpoint.Address"),
+        ("DATABASE_PORT", "Database.Endpoint.Port"),
+    ] {
+        let (tag, branches) = tagged(&vars[var]);
+        assert_eq!(tag, "If", "{var}");
+        assert_eq!(branches[0], "MakeDatabase", "{var}");
+        assert_eq!(
+            tagged(&branches[1]),
+            ("GetAtt".to_owned(), &Value::from(att)),
+            "{var}"
+        );
+    }
     // Bounded concurrency: a backfill cannot open more connections than a small RDS allows
     // (2 per loader; a db.t4g.micro allows about a hundred).
     let (tag, p) = tagged(&loader["ReservedConcurrentExecutions"]);

@@ -26,6 +26,9 @@ pub const ENV_VARS: &[&str] = &[
     "COPY_BATCH_BYTES",
     "DATABASE_ACQUIRE_TIMEOUT_SECS",
     "DATABASE_CA_BUNDLE",
+    "DATABASE_HOST",
+    "DATABASE_NAME",
+    "DATABASE_PORT",
     "DATABASE_SECRET_ARN",
     "DATABASE_SSLMODE",
     "DATABASE_URL",
@@ -76,10 +79,22 @@ pub struct Tls {
     pub ca_bundle: Option<PathBuf>,
 }
 
+/// Where the database is, when the environment says so (`DATABASE_HOST`, `DATABASE_PORT`,
+/// `DATABASE_NAME`): the template sets them from the instance it creates, whose managed secret
+/// holds only `username` and `password`. They win over the secret's own fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Endpoint {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub name: Option<String>,
+}
+
 /// The loader's configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub database: DatabaseSource,
+    /// With `DATABASE_SECRET_ARN`: where the database is, if not (only) in the secret.
+    pub endpoint: Endpoint,
     pub tls: Tls,
     /// `RAW_PREFIX` (default `raw/`): objects are `<raw prefix><source>/…`.
     pub raw_prefix: String,
@@ -126,6 +141,16 @@ impl Config {
             })
             .transpose()?;
         let ca_bundle = get("DATABASE_CA_BUNDLE").map(PathBuf::from);
+        let endpoint = Endpoint {
+            host: get("DATABASE_HOST"),
+            port: get("DATABASE_PORT")
+                .map(|p| {
+                    p.parse::<u16>()
+                        .map_err(|_| invalid("DATABASE_PORT", format!("{p:?} is not a port")))
+                })
+                .transpose()?,
+            name: get("DATABASE_NAME"),
+        };
         let mappings = mappings(get("MAPPINGS"))?;
         let max_reject_ratio = number(&get, "MAX_REJECT_RATIO", 0.1, " is not in 0..=1", |r| {
             (0.0..=1.0).contains(r)
@@ -137,6 +162,7 @@ impl Config {
         Ok(Self {
             acquire_timeout,
             database,
+            endpoint,
             tls: Tls { mode, ca_bundle },
             raw_prefix: prefix(get("RAW_PREFIX").unwrap_or_else(|| "raw/".into())),
             mappings,
@@ -252,20 +278,16 @@ pub fn read_mappings(path: &Path) -> Result<Vec<(String, Mapping)>, ConfigError>
         .collect()
 }
 
-/// The RDS secret format (Secrets Manager JSON).
+/// The RDS secret format (Secrets Manager JSON). The secret RDS manages for a master password
+/// holds only `username` and `password`; where the database is then comes from [`Endpoint`].
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct RdsSecret {
-    pub host: String,
-    #[serde(default = "default_port")]
-    pub port: u16,
+    pub host: Option<String>,
+    pub port: Option<u16>,
     pub username: String,
     pub password: String,
     #[serde(alias = "dbInstanceIdentifier", alias = "database")]
     pub dbname: Option<String>,
-}
-
-fn default_port() -> u16 {
-    5432
 }
 
 impl RdsSecret {
@@ -283,13 +305,23 @@ impl RdsSecret {
         })
     }
 
-    pub fn connect_options(&self) -> PgConnectOptions {
-        PgConnectOptions::new_without_pgpass()
-            .host(&self.host)
-            .port(self.port)
+    /// Connection options: host, port and database from `endpoint` where it has them, else
+    /// from the secret (port 5432 and database `postgres` by default); credentials from the
+    /// secret.
+    pub fn connect_options(&self, endpoint: &Endpoint) -> Result<PgConnectOptions, ConfigError> {
+        let host = endpoint.host.as_ref().or(self.host.as_ref()).ok_or_else(|| {
+            invalid(
+                "DATABASE_HOST",
+                "the secret has no host (an RDS-managed master secret holds only username and password): set DATABASE_HOST",
+            )
+        })?;
+        let name = endpoint.name.as_deref().or(self.dbname.as_deref());
+        Ok(PgConnectOptions::new_without_pgpass()
+            .host(host)
+            .port(endpoint.port.or(self.port).unwrap_or(5432))
             .username(&self.username)
             .password(&self.password)
-            .database(self.dbname.as_deref().unwrap_or("postgres"))
+            .database(name.unwrap_or("postgres")))
     }
 }
 
@@ -411,11 +443,48 @@ mod tests {
             r#"{"username":"u","password":"p","engine":"postgres","host":"db.x.rds.amazonaws.com","port":5432,"dbname":"app"}"#,
         )
         .unwrap();
-        let o = apply_tls(s.connect_options(), &tls);
+        let o = apply_tls(s.connect_options(&Endpoint::default()).unwrap(), &tls);
         assert_eq!(
             (o.get_host(), o.get_port(), o.get_database()),
             ("db.x.rds.amazonaws.com", 5432, Some("app"))
         );
         assert_eq!(mode(&o), "Require");
+    }
+
+    #[test]
+    fn an_rds_managed_secret_takes_its_endpoint_from_the_environment() {
+        // Exactly what RDS stores for ManageMasterUserPassword.
+        let managed = RdsSecret::parse(r#"{"username":"sluice","password":"hunter2"}"#).unwrap();
+        let e = managed
+            .connect_options(&Endpoint::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("DATABASE_HOST") && !e.contains("hunter2"), "{e}");
+        let c = cfg(&[
+            (
+                "DATABASE_SECRET_ARN",
+                "arn:aws:secretsmanager:us-east-1:1:secret:x",
+            ),
+            ("DATABASE_HOST", "sluice.abc.us-east-1.rds.amazonaws.com"),
+            ("DATABASE_PORT", "5433"),
+            ("DATABASE_NAME", "sluice"),
+        ])
+        .unwrap();
+        let o = managed.connect_options(&c.endpoint).unwrap();
+        assert_eq!(
+            (
+                o.get_host(),
+                o.get_port(),
+                o.get_database(),
+                o.get_username()
+            ),
+            (
+                "sluice.abc.us-east-1.rds.amazonaws.com",
+                5433,
+                Some("sluice"),
+                "sluice"
+            )
+        );
+        assert!(cfg(&[("DATABASE_URL", "postgres://x"), ("DATABASE_PORT", "big")]).is_err());
     }
 }

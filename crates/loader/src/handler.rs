@@ -144,7 +144,7 @@ async fn connect_options(config: &Config) -> Result<PgConnectOptions, ConfigErro
                         var: "DATABASE_SECRET_ARN",
                         message: e.to_string(),
                     })?;
-            RdsSecret::parse(secret.expose())?.connect_options()
+            RdsSecret::parse(secret.expose())?.connect_options(&config.endpoint)?
         }
     };
     // Staging tables are temporary: keep them in memory (the default 8 MB spills to disk).
