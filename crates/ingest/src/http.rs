@@ -50,6 +50,10 @@ pub enum FetchError {
     },
     #[error("token response from {url}: {message}")]
     Token { url: String, message: String },
+    /// A next-page URL (a `Link`, a URL in the body) on another origin than `base_url`: never
+    /// requested, so the source's credentials go nowhere else.
+    #[error("GET {url}: refused: not on the source's origin ({origin})")]
+    OtherOrigin { url: String, origin: String },
 }
 
 impl FetchError {
@@ -295,6 +299,19 @@ pub struct Page {
 impl Api {
     pub fn new(source: Source, creds: Credentials) -> Result<Self, FetchError> {
         let http = reqwest::Client::builder()
+            // Redirects only within one origin: reqwest drops `Authorization` across hosts,
+            // but not an API-key header. Another origin's 3xx is an error.
+            .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                let same = attempt
+                    .previous()
+                    .first()
+                    .is_some_and(|first| first.origin() == attempt.url().origin());
+                if same && attempt.previous().len() < 10 {
+                    attempt.follow()
+                } else {
+                    attempt.stop()
+                }
+            }))
             .timeout(source.timeout)
             .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!("sluice-ingest/", env!("CARGO_PKG_VERSION")))
@@ -327,12 +344,30 @@ impl Api {
             .with_jitter()
     }
 
+    /// A configured URL (the token endpoint may be on another host), or a path below
+    /// `base_url`.
     fn url(&self, path_or_url: &str) -> String {
         if path_or_url.starts_with("http://") || path_or_url.starts_with("https://") {
             path_or_url.to_owned()
         } else {
             format!("{}{}", self.source.base_url, path_or_url)
         }
+    }
+
+    /// A page's URL: a path below `base_url`, or a URL the API sent (a `Link`), which must be
+    /// on `base_url`'s origin.
+    fn page_url(&self, path_or_url: &str) -> Result<String, FetchError> {
+        let url = self.url(path_or_url);
+        let origin = |u: &str| reqwest::Url::parse(u).ok().map(|u| u.origin());
+        let base = origin(&self.source.base_url);
+        if base.is_none() || origin(&url) != base {
+            return Err(FetchError::OtherOrigin {
+                url,
+                origin: base
+                    .map_or_else(|| self.source.base_url.clone(), |o| o.ascii_serialization()),
+            });
+        }
+        Ok(url)
     }
 
     /// Runs `attempt` with jittered exponential backoff: 429 (waiting what the API asks), 5xx,
@@ -496,7 +531,7 @@ impl Api {
         path_or_url: &str,
         query: &[(String, String)],
     ) -> Result<Page, FetchError> {
-        let url = self.url(path_or_url);
+        let url = self.page_url(path_or_url)?;
         let t0 = Instant::now();
         let mut refreshed = false;
         let out = loop {

@@ -98,3 +98,66 @@ async fn offsets_with_a_bearer_token() -> Result<()> {
 async fn link_headers_without_auth() -> Result<()> {
     pull("linked", 333).await
 }
+
+#[tokio::test]
+async fn a_next_link_to_another_origin_is_refused() -> Result<()> {
+    let api = SampleApi::start(Settings {
+        n: 300,
+        ..Settings::default()
+    })
+    .await?;
+    let elsewhere = SampleApi::start(Settings::default()).await?;
+    let host = elsewhere
+        .base_url()
+        .trim_start_matches("http://")
+        .to_owned();
+    api.set_rules(sluice_sample_api::Rules {
+        link_host: Some(host),
+        ..Default::default()
+    });
+    let bucket = sluice_testkit::bucket().await?;
+    let client = source_client(&sources(&api.base_url()), "linked")?;
+    let now = after_all(300);
+    let err = run(
+        &client,
+        &lake(&bucket, 8 << 20),
+        RunKind::Scheduled { now },
+        "r",
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("refused: not on the source's origin"),
+        "{err}"
+    );
+    assert_eq!(
+        elsewhere.stats().page_requests,
+        0,
+        "nothing went to the other host"
+    );
+    assert!(bucket.keys("state/").await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_redirect_to_another_origin_is_not_followed() -> Result<()> {
+    let e = env(300, "").await?;
+    let elsewhere = SampleApi::start(Settings::default()).await?;
+    e.api.push_faults([sluice_sample_api::Fault::Redirect {
+        location: format!("{}/payments/api/v1/sales/history", elsewhere.base_url()),
+    }]);
+    let api = &e.ingest.apis["hotmart-sales"];
+    let now = after_all(300);
+    let err = run(api, &e.ingest.lake, RunKind::Scheduled { now }, "r")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("HTTP 302"), "{err}");
+    let other = elsewhere.stats();
+    assert_eq!(
+        (other.page_requests, other.unauthorized),
+        (0, 0),
+        "never asked"
+    );
+    Ok(())
+}

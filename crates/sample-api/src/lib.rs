@@ -123,6 +123,8 @@ pub enum Fault {
     Truncate,
     /// A 200 with an empty body (a gateway that lost the response).
     EmptyBody,
+    /// A 302 to this URL (another host, say).
+    Redirect { location: String },
     /// The connection is cut after part of the body was sent.
     Disconnect,
     /// Every token issued so far expires now (this request gets 401).
@@ -143,6 +145,9 @@ pub struct Rules {
     /// `expires_in` sent with tokens, as is (a hostile or broken token endpoint: `1e20`, `-5`);
     /// the tokens themselves live as long as the settings say.
     pub token_expires_in: Option<f64>,
+    /// The host (`host:port`) that `Link` next URLs name, instead of the request's own (an API
+    /// that sends its client elsewhere).
+    pub link_host: Option<String>,
 }
 
 /// Request counters (`GET /_sample/stats`).
@@ -497,6 +502,13 @@ async fn sales(
         return s.error(StatusCode::BAD_REQUEST, "invalid_parameter");
     };
     match fault {
+        Some(Fault::Redirect { location }) => {
+            let mut r = StatusCode::FOUND.into_response();
+            if let Ok(v) = HeaderValue::from_str(&location) {
+                r.headers_mut().insert(header::LOCATION, v);
+            }
+            return r;
+        }
         Some(Fault::ExpireTokens) => {
             s.tokens.lock().unwrap().clear();
             s.counters.unauthorized.fetch_add(1, Ordering::Relaxed);
@@ -692,10 +704,12 @@ async fn generic_linked(
         Some((items, stop, total)) => {
             let mut r = json_body(items);
             if stop < total {
-                let host = headers
+                let own = headers
                     .get(header::HOST)
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("127.0.0.1");
+                let elsewhere = s.rules.lock().unwrap().link_host.clone();
+                let host = elsewhere.as_deref().unwrap_or(own);
                 let mut next: Vec<(String, String)> = q
                     .iter()
                     .filter(|(k, _)| k.as_str() != "page")
