@@ -39,6 +39,14 @@ pub enum RunError {
     },
     #[error("source {0:?}: a backfill needs a source with a window")]
     NoWindow(String),
+    /// The API's paging went wrong: a cursor or next link it sent before, or more pages than
+    /// one run takes.
+    #[error("{url} (page {page}): {message}")]
+    Paging {
+        url: String,
+        page: u64,
+        message: String,
+    },
 }
 
 impl RunError {
@@ -46,7 +54,10 @@ impl RunError {
     pub fn is_retryable(&self) -> bool {
         match self {
             RunError::Fetch(e) => e.is_retryable(),
-            RunError::Sink(_) | RunError::State { .. } | RunError::Parse { .. } => true,
+            RunError::Sink(_)
+            | RunError::State { .. }
+            | RunError::Parse { .. }
+            | RunError::Paging { .. } => true,
             RunError::NoWindow(_) => false,
         }
     }
@@ -378,6 +389,13 @@ impl Writer<'_> {
     /// grows).
     async fn page(&mut self, url: &str, body: &[u8], records_path: &str) -> Result<u64, RunError> {
         self.pages += 1;
+        if self.pages > MAX_PAGES_PER_RUN {
+            return Err(RunError::Paging {
+                url: url.to_owned(),
+                page: self.pages,
+                message: format!("more than {MAX_PAGES_PER_RUN} pages in one run; stopping"),
+            });
+        }
         let format = if records_path.is_empty() {
             InputFormat::Array
         } else {
@@ -580,6 +598,9 @@ fn kind_now(kind: RunKind) -> Timestamp {
 }
 
 /// Every page of one chunk (or of the whole source when it has no window).
+/// Pages one run takes at most: a paging loop the API does not end stops here.
+const MAX_PAGES_PER_RUN: u64 = 100_000;
+
 async fn fetch_all(
     api: &Api,
     writer: &mut Writer<'_>,
@@ -628,6 +649,8 @@ async fn fetch_all(
     };
     let (mut url, query) = request(None, number);
     let mut page = api.get(&url, &query).await?;
+    // Cursors and next links seen: one the API sends again would loop forever.
+    let mut seen = std::collections::HashSet::new();
     loop {
         // A cursor or a Link is known before the page is flattened: the next request goes out
         // while this page is flattened and written (one page in flight, memory stays bounded).
@@ -640,6 +663,15 @@ async fn fetch_all(
             source.pagination,
             Pagination::Cursor { .. } | Pagination::LinkHeader
         );
+        if let Some(next) = &early
+            && !seen.insert(next.clone())
+        {
+            return Err(RunError::Paging {
+                url: url.clone(),
+                page: writer.pages + 1,
+                message: format!("the API sent the next-page cursor or link {next:?} again"),
+            });
+        }
         let next = match (&early, pipelined) {
             (Some(next), _) => {
                 let (next_url, next_query) = request(Some(next), number);
@@ -655,8 +687,10 @@ async fn fetch_all(
                 None
             }
             (None, false) => {
+                // Only an empty page ends page-number and offset paging: an API may cap its pages
+                // below the size asked for, and a short page is not the last then.
                 let n = writer.page(&url, &page.body, &source.records_path).await?;
-                if n < u64::from(source.page_size) {
+                if n == 0 {
                     None
                 } else {
                     number += match source.pagination {

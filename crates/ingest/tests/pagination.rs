@@ -50,11 +50,16 @@ pagination = {{ kind = "link_header" }}
 }
 
 async fn pull(name: &str, n: u64) -> Result<()> {
+    pull_with(name, n, sluice_sample_api::Rules::default()).await
+}
+
+async fn pull_with(name: &str, n: u64, rules: sluice_sample_api::Rules) -> Result<()> {
     let api = SampleApi::start(Settings {
         n,
         ..Settings::default()
     })
     .await?;
+    api.set_rules(rules);
     let bucket = sluice_testkit::bucket().await?;
     let client = source_client(&sources(&api.base_url()), name)?;
     let lake = lake(&bucket, 8 << 20);
@@ -159,5 +164,18 @@ async fn a_redirect_to_another_origin_is_not_followed() -> Result<()> {
         (0, 0),
         "never asked"
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn pages_shorter_than_asked_are_not_the_last() -> Result<()> {
+    // The API serves 50 a page when 70 are asked for: only an empty page ends the paging.
+    for name in ["pages", "offset"] {
+        let capped = sluice_sample_api::Rules {
+            max_page_size: Some(50),
+            ..Default::default()
+        };
+        pull_with(name, 333, capped).await?;
+    }
     Ok(())
 }

@@ -565,3 +565,22 @@ async fn a_role_that_may_not_list_the_bucket_still_starts_and_resumes() -> Resul
     assert!(next.records > 0 && next.records < 300, "{next:?}");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_cursor_sent_again_stops_the_run_instead_of_looping() -> Result<()> {
+    let e = env(450, "").await?;
+    e.api.set_rules(Rules {
+        stuck_cursor: true,
+        ..Rules::default()
+    });
+    let api = &e.ingest.apis["hotmart-sales"];
+    let now = after_all(450);
+    let err = run(api, &e.ingest.lake, RunKind::Scheduled { now }, "r")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("again"), "{err}");
+    assert!(err.is_retryable());
+    assert!(e.api.stats().page_requests <= 3, "{:?}", e.api.stats());
+    assert!(e.bucket.keys("state/").await?.is_empty());
+    Ok(())
+}

@@ -148,6 +148,10 @@ pub struct Rules {
     /// The host (`host:port`) that `Link` next URLs name, instead of the request's own (an API
     /// that sends its client elsewhere).
     pub link_host: Option<String>,
+    /// The generic routes serve at most this many items a page, whatever is asked for.
+    pub max_page_size: Option<usize>,
+    /// The sales route sends the same `next_page_token` for ever (a paging bug).
+    pub stuck_cursor: bool,
 }
 
 /// Request counters (`GET /_sample/stats`).
@@ -561,7 +565,8 @@ async fn sales(
     }
     let mut info = serde_json::json!({"total_results": total, "results_per_page": size});
     if stop < total {
-        info["next_page_token"] = encode_cursor(stop).into();
+        let stuck = s.rules.lock().unwrap().stuck_cursor;
+        info["next_page_token"] = encode_cursor(if stuck { offset } else { stop }).into();
     }
     if offset > 0 {
         info["prev_page_token"] = encode_cursor(offset.saturating_sub(size)).into();
@@ -622,6 +627,12 @@ fn generic_slice(
     if !(1..=MAX_PAGE).contains(&n) {
         return None;
     }
+    let n = s
+        .rules
+        .lock()
+        .unwrap()
+        .max_page_size
+        .map_or(n, |cap| n.min(cap));
     let data = s.data.read().unwrap().clone();
     let pos = data.positions(start, end);
     let stop = (offset + n).min(pos.len());
@@ -665,6 +676,12 @@ async fn generic_pages(
     let (Some(page), Some(per)) = (num(&q, "page", 1), num(&q, "per_page", 100)) else {
         return s.error(StatusCode::BAD_REQUEST, "invalid_parameter");
     };
+    let per = s
+        .rules
+        .lock()
+        .unwrap()
+        .max_page_size
+        .map_or(per, |cap| per.min(cap));
     match generic_slice(&s, &q, page.saturating_sub(1) * per, per) {
         Some((items, _, _)) => json_body(format!(r#"{{"data":{items}}}"#)),
         None => s.error(StatusCode::BAD_REQUEST, "invalid_parameter"),
@@ -700,6 +717,12 @@ async fn generic_linked(
     let (Some(page), Some(per)) = (num(&q, "page", 1), num(&q, "per_page", 100)) else {
         return s.error(StatusCode::BAD_REQUEST, "invalid_parameter");
     };
+    let per = s
+        .rules
+        .lock()
+        .unwrap()
+        .max_page_size
+        .map_or(per, |cap| per.min(cap));
     match generic_slice(&s, &q, page.saturating_sub(1) * per, per) {
         Some((items, stop, total)) => {
             let mut r = json_body(items);
