@@ -268,7 +268,11 @@ impl Producer {
             route,
             out: CsvWriter::new(buffer(batch_bytes)),
             keys: KeyOrder::new(key_pos, plan.text_key()),
-            quarantine: Quarantine::new(rules.header.clone()),
+            quarantine: Quarantine::new(
+                rules.header.clone(),
+                rules.bound.redactions(),
+                rules.ctx.salt.clone(),
+            ),
             sent: 0,
             batch_bytes,
             tx,

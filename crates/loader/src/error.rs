@@ -84,6 +84,10 @@ pub enum Error {
         #[source]
         source: RowError,
     },
+    #[error(
+        "column {column:?} has redact = \"hash\" but REDACT_SALT is empty (an unsalted hash of an e-mail is a dictionary look-up): set REDACT_SALT"
+    )]
+    NoSalt { column: String },
     #[error("quarantine file: {0}")]
     Quarantine(#[source] io::Error),
     #[error("COPY buffer: {0}")]

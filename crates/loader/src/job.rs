@@ -80,14 +80,27 @@ pub(crate) fn job<'a, S>(
     }
 }
 
-pub(crate) fn rules(prepared: Prepared, header: Vec<String>, ctx: RowContext) -> Rules {
-    Rules {
+/// What the rows must satisfy. A hashed column needs a salt: unsalted, the hash of an e-mail
+/// is a dictionary look-up.
+pub(crate) fn rules(
+    prepared: Prepared,
+    header: Vec<String>,
+    ctx: RowContext,
+) -> Result<Rules, Fail> {
+    if let Some(column) = prepared.bound.hashed_column()
+        && ctx.salt.is_empty()
+    {
+        return Err(Fail::Permanent(Error::NoSalt {
+            column: column.to_owned(),
+        }));
+    }
+    Ok(Rules {
         header,
         bound: prepared.bound,
         frozen: prepared.frozen,
         guessed: prepared.guessed,
         ctx,
-    }
+    })
 }
 
 /// Runs blocking work (reading and parsing the object) off the async threads.

@@ -214,7 +214,7 @@ impl Loader {
             Some(header) => match prepare(&mut tx, &job, &header).await? {
                 None => tracing::info!("header only and no table yet: nothing to create or load"),
                 Some(prepared) => {
-                    let rules = rules(prepared, header, ctx);
+                    let rules = rules(prepared, header, ctx)?;
                     self.load_rows(&mut tx, &job, Rows::new(reader, rules), &mut summary)
                         .await?;
                 }

@@ -3,7 +3,10 @@
 
 use std::io::Seek;
 
+use std::borrow::Cow;
+
 use sluice_flatten::csv::{CsvRecord, CsvWriter};
+use sluice_transform::Redact;
 
 use crate::error::{Error, Rejection};
 
@@ -14,6 +17,9 @@ const SAMPLE_LINES: usize = 5;
 #[derive(Debug)]
 pub(crate) struct Quarantine {
     header: Vec<String>,
+    /// Columns (by header position) redacted in the rows as read too, and the salt.
+    redactions: Vec<(usize, Redact)>,
+    salt: String,
     writer: Option<CsvWriter<std::fs::File>>,
     rejected: u64,
     samples: Vec<Rejection>,
@@ -30,9 +36,11 @@ pub(crate) struct Quarantined {
 }
 
 impl Quarantine {
-    pub fn new(header: Vec<String>) -> Self {
+    pub fn new(header: Vec<String>, redactions: Vec<(usize, Redact)>, salt: String) -> Self {
         Self {
             header,
+            redactions,
+            salt,
             writer: None,
             rejected: 0,
             samples: Vec::new(),
@@ -51,11 +59,21 @@ impl Quarantine {
             Some(w) => w,
             None => self.writer.insert(Self::create(&self.header)?),
         };
+        // The row as read, but a redacted column as it would be stored: NULL or its hash.
+        let fields = record.iter().enumerate().map(|(i, f)| {
+            match self.redactions.iter().find(|(c, _)| *c == i) {
+                None => f.map(Cow::Borrowed),
+                Some((_, r)) => f
+                    .and_then(|v| r.apply(&self.salt, v))
+                    .map(|h| Cow::Owned(h.into_bytes())),
+            }
+        });
+        let fields: Vec<Option<Cow<'_, [u8]>>> = fields.collect();
         writer
             .write_fields(
                 [Some(line.as_bytes()), Some(reason.as_bytes())]
                     .into_iter()
-                    .chain(record.iter()),
+                    .chain(fields.iter().map(|f| f.as_deref())),
             )
             .map_err(Error::Quarantine)
     }

@@ -62,10 +62,35 @@ pub enum SchemaPolicy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Redact {
-    /// Hex SHA-256 of salt + value: joinable, not reversible.
+    /// Hex SHA-256 of salt + value: joinable, not reversible (with a secret salt: unsalted, an
+    /// e-mail's hash is a dictionary look-up).
     Hash,
     /// Always NULL.
     Null,
+}
+
+impl Redact {
+    /// `value` redacted: `None` or the salted hash.
+    ///
+    /// ```
+    /// use sluice_transform::Redact;
+    ///
+    /// assert_eq!(Redact::Null.apply("pepper", b"ana@example.com"), None);
+    /// let h = Redact::Hash.apply("pepper", b"ana@example.com").unwrap();
+    /// assert_eq!(h.len(), 64);
+    /// assert_ne!(Some(h), Redact::Hash.apply("salt", b"ana@example.com"));
+    /// ```
+    pub fn apply(self, salt: &str, value: &[u8]) -> Option<String> {
+        match self {
+            Self::Null => None,
+            Self::Hash => {
+                let mut h = Sha256::new();
+                h.update(salt.as_bytes());
+                h.update(value);
+                Some(hex(&h.finalize()))
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -550,6 +575,29 @@ impl BoundMapping {
             _ => None,
         }
     }
+    /// The CSV columns (by header position) whose values are redacted, and how: what must
+    /// not leave the loader in the clear (a quarantine file holds the row as read).
+    pub fn redactions(&self) -> Vec<(usize, Redact)> {
+        let mut out = Vec::new();
+        for t in &self.targets {
+            let Some(r) = t.redact else { continue };
+            match &t.source {
+                Source::Csv(i) => out.push((*i, r)),
+                Source::Concat(idx, _) => out.extend(idx.iter().map(|i| (*i, r))),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// The first column hashed with `redact = "hash"`, if any (it needs a salt).
+    pub fn hashed_column(&self) -> Option<&str> {
+        self.targets
+            .iter()
+            .find(|t| t.redact == Some(Redact::Hash))
+            .map(|t| t.name.as_str())
+    }
+
     /// The upsert plan for these columns.
     pub fn plan(&self) -> &UpsertPlan {
         &self.plan
@@ -595,22 +643,17 @@ impl BoundMapping {
             let value = match raw {
                 None => None,
                 Some(bytes) => {
+                    // A redacted column's value is never quoted, not even in an error.
                     let fail = |reason: String| RowError {
                         column: t.name.clone(),
-                        value: Some(truncated(&bytes)),
+                        value: t.redact.is_none().then(|| truncated(&bytes)),
                         reason,
                     };
                     let text = std::str::from_utf8(&bytes)
                         .map_err(|e| fail(format!("invalid UTF-8 at byte {}", e.valid_up_to())))?;
                     let converted = t.conversion.convert(text).map_err(fail)?;
                     match t.redact {
-                        Some(Redact::Null) => None,
-                        Some(Redact::Hash) => {
-                            let mut h = Sha256::new();
-                            h.update(ctx.salt.as_bytes());
-                            h.update(converted.as_bytes());
-                            Some(hex(&h.finalize()))
-                        }
+                        Some(r) => r.apply(&ctx.salt, converted.as_bytes()),
                         None => Some(converted),
                     }
                 }
