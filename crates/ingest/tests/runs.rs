@@ -149,10 +149,14 @@ async fn persistent_server_errors_fail_the_run_and_keep_the_watermark() -> Resul
     Ok(())
 }
 
-#[tokio::test]
-async fn truncated_json_fails_the_run_and_the_next_run_completes_the_window() -> Result<()> {
+/// A bad second page (`fault`) fails the run with `says` in its error, leaves neither the
+/// watermark nor a half-written object, and the next run completes the window.
+async fn a_bad_page_fails_the_run_and_the_next_completes_it(
+    fault: Fault,
+    says: &str,
+) -> Result<()> {
     let e = env(450, "").await?;
-    e.api.push_faults([Fault::Pass, Fault::Truncate]);
+    e.api.push_faults([Fault::Pass, fault]);
     let api = &e.ingest.apis["hotmart-sales"];
     let now = after_all(450);
     let err = run(api, &e.ingest.lake, RunKind::Scheduled { now }, "bad")
@@ -163,9 +167,10 @@ async fn truncated_json_fails_the_run_and_the_next_run_completes_the_window() ->
         msg.contains("/payments/api/v1/sales/history (page 2)"),
         "{msg}"
     );
+    assert!(msg.contains(says), "{msg}");
     assert!(
         e.bucket.keys("state/").await?.is_empty(),
-        "the watermark did not move"
+        "the watermark did not move past records never fetched"
     );
     assert!(
         e.bucket.keys("raw/").await?.is_empty(),
@@ -175,6 +180,16 @@ async fn truncated_json_fails_the_run_and_the_next_run_completes_the_window() ->
     assert_eq!((s.status, s.records), (RunStatus::Advanced, 450));
     assert_eq!(s.window.unwrap().start.to_string(), "2023-11-14T00:00:00Z");
     Ok(())
+}
+
+#[tokio::test]
+async fn truncated_json_fails_the_run_and_the_next_run_completes_the_window() -> Result<()> {
+    a_bad_page_fails_the_run_and_the_next_completes_it(Fault::Truncate, "(page 2)").await
+}
+
+#[tokio::test]
+async fn an_empty_200_body_fails_the_run_and_keeps_the_watermark() -> Result<()> {
+    a_bad_page_fails_the_run_and_the_next_completes_it(Fault::EmptyBody, "empty input").await
 }
 
 #[tokio::test]
@@ -503,27 +518,6 @@ async fn an_absurd_token_lifetime_is_clamped_not_a_panic() -> Result<()> {
             "{expires_in}"
         );
     }
-    Ok(())
-}
-
-#[tokio::test]
-async fn an_empty_200_body_fails_the_run_and_keeps_the_watermark() -> Result<()> {
-    let e = env(450, "").await?;
-    e.api.push_faults([Fault::Pass, Fault::EmptyBody]);
-    let api = &e.ingest.apis["hotmart-sales"];
-    let now = after_all(450);
-    let err = run(api, &e.ingest.lake, RunKind::Scheduled { now }, "bad")
-        .await
-        .unwrap_err();
-    let msg = err.to_string();
-    assert!(msg.contains("empty input"), "{msg}");
-    assert!(msg.contains("(page 2)"), "{msg}");
-    assert!(
-        e.bucket.keys("state/").await?.is_empty(),
-        "the watermark did not move past records never fetched"
-    );
-    let s = run(api, &e.ingest.lake, RunKind::Scheduled { now }, "good").await?;
-    assert_eq!((s.status, s.records), (RunStatus::Advanced, 450));
     Ok(())
 }
 

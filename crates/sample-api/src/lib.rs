@@ -270,6 +270,12 @@ impl SampleApi {
 }
 
 impl Inner {
+    /// `n` items a page, or fewer where the rules cap the page size.
+    fn page_cap(&self, n: usize) -> usize {
+        let cap = self.rules.lock().unwrap().max_page_size;
+        cap.map_or(n, |cap| n.min(cap))
+    }
+
     fn set_rules(&self, rules: Rules) {
         let mut d = (**self.data.read().unwrap()).clone();
         d.grow_schema_at = rules.grow_schema_at;
@@ -627,12 +633,7 @@ fn generic_slice(
     if !(1..=MAX_PAGE).contains(&n) {
         return None;
     }
-    let n = s
-        .rules
-        .lock()
-        .unwrap()
-        .max_page_size
-        .map_or(n, |cap| n.min(cap));
+    let n = s.page_cap(n);
     let data = s.data.read().unwrap().clone();
     let pos = data.positions(start, end);
     let stop = (offset + n).min(pos.len());
@@ -676,12 +677,7 @@ async fn generic_pages(
     let (Some(page), Some(per)) = (num(&q, "page", 1), num(&q, "per_page", 100)) else {
         return s.error(StatusCode::BAD_REQUEST, "invalid_parameter");
     };
-    let per = s
-        .rules
-        .lock()
-        .unwrap()
-        .max_page_size
-        .map_or(per, |cap| per.min(cap));
+    let per = s.page_cap(per);
     match generic_slice(&s, &q, page.saturating_sub(1) * per, per) {
         Some((items, _, _)) => json_body(format!(r#"{{"data":{items}}}"#)),
         None => s.error(StatusCode::BAD_REQUEST, "invalid_parameter"),
@@ -717,12 +713,7 @@ async fn generic_linked(
     let (Some(page), Some(per)) = (num(&q, "page", 1), num(&q, "per_page", 100)) else {
         return s.error(StatusCode::BAD_REQUEST, "invalid_parameter");
     };
-    let per = s
-        .rules
-        .lock()
-        .unwrap()
-        .max_page_size
-        .map_or(per, |cap| per.min(cap));
+    let per = s.page_cap(per);
     match generic_slice(&s, &q, page.saturating_sub(1) * per, per) {
         Some((items, stop, total)) => {
             let mut r = json_body(items);
