@@ -210,9 +210,31 @@ pub struct CsvReader<R: Read> {
     prev_cr: bool,
     eof: bool,
     started: bool,
+    max_record: usize,
 }
 
+/// The largest record [`CsvReader`] holds by default: 64 MiB. An unterminated quote would
+/// otherwise make the rest of the input one field, all of it in memory.
+pub const MAX_RECORD_BYTES: usize = 64 << 20;
+
 impl<R: Read> CsvReader<R> {
+    /// Records over `max` bytes are an error (`InvalidData`, naming the line) instead of
+    /// memory growing with the input.
+    ///
+    /// ```
+    /// use sluice_flatten::csv::{CsvReader, CsvRecord};
+    ///
+    /// let mut r = CsvReader::new(&b"a\n\"never closed,1\n2\n3\n"[..]).with_max_record_bytes(8);
+    /// let mut rec = CsvRecord::default();
+    /// assert!(r.read(&mut rec).unwrap());
+    /// let e = r.read(&mut rec).unwrap_err();
+    /// assert!(e.to_string().starts_with("line 2: a record over 8 bytes"), "{e}");
+    /// ```
+    pub fn with_max_record_bytes(mut self, max: usize) -> Self {
+        self.max_record = max;
+        self
+    }
+
     pub fn new(input: R) -> Self {
         Self {
             input,
@@ -225,6 +247,7 @@ impl<R: Read> CsvReader<R> {
             prev_cr: false,
             eof: false,
             started: false,
+            max_record: MAX_RECORD_BYTES,
         }
     }
 
@@ -280,6 +303,15 @@ impl<R: Read> CsvReader<R> {
             if at_field_start && !input.is_empty() {
                 quoted = input[0] == b'"';
                 at_field_start = false;
+            }
+            if rec.used > self.max_record {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "line {}: a record over {} bytes (an unterminated quote?)",
+                        rec.line, self.max_record
+                    ),
+                ));
             }
             if rec.bytes.len() - rec.used < 1024 {
                 let grown = (rec.bytes.len() * 2).max(rec.used + 4096);

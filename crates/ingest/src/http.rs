@@ -50,6 +50,13 @@ pub enum FetchError {
     },
     #[error("token response from {url}: {message}")]
     Token { url: String, message: String },
+    /// A response body over the limit (`Api::max_body_bytes`).
+    #[error("{method} {url}: the response body is over {max} bytes")]
+    TooLarge {
+        method: &'static str,
+        url: String,
+        max: usize,
+    },
     /// A next-page URL (a `Link`, a URL in the body) on another origin than `base_url`: never
     /// requested, so the source's credentials go nowhere else.
     #[error("GET {url}: refused: not on the source's origin ({origin})")]
@@ -276,8 +283,15 @@ pub struct Api {
     token: tokio::sync::Mutex<Option<CachedToken>>,
     budget: Option<Budget>,
     pub retry: RetryPolicy,
+    /// The largest response body read (default [`MAX_BODY_BYTES`]); a larger one is an error,
+    /// not a function out of memory.
+    pub max_body_bytes: usize,
     counters: std::sync::Mutex<ApiCounters>,
 }
+
+/// The largest response body read by default: 32 MiB, a page many times over, on a 128 MB
+/// function that may hold two pages at once.
+pub const MAX_BODY_BYTES: usize = 32 << 20;
 
 /// What the API client did, for the run summary.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -324,6 +338,7 @@ impl Api {
             creds,
             token: tokio::sync::Mutex::new(None),
             retry: RetryPolicy::default(),
+            max_body_bytes: MAX_BODY_BYTES,
             counters: std::sync::Mutex::default(),
         })
     }
@@ -499,7 +514,8 @@ impl Api {
                     )
                     .body(encoded.clone())
             };
-            let (_, body) = send(req.header(AUTHORIZATION, auth), "POST", &url).await?;
+            let req = req.header(AUTHORIZATION, auth);
+            let (_, body) = send(req, "POST", &url, self.max_body_bytes).await?;
             #[derive(serde::Deserialize)]
             struct TokenResponse {
                 access_token: String,
@@ -544,7 +560,7 @@ impl Api {
                 if let Some((k, v)) = self.auth_header().await? {
                     req = req.header(k, v);
                 }
-                let (headers, body) = send(req, "GET", &url).await?;
+                let (headers, body) = send(req, "GET", &url, self.max_body_bytes).await?;
                 Ok(Page {
                     body,
                     link_next: link_next(&headers),
@@ -588,17 +604,34 @@ async fn send(
     req: reqwest::RequestBuilder,
     method: &'static str,
     url: &str,
+    max: usize,
 ) -> Result<(HeaderMap, Bytes), FetchError> {
-    let resp = req
+    let mut resp = req
         .send()
         .await
         .map_err(|e| FetchError::transport(method, url, e))?;
     let status = resp.status();
     let headers = resp.headers().clone();
-    let body = resp
-        .bytes()
+    let too_large = || FetchError::TooLarge {
+        method,
+        url: url.to_owned(),
+        max,
+    };
+    if resp.content_length().is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = resp
+        .chunk()
         .await
-        .map_err(|e| FetchError::transport(method, url, e))?;
+        .map_err(|e| FetchError::transport(method, url, e))?
+    {
+        if body.len() + chunk.len() > max {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let body = body.freeze();
     if !status.is_success() {
         return Err(status_error(method, url, status, &headers, &body));
     }

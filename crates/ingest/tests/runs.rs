@@ -578,3 +578,23 @@ async fn a_cursor_sent_again_stops_the_run_instead_of_looping() -> Result<()> {
     assert!(e.bucket.keys("state/").await?.is_empty());
     Ok(())
 }
+
+#[tokio::test]
+async fn a_response_over_the_body_limit_is_a_clear_error() -> Result<()> {
+    let mut e = env(300, "").await?;
+    let api = e.ingest.apis.get_mut("hotmart-sales").unwrap();
+    api.max_body_bytes = 10_000; // a page of 100 sales is several times that
+    let api = &e.ingest.apis["hotmart-sales"];
+    let now = after_all(300);
+    let err = run(api, &e.ingest.lake, RunKind::Scheduled { now }, "r")
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("the response body is over 10000 bytes"),
+        "{msg}"
+    );
+    assert!(msg.contains("/payments/api/v1/sales/history"), "{msg}");
+    assert!(e.bucket.keys("state/").await?.is_empty());
+    Ok(())
+}
