@@ -51,8 +51,9 @@ invoke-ingest: ## invoke the watched ingest with events/eventbridge-schedule.jso
 invoke-loader: ## invoke the watched loader with events/s3-object-created.json
 	scripts/cargo-lambda invoke sluice-loader --data-file events/s3-object-created.json
 
-deploy: lint-infra ## cargo lambda build --release --arm64, then sam deploy (guided the first time)
+deploy: lint-infra ## cargo lambda build --release --arm64, the pinned RDS CA bundle beside the loader, then sam deploy (guided the first time)
 	scripts/cargo-lambda build --release --arm64 --bin sluice-ingest --bin sluice-loader
+	scripts/rds-ca-bundle target/lambda/sluice-loader/rds-global-bundle.pem
 	cd infra && if [ -f samconfig.toml ]; then ../target/infra-venv/bin/sam deploy; \
 	  else ../target/infra-venv/bin/sam deploy --guided --capabilities CAPABILITY_IAM; fi
 

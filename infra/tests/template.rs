@@ -391,6 +391,31 @@ fn functions_are_arm64_al2023_with_the_limits_asked() {
             "{var}"
         );
     }
+    // The certificate is verified by default, against the bundle packaged beside bootstrap.
+    assert_eq!(
+        tagged(&vars["DATABASE_SSLMODE"]),
+        ("Ref".to_owned(), &Value::from("DatabaseSslMode"))
+    );
+    assert_eq!(t["Parameters"]["DatabaseSslMode"]["Default"], "verify-full");
+    assert_eq!(
+        vars["DATABASE_CA_BUNDLE"],
+        "/var/task/rds-global-bundle.pem"
+    );
+    // Hashed columns get a generated salt, kept across stack updates; only the loader reads it.
+    assert_eq!(
+        tagged(&vars["REDACT_SALT_SECRET_ARN"]),
+        ("Ref".to_owned(), &Value::from("RedactSalt"))
+    );
+    let salt = &resources(&t)["RedactSalt"];
+    assert_eq!(salt["Type"], "AWS::SecretsManager::Secret");
+    assert_eq!(salt["DeletionPolicy"], "Retain");
+    assert!(salt["Properties"]["GenerateSecretString"]["PasswordLength"].as_u64() >= Some(32));
+    let readers: Vec<String> = statements(&t)
+        .into_iter()
+        .filter(|(_, s)| resources_of(s) == ["Ref:RedactSalt"])
+        .map(|(who, _)| who)
+        .collect();
+    assert_eq!(readers, ["LoaderRole"]);
     // Bounded concurrency: a backfill cannot open more connections than a small RDS allows
     // (2 per loader; a db.t4g.micro allows about a hundred).
     let (tag, p) = tagged(&loader["ReservedConcurrentExecutions"]);

@@ -356,6 +356,38 @@ async fn large_objects_go_up_in_parts() -> Result<()> {
     Ok(())
 }
 
+/// Multipart objects carry the same headers as single uploads. Their record count cannot be
+/// object metadata (S3 fixes metadata at CreateMultipartUpload, before the count is known, and a
+/// copy to change it would be a second version and a second load): it is in the manifest.
+#[tokio::test]
+async fn gzip_objects_in_parts_keep_their_encoding_and_count_in_the_manifest() -> Result<()> {
+    // 45,000 sales ≈ 5.5 MB gzipped: S3 takes no part under 5 MiB but the last.
+    let mut e = env(45_000, "gzip = true").await?;
+    e.ingest.lake = lake(&e.bucket, 5 << 20);
+    let api = &e.ingest.apis["hotmart-sales"];
+    let now = after_all(45_000);
+    let s = run(api, &e.ingest.lake, RunKind::Scheduled { now }, "r").await?;
+    assert!(s.objects[0].parts > 1, "{:?}", s.objects);
+    let key = &s.objects[0].key;
+    let head = e
+        .bucket
+        .client
+        .head_object()
+        .bucket(&e.bucket.name)
+        .key(key)
+        .send()
+        .await?;
+    assert_eq!(head.content_encoding(), Some("gzip"));
+    let meta = head.metadata().unwrap();
+    assert!(!meta.contains_key("records"), "{meta:?}");
+    assert_eq!(meta["source"], "hotmart-sales");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&e.bucket.get(&sluice_ingest::run::manifest_key(key)).await?)?;
+    assert_eq!(manifest["object"]["records"], 45_000);
+    assert_eq!(csv_objects(&e.bucket).await?[0].2.len(), 45_000);
+    Ok(())
+}
+
 #[tokio::test]
 async fn gzip_objects_round_trip() -> Result<()> {
     let e = env(700, "gzip = true").await?;

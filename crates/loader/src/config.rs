@@ -38,6 +38,7 @@ pub const ENV_VARS: &[&str] = &[
     "QUARANTINE_PREFIX",
     "RAW_PREFIX",
     "REDACT_SALT",
+    "REDACT_SALT_SECRET_ARN",
 ];
 
 /// A configuration error, naming the variable.
@@ -110,6 +111,9 @@ pub struct Config {
     pub max_reject_ratio: f64,
     /// `REDACT_SALT`: salt for `redact = "hash"` columns.
     pub redact_salt: Secret,
+    /// `REDACT_SALT_SECRET_ARN`: a secret whose string is the salt (the template generates one);
+    /// read at start by [`crate::connect::read_secrets`] unless `REDACT_SALT` is set.
+    pub redact_salt_secret: Option<String>,
     /// `LEDGER_SCHEMA` (default `public`): where `sluice_loads` lives.
     pub ledger_schema: String,
     /// `COPY_BATCH_BYTES` (default 1 MiB): rows are sent to Postgres in batches of about this size.
@@ -172,6 +176,7 @@ impl Config {
             quarantine_bucket: None,
             max_reject_ratio,
             redact_salt: Secret::new(get("REDACT_SALT").unwrap_or_default()),
+            redact_salt_secret: get("REDACT_SALT_SECRET_ARN"),
             ledger_schema: get("LEDGER_SCHEMA").unwrap_or_else(|| "public".into()),
             batch_bytes,
         })
@@ -335,7 +340,19 @@ pub fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Applies the TLS policy: verify-full with a CA bundle; at least `require` off this machine.
+/// Applies the TLS policy. Off this machine the connection is encrypted and, unless
+/// `DATABASE_SSLMODE` (or the URL's `sslmode`) asks for `require` or `verify-ca`, verified:
+/// `verify-full`, against `DATABASE_CA_BUNDLE` when set (RDS certificates chain to Amazon's RDS
+/// CAs, which are not in the public roots). On this machine the mode is left as asked.
+///
+/// ```
+/// use sluice_loader::config::{Tls, apply_tls};
+/// use sqlx::postgres::{PgConnectOptions, PgSslMode};
+///
+/// let rds: PgConnectOptions = "postgres://u@db.abc.us-east-1.rds.amazonaws.com/app".parse().unwrap();
+/// let o = apply_tls(rds, &Tls::default());
+/// assert!(matches!(o.get_ssl_mode(), PgSslMode::VerifyFull));
+/// ```
 pub fn apply_tls(opts: PgConnectOptions, tls: &Tls) -> PgConnectOptions {
     let mut opts = opts.application_name("sluice-loader");
     if let Some(mode) = tls.mode {
@@ -352,7 +369,7 @@ pub fn apply_tls(opts: PgConnectOptions, tls: &Tls) -> PgConnectOptions {
         PgSslMode::Disable | PgSslMode::Allow | PgSslMode::Prefer
     );
     if weak && !is_loopback(opts.get_host()) {
-        opts = opts.ssl_mode(PgSslMode::Require);
+        opts = opts.ssl_mode(PgSslMode::VerifyFull);
     }
     opts
 }
@@ -425,12 +442,19 @@ mod tests {
     }
 
     #[test]
-    fn tls_is_required_off_this_machine() {
+    fn tls_is_verified_off_this_machine() {
         let tls = Tls::default();
         let remote: PgConnectOptions = "postgres://u@db.example.com/app".parse().unwrap();
-        assert_eq!(mode(&apply_tls(remote, &tls)), "Require");
+        assert_eq!(mode(&apply_tls(remote, &tls)), "VerifyFull");
         let remote: PgConnectOptions = "postgres://u@10.0.0.5/app?sslmode=disable".parse().unwrap();
-        assert_eq!(mode(&apply_tls(remote, &tls)), "Require");
+        assert_eq!(mode(&apply_tls(remote, &tls)), "VerifyFull");
+        // Asked for explicitly, `require` stays (encrypted, not verified).
+        let asked = Tls {
+            mode: Some(PgSslMode::Require),
+            ca_bundle: None,
+        };
+        let remote: PgConnectOptions = "postgres://u@db.example.com/app".parse().unwrap();
+        assert_eq!(mode(&apply_tls(remote, &asked)), "Require");
         let local: PgConnectOptions = "postgres://u@127.0.0.1/app".parse().unwrap();
         assert_eq!(mode(&apply_tls(local, &tls)), "Prefer");
         let ca = Tls {
@@ -448,7 +472,7 @@ mod tests {
             (o.get_host(), o.get_port(), o.get_database()),
             ("db.x.rds.amazonaws.com", 5432, Some("app"))
         );
-        assert_eq!(mode(&o), "Require");
+        assert_eq!(mode(&o), "VerifyFull");
     }
 
     #[test]

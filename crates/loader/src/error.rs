@@ -85,7 +85,7 @@ pub enum Error {
         source: RowError,
     },
     #[error(
-        "column {column:?} has redact = \"hash\" but REDACT_SALT is empty (an unsalted hash of an e-mail is a dictionary look-up): set REDACT_SALT"
+        "column {column:?} has redact = \"hash\" but REDACT_SALT is empty (an unsalted hash of an e-mail is a dictionary look-up): set REDACT_SALT or REDACT_SALT_SECRET_ARN"
     )]
     NoSalt { column: String },
     #[error("quarantine file: {0}")]

@@ -1,14 +1,11 @@
 //! The invocation: every object of the event, one summary, and errors Lambda can tell apart.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::Serialize;
 use serde_json::Value;
 use sluice_edge::Failure;
-use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-use crate::config::{Config, ConfigError, DatabaseSource, RdsSecret, apply_tls};
 use crate::event::objects;
 use crate::load::Loader;
 use crate::store::Store;
@@ -107,48 +104,6 @@ pub fn emf_line(function: &str, s: &InvocationSummary) -> Value {
             ("DurationMs", s.duration_ms, "Milliseconds"),
         ],
     )
-}
-
-/// A small pool, built once per container: connections are made lazily (a database that is
-/// down fails the invocation as retryable, not the cold start) and checked before use, so a
-/// broken one is replaced.
-pub async fn pool(config: &Config) -> Result<PgPool, ConfigError> {
-    let opts = connect_options(config).await?;
-    Ok(PgPoolOptions::new()
-        .max_connections(2)
-        .min_connections(0)
-        .acquire_timeout(config.acquire_timeout)
-        .idle_timeout(Duration::from_secs(300))
-        .test_before_acquire(true)
-        .connect_lazy_with(opts))
-}
-
-async fn connect_options(config: &Config) -> Result<PgConnectOptions, ConfigError> {
-    let base = match &config.database {
-        DatabaseSource::Url(url) => url.expose().parse::<PgConnectOptions>().map_err(|e| {
-            ConfigError::Invalid {
-                var: "DATABASE_URL",
-                // sqlx's message may quote the URL; never echo it.
-                message: format!(
-                    "not a Postgres URL ({})",
-                    e.to_string().replace(url.expose(), "***")
-                ),
-            }
-        })?,
-        DatabaseSource::SecretArn(arn) => {
-            let conf = aws_config::load_from_env().await;
-            let secret =
-                sluice_edge::secret_string(&conf, arn)
-                    .await
-                    .map_err(|e| ConfigError::Invalid {
-                        var: "DATABASE_SECRET_ARN",
-                        message: e.to_string(),
-                    })?;
-            RdsSecret::parse(secret.expose())?.connect_options(&config.endpoint)?
-        }
-    };
-    // Staging tables are temporary: keep them in memory (the default 8 MB spills to disk).
-    Ok(apply_tls(base, &config.tls).options([("temp_buffers", "64MB")]))
 }
 
 #[cfg(test)]

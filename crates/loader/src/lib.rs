@@ -36,6 +36,7 @@
 
 pub mod catalog;
 pub mod config;
+pub mod connect;
 mod copy;
 mod error;
 pub mod event;
@@ -51,9 +52,10 @@ mod summary;
 mod upsert;
 
 pub use crate::config::{Config, ConfigError, DatabaseSource, RdsSecret, Secret};
+pub use crate::connect::{pool, pool_with};
 pub use crate::error::{Error, LoadError, Reject, Rejection, is_retryable_db};
 pub use crate::event::{EventError, ObjectRef};
-pub use crate::handler::{HandlerError, InvocationSummary, emf_line, handle, pool};
+pub use crate::handler::{HandlerError, InvocationSummary, emf_line, handle};
 pub use crate::load::Loader;
 pub use crate::quarantine::quarantine_key;
 pub use crate::store::{

@@ -15,7 +15,8 @@ use sluice_transform::{Mapping, RowContext};
 use sqlx::{PgConnection, PgPool};
 use tracing::Instrument;
 
-use crate::config::Config;
+use crate::config::{Config, DatabaseSource};
+use crate::connect::{connect_options, is_auth_failure};
 use crate::copy::{Copied, copy_rows};
 use crate::error::{Error, Fail, LoadError};
 use crate::event::ObjectRef;
@@ -36,6 +37,8 @@ const MAX_ATTEMPTS: usize = 4;
 pub struct Loader {
     pool: PgPool,
     config: Arc<Config>,
+    /// Where the database secret is read again after a rotation (the environment's when `None`).
+    aws: Option<aws_config::SdkConfig>,
     ledger_ready: tokio::sync::OnceCell<()>,
 }
 
@@ -44,7 +47,16 @@ impl Loader {
         Self {
             pool,
             config,
+            aws: None,
             ledger_ready: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// Reads the database secret with `aws` when its password has rotated.
+    pub fn with_aws(self, aws: aws_config::SdkConfig) -> Self {
+        Self {
+            aws: Some(aws),
+            ..self
         }
     }
 
@@ -125,6 +137,7 @@ impl Loader {
                     whole.store(true, Ordering::Relaxed);
                     self.attempt(store, object, source, mapping, None).await
                 }
+                Err(f) => Err(self.after_auth_failure(f).await),
                 r => r,
             }
         })
@@ -156,6 +169,26 @@ impl Loader {
                 kind: Failure::when(matches!(f, Fail::Retryable(_))),
                 error: f.into_error(),
             }),
+        }
+    }
+
+    /// A refused login with credentials from a secret: the password may have rotated since the
+    /// pool read it. Read the secret again, give the pool the new options, and try again.
+    async fn after_auth_failure(&self, f: Fail) -> Fail {
+        let refused = matches!(f.error(), Error::Database(e) if is_auth_failure(e));
+        if !refused || !matches!(self.config.database, DatabaseSource::SecretArn(_)) {
+            return f;
+        }
+        match connect_options(&self.config, self.aws.as_ref()).await {
+            Ok(opts) => {
+                tracing::warn!("the database refused the login; read its secret again");
+                self.pool.set_connect_options(opts);
+                Fail::Retryable(f.into_error())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not read the database secret again");
+                f
+            }
         }
     }
 

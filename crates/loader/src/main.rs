@@ -12,13 +12,15 @@ use sluice_loader::{Config, Loader, S3Store, emf_line, handle};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let config = Arc::new(Config::from_env()?);
-    let pool = sluice_loader::pool(&config).await?;
     let aws = aws_config::load_from_env().await;
+    let mut config = Config::from_env()?;
+    sluice_loader::connect::read_secrets(&mut config, &aws).await?;
+    let config = Arc::new(config);
+    let pool = sluice_loader::pool_with(&config, Some(&aws)).await?;
     let store = S3Store {
         client: sluice_edge::s3_client(&aws),
     };
-    let loader = Loader::new(pool, config);
+    let loader = Loader::new(pool, config).with_aws(aws);
     let (loader, store) = (&loader, &store);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let result = handle(&event.payload, loader, store).await;

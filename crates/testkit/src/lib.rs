@@ -6,6 +6,8 @@
 //! - **S3**: `S3_ENDPOINT_URL` if set; else an in-process `s3s-fs` endpoint on 127.0.0.1 (one per
 //!   test process, real SigV4 auth), used through the real `aws-sdk-s3` client. Each test gets
 //!   its own bucket.
+//! - **A cluster of a test's own** ([`Cluster`]) with password logins or TLS, and **moto's server**
+//!   ([`moto`]) for AWS APIs that cannot run here.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -15,6 +17,12 @@
 //! bucket.client.put_object().bucket(&bucket.name).key("k").body(b"x".to_vec().into()).send().await?;
 //! # Ok(()) }
 //! ```
+
+mod cluster;
+mod moto;
+
+pub use cluster::{Cluster, ClusterOptions};
+pub use moto::{Moto, moto};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
