@@ -516,22 +516,14 @@ impl Api {
             };
             let req = req.header(AUTHORIZATION, auth);
             let (_, body) = send(req, "POST", &url, self.max_body_bytes).await?;
-            #[derive(serde::Deserialize)]
-            struct TokenResponse {
-                access_token: String,
-                expires_in: Option<f64>,
-            }
-            let t: TokenResponse =
-                serde_json::from_slice(&body).map_err(|e| FetchError::Token {
-                    url: url.clone(),
-                    message: format!("not a token response: {e}"),
-                })?;
-            // Refresh a minute early (or at 90 % of a short lifetime); a lifetime that is
-            // negative, not a number or absurd (`1e20`) is clamped, never trusted to panic.
-            let ttl = token_ttl(t.expires_in);
+            let (value, ttl) = parse_token(&body).map_err(|message| FetchError::Token {
+                url: url.clone(),
+                message,
+            })?;
+            // Refresh a minute early (or at 90 % of a short lifetime).
             let early = Duration::from_secs(60).min(ttl / 10);
             Ok(CachedToken {
-                value: Secret::new(t.access_token),
+                value,
                 refresh_at: Instant::now() + ttl - early,
             })
         };
@@ -678,6 +670,35 @@ fn json_object(secret: &str) -> Result<serde_json::Map<String, serde_json::Value
         Value::Array(_) => "an array",
     };
     Err(format!("the secret is not a JSON object (it is {kind})"))
+}
+
+/// A token endpoint's answer: the access token and how long to use it. A lifetime that is
+/// negative, not a number or absurd (`1e20`) is clamped, never trusted to panic; the error
+/// names where the body is wrong, never what it holds (it may hold the token).
+///
+/// ```
+/// use sluice_ingest::http::parse_token;
+///
+/// let (token, ttl) = parse_token(br#"{"access_token":"t0k3n","expires_in":1e20}"#).unwrap();
+/// assert_eq!((token.expose(), ttl.as_secs()), ("t0k3n", 86_400));
+/// let e = parse_token(br#"{"access_token":["t0k3n"]}"#).unwrap_err();
+/// assert!(e.contains("line 1 column") && !e.contains("t0k3n"), "{e}");
+/// ```
+pub fn parse_token(body: &[u8]) -> Result<(Secret, Duration), String> {
+    #[derive(serde::Deserialize)]
+    struct TokenResponse {
+        access_token: String,
+        expires_in: Option<f64>,
+    }
+    let t: TokenResponse = serde_json::from_slice(body).map_err(|e| {
+        format!(
+            "not a token response ({:?} error at line {} column {}; needs a string access_token)",
+            e.classify(),
+            e.line(),
+            e.column()
+        )
+    })?;
+    Ok((Secret::new(t.access_token), token_ttl(t.expires_in)))
 }
 
 /// A token's lifetime from its `expires_in`: an hour when absent, clamped to 0 s ..= 1 day

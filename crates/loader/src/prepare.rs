@@ -65,6 +65,7 @@ pub(crate) async fn prepare<S: Store>(
         }
         info.unwrap_or_default()
     };
+    bound.use_table_types(|name| info.column_type(name));
     if !info.has_unique_key(&mapping.key) {
         return Err(Fail::Permanent(Error::NoUniqueKey {
             table: mapping.table.to_string(),

@@ -19,7 +19,10 @@ pub(crate) async fn upsert(
     summary: &mut ObjectSummary,
 ) -> Result<(), Fail> {
     let t0 = Instant::now();
-    let sql = if copied.keys.presorted {
+    // No key text seen twice means no key twice only where equal keys have equal texts.
+    let sql = if !plan.exact_key() {
+        plan.upsert(STAGE)
+    } else if copied.keys.presorted {
         // Strictly ascending keys are unique too.
         plan.upsert_unique(STAGE, true)
     } else if copied.keys.unique {

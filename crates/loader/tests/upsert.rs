@@ -292,6 +292,66 @@ async fn the_last_row_of_a_file_wins_for_a_key() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Keys that differ as text but are one value to the table's unique index: one row, the last
+/// line wins, the rest count as duplicates (Postgres refused the whole object with 21000).
+#[tokio::test]
+async fn keys_equal_as_values_are_one_key() -> anyhow::Result<()> {
+    let numeric = r#"
+[table]
+name = "amounts"
+key = ["id"]
+
+[columns.id]
+type = "numeric"
+"#;
+    let env = common::env_with(&[], &[("amounts", numeric)]).await?;
+    let s = env
+        .put_and_load(
+            "raw/amounts/a.csv",
+            "id,v\n1.0,first\n1.00,second\n2,other\n",
+        )
+        .await?;
+    assert_eq!(
+        (s.rows.rows_read, s.rows.inserted, s.rows.duplicates),
+        (3, 2, 1)
+    );
+    assert!(balanced(&s));
+    assert_eq!(
+        env.rows("amounts", "id::text, v").await?[0],
+        [Some("1.00".into()), Some("second".into())]
+    );
+    // A citext key of a table the user made: `ABC` and `abc` are one person.
+    for sql in [
+        "CREATE EXTENSION IF NOT EXISTS citext",
+        "CREATE TABLE plain (id citext PRIMARY KEY, name text)",
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&env.db.pool)
+            .await?;
+    }
+    let s = env
+        .put_and_load(
+            "raw/plain/p.csv",
+            "id,name\nABC,upper\nabc,lower\nÉtienne,e\n",
+        )
+        .await?;
+    assert_eq!((s.rows.inserted, s.rows.duplicates), (2, 1));
+    assert_eq!(
+        env.rows("plain", "id::text, name").await?,
+        [
+            [Some("abc".into()), Some("lower".into())],
+            [Some("Étienne".into()), Some("e".into())]
+        ]
+    );
+    // Again, now that the keys exist (staged, one unchanged, one updated).
+    let s = env
+        .put_and_load("raw/plain/q.csv", "id,name\nabc,lower\nABC,again\n")
+        .await?;
+    assert_eq!((s.rows.updated, s.rows.duplicates), (1, 1), "{s:?}");
+    assert_eq!(env.count("plain").await?, 2);
+    Ok(())
+}
+
 #[tokio::test]
 async fn an_older_file_after_a_newer_one_changes_nothing() -> anyhow::Result<()> {
     let env = common::env().await?;

@@ -564,6 +564,12 @@ pub struct BoundMapping {
 }
 
 impl BoundMapping {
+    /// Gives the plan's columns the existing table's own types (see
+    /// [`UpsertPlan::use_table_types`]).
+    pub fn use_table_types<'a>(&mut self, type_of: impl Fn(&str) -> Option<&'a str>) {
+        self.plan.use_table_types(type_of);
+    }
+
     /// Target column names, in order.
     pub fn names(&self) -> Vec<&str> {
         self.targets.iter().map(|t| t.name.as_str()).collect()

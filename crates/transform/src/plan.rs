@@ -74,6 +74,10 @@ pub struct PlanColumn {
     /// Lineage (load time, source object): written with a real change, but no change by itself,
     /// so a redelivered row with new lineage still counts as unchanged.
     pub lineage: bool,
+    /// The existing column's own type (`format_type`: `citext`, `numeric(12,2)`, …), when the
+    /// table exists. Key columns are staged with it, so the de-duplication compares keys as
+    /// the table's unique index does.
+    pub sql_type: Option<String>,
 }
 
 impl PlanColumn {
@@ -82,12 +86,48 @@ impl PlanColumn {
             name: name.into(),
             ty,
             lineage: false,
+            sql_type: None,
         }
     }
     /// Marks the column as lineage.
     pub fn lineage(mut self) -> Self {
         self.lineage = true;
         self
+    }
+
+    /// Whether two values are equal exactly when their texts (as the row conversion writes
+    /// them) are: plain `text`/`varchar`, and the types whose conversion is canonical. Not
+    /// `numeric` (`1.0` = `1.00`), `double`, `jsonb`, timestamps (Postgres rounds to
+    /// microseconds), `citext`, `char(n)` (padding) or a column of another type.
+    ///
+    /// ```
+    /// use sluice_transform::{ColumnType, PlanColumn};
+    ///
+    /// assert!(PlanColumn::new("id", ColumnType::Text).exact());
+    /// assert!(!PlanColumn::new("id", ColumnType::Numeric).exact());
+    /// let mut ci = PlanColumn::new("email", ColumnType::Text);
+    /// ci.sql_type = Some("citext".into());
+    /// assert!(!ci.exact());
+    /// ```
+    pub fn exact(&self) -> bool {
+        let own = self.sql_type.as_deref();
+        match self.ty {
+            ColumnType::Text => {
+                own.is_none_or(|t| t == "text" || t.starts_with("character varying"))
+            }
+            ColumnType::Bigint | ColumnType::Integer => {
+                own.is_none_or(|t| matches!(t, "bigint" | "integer" | "smallint"))
+            }
+            ColumnType::Boolean | ColumnType::Uuid | ColumnType::Date => {
+                own.is_none_or(|t| t == self.ty.sql())
+            }
+            _ => false,
+        }
+    }
+
+    /// The type to stage the column with: its own, or the one sluice gives it.
+    fn staged_type(&self) -> &str {
+        self.sql_type.as_deref().unwrap_or(self.ty.sql())
     }
 }
 
@@ -241,12 +281,20 @@ impl UpsertPlan {
         )
     }
 
-    /// A temporary staging table typed like the target, plus the line number; dropped at commit.
+    /// A temporary staging table typed like the target (key columns with the table's own
+    /// types), plus the line number; dropped at commit.
     pub fn create_staging(&self, staging: &str) -> String {
         let cols: Vec<String> = self
             .columns
             .iter()
-            .map(|c| format!("{} {}", quote_ident(&c.name), c.ty.sql()))
+            .map(|c| {
+                let ty = if self.key.contains(&c.name) {
+                    c.staged_type()
+                } else {
+                    c.ty.sql()
+                };
+                format!("{} {ty}", quote_ident(&c.name))
+            })
             .collect();
         format!(
             "CREATE TEMP TABLE {} ({} bigint NOT NULL, {}) ON COMMIT DROP",
@@ -276,8 +324,9 @@ impl UpsertPlan {
         )
     }
 
-    /// The key in lock order: byte order (`COLLATE "C"`) for text keys, so every loader takes
-    /// row locks in the same order whatever the database's collation (and sorts faster).
+    /// The key in lock order: byte order (`COLLATE "C"`) for exact text keys, so every loader
+    /// takes row locks in the same order whatever the database's collation (and sorts faster).
+    /// Other text keys (`citext`) keep their own equality, the unique index's.
     fn lock_order(&self) -> String {
         self.key
             .iter()
@@ -285,7 +334,7 @@ impl UpsertPlan {
                 let text = self
                     .columns
                     .iter()
-                    .any(|c| &c.name == k && c.ty == ColumnType::Text);
+                    .any(|c| &c.name == k && c.ty == ColumnType::Text && c.exact());
                 if text {
                     format!("{} COLLATE \"C\"", quote_ident(k))
                 } else {
@@ -351,14 +400,33 @@ impl UpsertPlan {
         )
     }
 
-    /// True when every key column is text: then byte order is the lock order, and a file whose
-    /// keys already ascend in byte order needs no sort ([`upsert_unique`](Self::upsert_unique)).
+    /// True when every key column is exact text ([`PlanColumn::exact`]): then byte order is
+    /// the lock order, and a file whose keys already ascend in byte order needs no sort
+    /// ([`upsert_unique`](Self::upsert_unique)).
     pub fn text_key(&self) -> bool {
         self.key.iter().all(|k| {
             self.columns
                 .iter()
-                .any(|c| &c.name == k && c.ty == ColumnType::Text)
+                .any(|c| &c.name == k && c.ty == ColumnType::Text && c.exact())
         })
+    }
+
+    /// True when keys equal as values are equal as text ([`PlanColumn::exact`] for every key
+    /// column): only then may a loader that saw no key text twice skip the de-duplication.
+    /// Otherwise `1.0` and `1.00`, or `ABC` and `abc` in a `citext` key, reach `ON CONFLICT`
+    /// together and Postgres refuses the statement (21000).
+    pub fn exact_key(&self) -> bool {
+        self.key
+            .iter()
+            .all(|k| self.columns.iter().any(|c| &c.name == k && c.exact()))
+    }
+
+    /// Gives each column the existing table's own type (`type_of` a column name, as the
+    /// catalog's `format_type` prints it).
+    pub fn use_table_types<'a>(&mut self, type_of: impl Fn(&str) -> Option<&'a str>) {
+        for c in &mut self.columns {
+            c.sql_type = type_of(&c.name).map(str::to_owned);
+        }
     }
 
     /// [`upsert`](Self::upsert) for a staging table whose keys are known to be unique (the
