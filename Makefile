@@ -4,7 +4,7 @@ CARGO ?= cargo
 BASELINES ?= $(abspath ../shared/baselines)
 BENCH_N ?= 100000
 
-.PHONY: help demo test lint lint-infra deploy watch invoke-ingest invoke-loader build-lambda fmt build bench bench-flatten bench-loader bench-ingest bench-e2e services-up services-down clean-services
+.PHONY: fuzz help demo test lint lint-infra deploy watch invoke-ingest invoke-loader build-lambda fmt build bench bench-flatten bench-loader bench-ingest bench-e2e services-up services-down clean-services
 
 help: ## List the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## / {printf "%-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -27,6 +27,9 @@ fmt: ## Format the code
 
 build: ## Debug build of everything
 	$(CARGO) build --workspace
+
+fuzz: ## cargo fuzz: each target FUZZ_SECONDS (default 600) in turn; not part of make test
+	scripts/fuzz $(FUZZ_TARGETS)
 
 bench: bench-flatten bench-loader bench-ingest bench-e2e ## All benchmarks (not tests)
 

@@ -84,6 +84,10 @@ pub enum Error {
         #[source]
         source: RowError,
     },
+    /// A new column's type was guessed from the first rows; columns are added for good, so
+    /// its type comes from the whole object.
+    #[error("new column {column:?}: its type is taken from the whole object before it is added")]
+    NewColumnGuessed { column: String },
     #[error(
         "column {column:?} has redact = \"hash\" but REDACT_SALT is empty (an unsalted hash of an e-mail is a dictionary look-up): set REDACT_SALT or REDACT_SALT_SECRET_ARN"
     )]

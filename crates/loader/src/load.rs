@@ -244,7 +244,7 @@ impl Loader {
         };
         match header {
             None => tracing::info!("empty object: nothing to load"),
-            Some(header) => match prepare(&mut tx, &job, &header).await? {
+            Some(header) => match prepare(&mut tx, &self.pool, &job, &header).await? {
                 None => tracing::info!("header only and no table yet: nothing to create or load"),
                 Some(prepared) => {
                     let rules = rules(prepared, header, ctx)?;

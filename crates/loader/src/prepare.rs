@@ -8,7 +8,7 @@ use sluice_flatten::csv::{CsvReader, CsvRecord};
 use sluice_transform::{
     BoundMapping, ColumnRule, ColumnType, Guess, Inference, Mapping, SchemaPolicy,
 };
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool};
 
 use crate::catalog::{self, TableInfo};
 use crate::error::{Error, Fail};
@@ -35,6 +35,7 @@ pub(crate) struct Prepared {
 /// types from, so nothing to create or load.
 pub(crate) async fn prepare<S: Store>(
     conn: &mut PgConnection,
+    pool: &PgPool,
     job: &Job<'_, S>,
     header: &[String],
 ) -> Result<Option<Prepared>, Fail> {
@@ -55,15 +56,17 @@ pub(crate) async fn prepare<S: Store>(
             .collect(),
     };
     let mut frozen = Vec::new();
-    let info = if info.is_none()
-        || (!missing.is_empty() && mapping.schema_policy == SchemaPolicy::Evolve)
-    {
-        evolve(conn, &bound).await?
-    } else {
-        if !missing.is_empty() {
-            (bound, frozen) = freeze(mapping, bound, &missing, &names, &types, header)?;
+    let info = match info {
+        // Created in the load's transaction: no one can read it before the commit anyway.
+        None => evolve(conn, &bound).await?,
+        Some(t) if missing.is_empty() => t,
+        Some(_) if mapping.schema_policy == SchemaPolicy::Evolve => {
+            add_columns_apart(conn, pool, &bound, &missing, &guessed).await?
         }
-        info.unwrap_or_default()
+        Some(t) => {
+            (bound, frozen) = freeze(mapping, bound, &missing, &names, &types, header)?;
+            t
+        }
     };
     bound.use_table_types(|name| info.column_type(name));
     if !info.has_unique_key(&mapping.key) {
@@ -108,7 +111,10 @@ async fn column_types<S: Store>(
         return Ok(Some((types, guessed)));
     }
     let raw = job.open_again().await?;
-    let (width, cols, limit) = (header.len(), to_infer.clone(), job.infer_rows);
+    // New columns of an existing table are added for good, before the load (see
+    // `add_columns_apart`): typed from the whole object, never guessed from its first rows.
+    let limit = if info.is_some() { None } else { job.infer_rows };
+    let (width, cols) = (header.len(), to_infer.clone());
     let inferred = blocking(move || infer(raw, width, &cols, limit)).await??;
     if inferred.rows == 0 && info.is_none() {
         return Ok(None);
@@ -132,6 +138,34 @@ fn bind(
         source,
         header: header_preview(header),
     })
+}
+
+/// Columns for a table others may be reading: added in a short transaction of its own,
+/// committed before the load goes on (`ALTER TABLE` holds ACCESS EXCLUSIVE until its
+/// transaction ends; inside the load's it would block every reader for the whole `COPY`). Once
+/// committed a column's type stays, so a type guessed from the first rows is not good enough:
+/// the attempt starts again with types from the whole object. The lock is waited for at most
+/// `lock_timeout` (readers queue behind a waiting `ALTER`); a timeout is retried.
+async fn add_columns_apart(
+    conn: &mut PgConnection,
+    pool: &PgPool,
+    bound: &BoundMapping,
+    missing: &[String],
+    guessed: &[String],
+) -> Result<TableInfo, Fail> {
+    if let Some(column) = missing.iter().find(|c| guessed.contains(c)) {
+        return Err(Fail::Reinfer(Error::NewColumnGuessed {
+            column: column.clone(),
+        }));
+    }
+    let mut short = pool.begin().await?;
+    sqlx::query("SET LOCAL lock_timeout = '5s'")
+        .execute(&mut *short)
+        .await?;
+    evolve(&mut short, bound).await?;
+    short.commit().await?;
+    let table = &bound.plan().table;
+    Ok(catalog::table_info(conn, table).await?.unwrap_or_default())
 }
 
 /// Creates the table, or adds the columns it lacks, under the table's DDL lock; returns the

@@ -713,7 +713,8 @@ async fn types_guessed_from_the_first_rows_are_checked_by_the_load() -> anyhow::
     assert_eq!(env.count("plain").await?, 12_000);
     assert_eq!(env.ledger().await?, 1);
 
-    // A new column whose guess holds: one read for the guess, one for the load.
+    // A new column of an existing table: typed from the whole object (it is committed before
+    // the load, for good), so one read for its type and one for the load.
     let mut csv = String::from("id,extra\n");
     for i in 0..12_000 {
         csv.push_str(&format!("k{i:05},{}.5\n", i));
