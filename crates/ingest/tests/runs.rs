@@ -36,20 +36,12 @@ async fn full_pagination_one_object_a_manifest_and_the_watermark() -> Result<()>
         "{key}"
     );
     // Object metadata and the manifest beside it.
-    let head = e
-        .bucket
-        .client
-        .head_object()
-        .bucket(&e.bucket.name)
-        .key(key)
-        .send()
-        .await?;
+    let head = head(&e.bucket, key).await?;
     let meta = head.metadata().unwrap();
     assert_eq!(meta["records"], "1234");
     assert_eq!(meta["columns"], objects[0].1.len().to_string());
     assert_eq!(meta["window-start"], "2023-11-14T00:00:00Z");
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&e.bucket.get(&sluice_ingest::run::manifest_key(key)).await?)?;
+    let manifest = manifest(&e.bucket, key).await?;
     assert_eq!(manifest["object"]["records"], 1234);
     assert_eq!(manifest["schema_hash"], meta["schema-hash"].as_str());
     assert_eq!(
@@ -369,20 +361,12 @@ async fn gzip_objects_in_parts_keep_their_encoding_and_count_in_the_manifest() -
     let s = run(api, &e.ingest.lake, RunKind::Scheduled { now }, "r").await?;
     assert!(s.objects[0].parts > 1, "{:?}", s.objects);
     let key = &s.objects[0].key;
-    let head = e
-        .bucket
-        .client
-        .head_object()
-        .bucket(&e.bucket.name)
-        .key(key)
-        .send()
-        .await?;
+    let head = head(&e.bucket, key).await?;
     assert_eq!(head.content_encoding(), Some("gzip"));
     let meta = head.metadata().unwrap();
     assert!(!meta.contains_key("records"), "{meta:?}");
     assert_eq!(meta["source"], "hotmart-sales");
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&e.bucket.get(&sluice_ingest::run::manifest_key(key)).await?)?;
+    let manifest = manifest(&e.bucket, key).await?;
     assert_eq!(manifest["object"]["records"], 45_000);
     assert_eq!(csv_objects(&e.bucket).await?[0].2.len(), 45_000);
     Ok(())
@@ -402,14 +386,7 @@ async fn gzip_objects_round_trip() -> Result<()> {
     )
     .await?;
     assert!(s.objects[0].key.ends_with("_r.csv.gz"));
-    let head = e
-        .bucket
-        .client
-        .head_object()
-        .bucket(&e.bucket.name)
-        .key(&s.objects[0].key)
-        .send()
-        .await?;
+    let head = head(&e.bucket, &s.objects[0].key).await?;
     assert_eq!(head.content_encoding(), Some("gzip"));
     let objects = csv_objects(&e.bucket).await?;
     assert_eq!(objects[0].2.len(), 700);

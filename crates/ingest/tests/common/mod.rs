@@ -127,6 +127,26 @@ pub fn parse_csv(bytes: &[u8]) -> (Vec<String>, Rows) {
     (header, rows)
 }
 
+/// The object's HEAD: its metadata and content encoding.
+pub async fn head(
+    bucket: &TestBucket,
+    key: &str,
+) -> Result<aws_sdk_s3::operation::head_object::HeadObjectOutput> {
+    Ok(bucket
+        .client
+        .head_object()
+        .bucket(&bucket.name)
+        .key(key)
+        .send()
+        .await?)
+}
+
+/// The manifest written beside an object.
+pub async fn manifest(bucket: &TestBucket, key: &str) -> Result<serde_json::Value> {
+    let bytes = bucket.get(&sluice_ingest::run::manifest_key(key)).await?;
+    Ok(serde_json::from_slice(&bytes)?)
+}
+
 /// Every CSV object under `raw/`, in key order, parsed.
 pub async fn csv_objects(
     bucket: &TestBucket,
