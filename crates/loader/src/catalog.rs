@@ -8,8 +8,13 @@ use sqlx::{PgConnection, Row};
 pub struct TableInfo {
     /// Columns in order, with `format_type` names (`numeric(12,2)`, `text`, …).
     pub columns: Vec<(String, String)>,
+    /// The columns that are NOT NULL.
+    pub not_null: Vec<String>,
     /// Column sets of valid, non-partial, immediate unique indexes (each sorted).
     pub unique_keys: Vec<Vec<String>>,
+    /// CHECK constraints: name and expression (`pg_get_constraintdef` without `CHECK` and
+    /// `NOT VALID`: enforced on new rows either way).
+    pub checks: Vec<(String, String)>,
 }
 
 impl TableInfo {
@@ -18,6 +23,11 @@ impl TableInfo {
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, t)| t.as_str())
+    }
+    /// A column's type and whether it is NOT NULL.
+    pub fn column(&self, name: &str) -> Option<(&str, bool)> {
+        let ty = self.column_type(name)?;
+        Some((ty, self.not_null.iter().any(|n| n == name)))
     }
     pub fn has_unique_key(&self, key: &[String]) -> bool {
         let mut k = key.to_vec();
@@ -40,16 +50,22 @@ pub async fn table_info(
     .fetch_optional(&mut *conn)
     .await?;
     let Some(oid) = oid else { return Ok(None) };
-    let columns = sqlx::query(
-        "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute \
+    let rows = sqlx::query(
+        "SELECT attname::text, format_type(atttypid, atttypmod), attnotnull FROM pg_attribute \
          WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
     )
     .bind(oid)
     .fetch_all(&mut *conn)
-    .await?
-    .iter()
-    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-    .collect::<Result<Vec<(String, String)>, sqlx::Error>>()?;
+    .await?;
+    let mut columns = Vec::with_capacity(rows.len());
+    let mut not_null = Vec::new();
+    for r in &rows {
+        let name: String = r.try_get(0)?;
+        if r.try_get::<bool, _>(2)? {
+            not_null.push(name.clone());
+        }
+        columns.push((name, r.try_get(1)?));
+    }
     let unique_keys = sqlx::query_scalar(
         "SELECT array_agg(a.attname::text ORDER BY a.attname::text) FROM pg_index i \
          JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) \
@@ -60,8 +76,24 @@ pub async fn table_info(
     .bind(oid)
     .fetch_all(&mut *conn)
     .await?;
+    let checks = sqlx::query_as::<_, (String, String)>(
+        "SELECT conname::text, pg_get_constraintdef(oid) FROM pg_constraint \
+         WHERE conrelid = $1 AND contype = 'c' ORDER BY conname",
+    )
+    .bind(oid)
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .map(|(name, def)| {
+        let expr = def.strip_suffix(" NOT VALID").unwrap_or(&def);
+        let expr = expr.strip_prefix("CHECK ").unwrap_or(expr).to_owned();
+        (name, expr)
+    })
+    .collect();
     Ok(Some(TableInfo {
         columns,
+        not_null,
+        checks,
         unique_keys,
     }))
 }

@@ -20,6 +20,10 @@ pub enum Reject {
     Ragged { fields: usize, width: usize },
     #[error("column {column:?} has a value but is not in the table (schema_policy = \"freeze\")")]
     Frozen { column: String },
+    /// A staged row the table's CHECK constraint refuses (found in SQL, as sluice cannot
+    /// evaluate the expression itself).
+    #[error("violates check constraint {constraint:?}")]
+    Check { constraint: String },
     /// A value that does not convert; names the column and quotes the value (truncated).
     #[error(transparent)]
     Value(#[from] RowError),

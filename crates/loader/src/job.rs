@@ -95,6 +95,7 @@ pub(crate) fn rules(
         }));
     }
     Ok(Rules {
+        checks: prepared.checks,
         header,
         bound: prepared.bound,
         frozen: prepared.frozen,

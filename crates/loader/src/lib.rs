@@ -13,7 +13,7 @@
 //!
 //! The modules follow one load: [`event`] (which objects), [`store`] (their bytes), `rows`
 //! (records → typed or rejected rows, pure), `prepare` (types and DDL), `copy` (the `COPY`
-//! protocol), `upsert` (the staged path's statement), `quarantine`, `ledger`, `job` (what an
+//! protocol), `upsert` (the staged path's statement), `checks` (rows a CHECK constraint refuses), `quarantine`, `ledger`, `job` (what an
 //! attempt's steps share), and `load`, which tells one attempt from start to commit.
 //!
 //! The handler is a plain async function: tests call it with the same event files that
@@ -35,6 +35,7 @@
 //! ```
 
 pub mod catalog;
+mod checks;
 pub mod config;
 pub mod connect;
 mod copy;

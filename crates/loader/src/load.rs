@@ -15,6 +15,7 @@ use sluice_transform::{Mapping, RowContext};
 use sqlx::{PgConnection, PgPool};
 use tracing::Instrument;
 
+use crate::checks::isolate_violations;
 use crate::config::{Config, DatabaseSource};
 use crate::connect::{connect_options, is_auth_failure};
 use crate::copy::{Copied, copy_rows};
@@ -268,7 +269,11 @@ impl Loader {
     ) -> Result<(), Fail> {
         let t0 = Instant::now();
         let plan = rows.rules().bound.plan().clone();
-        let copied = self.copy(tx, job, rows).await?;
+        let checked = (!rows.rules().checks.is_empty()).then(|| rows.rules().clone());
+        let mut copied = self.copy(tx, job, rows).await?;
+        if let Some(rules) = &checked {
+            isolate_violations(tx, job, rules, &mut copied).await?;
+        }
         summary.copy_ms = t0.elapsed().as_millis() as u64;
         summary.path = Some(copied.path);
         summary.rows.rows_read = copied.rows_read;
@@ -304,7 +309,8 @@ impl Loader {
         rows: Rows,
     ) -> Result<Copied, Fail> {
         let batch = self.config.batch_bytes;
-        if !rows.rules().bound.plan().text_key() {
+        // CHECK constraints are evaluated on the staged rows: no direct path past them.
+        if !rows.rules().bound.plan().text_key() || !rows.rules().checks.is_empty() {
             return copy_rows(tx, rows, false, batch).await;
         }
         let rules = rows.rules().clone();

@@ -29,6 +29,8 @@ pub(crate) struct Prepared {
     pub frozen: Vec<(usize, String)>,
     /// Target columns whose types were guessed from the first rows.
     pub guessed: Vec<String>,
+    /// The table's CHECK constraints (name, expression).
+    pub checks: Vec<(String, String)>,
 }
 
 /// Types, schema changes, the unique-key check. `None`: a header only and no table to take
@@ -68,7 +70,7 @@ pub(crate) async fn prepare<S: Store>(
             t
         }
     };
-    bound.use_table_types(|name| info.column_type(name));
+    bound.use_table(|name| info.column(name));
     if !info.has_unique_key(&mapping.key) {
         return Err(Fail::Permanent(Error::NoUniqueKey {
             table: mapping.table.to_string(),
@@ -77,6 +79,7 @@ pub(crate) async fn prepare<S: Store>(
         }));
     }
     Ok(Some(Prepared {
+        checks: info.checks,
         bound,
         frozen,
         guessed,

@@ -47,6 +47,18 @@ impl Quarantine {
         }
     }
 
+    /// Goes on writing after the rows already `quarantined` (same file, same counts).
+    pub fn resume(mut self, quarantined: Quarantined) -> Result<Self, Error> {
+        self.rejected = quarantined.rejected;
+        self.samples = quarantined.samples;
+        if let Some(mut file) = quarantined.file {
+            file.seek(std::io::SeekFrom::End(0))
+                .map_err(Error::Quarantine)?;
+            self.writer = Some(CsvWriter::new(file));
+        }
+        Ok(self)
+    }
+
     /// Adds a rejected row with its fields as read.
     pub fn add(&mut self, rejection: Rejection, record: &CsvRecord) -> Result<(), Error> {
         self.rejected += 1;

@@ -18,6 +18,9 @@ pub(crate) struct Rules {
     pub frozen: Vec<(usize, String)>,
     /// Target columns whose types were guessed from the first rows.
     pub guessed: Vec<String>,
+    /// The table's CHECK constraints (name, expression): rows are staged, and those that
+    /// violate one are taken out before the upsert.
+    pub checks: Vec<(String, String)>,
     pub ctx: RowContext,
 }
 
@@ -184,6 +187,7 @@ mod tests {
         let names: Vec<&str> = header.iter().map(String::as_str).collect();
         let mapping = Mapping::inferred(TableRef::new("public", "t"), vec!["id".into()], None);
         let rules = Rules {
+            checks: Vec::new(),
             bound: mapping.bind(&names, types).unwrap(),
             header,
             frozen: Vec::new(),

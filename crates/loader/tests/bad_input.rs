@@ -107,6 +107,62 @@ async fn bad_rows_are_quarantined_with_line_and_reason_and_the_rest_load() -> an
     Ok(())
 }
 
+/// A table of the user's with limits beyond its base types and CHECK constraints: a value a
+/// column cannot hold, or a row a constraint refuses, rejects its row, with the reason; the
+/// others load (the `COPY` aborted, and the object went to the dead-letter queue).
+#[tokio::test]
+async fn values_the_table_cannot_hold_reject_their_row_only() -> anyhow::Result<()> {
+    let env = common::env_with(&[("MAX_REJECT_RATIO", "0.9")], &[]).await?;
+    sqlx::query(
+        "CREATE TABLE plain (id text PRIMARY KEY, \
+         code varchar(3) CONSTRAINT code_upper CHECK (code = upper(code)), n smallint, \
+         amount numeric(5,2) CHECK (amount >= 0), ratio real, note text NOT NULL)",
+    )
+    .execute(&env.db.pool)
+    .await?;
+    let csv = "id,code,n,amount,ratio,note\n\
+               ok,ABC,1,999.994,1.5,x\n\
+               pad,AB  ,1,1,1,x\n\
+               long,abcd,1,1,1,x\n\
+               small,a,40000,1,1,x\n\
+               money,a,1,999.995,1,x\n\
+               real,a,1,1,1e39,x\n\
+               null,a,1,1,1,\n\
+               negative,A,1,-1,1,x\n\
+               lower,abc,1,1,1,x\n";
+    let s = env.put_and_load("raw/plain/limits.csv", csv).await?;
+    assert_eq!((s.rows.inserted, s.rows.rejected), (2, 7), "{s:?}");
+    assert!(balanced(&s));
+    let rows = env.rows("plain", "id, code, amount::text").await?;
+    assert_eq!(
+        rows,
+        [
+            [Some("ok".into()), Some("ABC".into()), Some("999.99".into())],
+            [Some("pad".into()), Some("AB ".into()), Some("1.00".into())]
+        ]
+    );
+    let key = s.results[0].quarantine_key.as_deref().unwrap();
+    let q = quarantine_rows(&env.bucket.get(key).await?);
+    let reasons: Vec<String> = q[1..].iter().map(|r| text(&r[1])).collect();
+    let expect = [
+        "column \"code\": 4 characters, more than character varying(3) holds",
+        "column \"n\": out of range for smallint",
+        "column \"amount\": more than 3 digits before the point",
+        "column \"ratio\": out of range for real",
+        "column \"note\": NULL in a NOT NULL column",
+        "violates check constraint \"plain_amount_check\"",
+        "violates check constraint \"code_upper\"",
+    ];
+    assert_eq!(reasons.len(), expect.len(), "{reasons:?}");
+    for (got, want) in reasons.iter().zip(expect) {
+        assert!(got.starts_with(want), "{got:?} should start with {want:?}");
+    }
+    // The refused rows travel as they were read.
+    assert_eq!(text(&q[6][2]), "negative");
+    assert_eq!(text(&q[7][3]), "abc");
+    Ok(())
+}
+
 #[tokio::test]
 async fn above_the_reject_ratio_nothing_is_committed_and_the_error_names_lines()
 -> anyhow::Result<()> {

@@ -17,11 +17,13 @@
 //! ```
 
 mod infer;
+mod limits;
 mod mapping;
 mod plan;
 mod types;
 
 pub use crate::infer::{Guess, Inference};
+pub use crate::limits::ColumnLimit;
 pub use crate::mapping::{
     BoundMapping, ColumnRule, DerivedKind, DerivedRule, ERROR_VALUE_CHARS, Mapping, MappingError,
     Redact, RowContext, RowError, SchemaPolicy, TypedRow,

@@ -44,6 +44,7 @@ use std::collections::{BTreeMap, HashSet};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::limits::ColumnLimit;
 use crate::plan::{PlanColumn, PlanError, TableRef, UpsertPlan};
 use crate::types::{ColumnType, Conversion, TimeFormat};
 
@@ -381,6 +382,7 @@ impl Mapping {
                 conversion,
                 default: rule.and_then(|r| r.default.clone()),
                 redact: rule.and_then(|r| r.redact),
+                limit: None,
             });
         }
         // Mapped columns absent from this file: present with their default, otherwise left out.
@@ -401,6 +403,7 @@ impl Mapping {
                         conversion,
                         default: None,
                         redact: rule.redact,
+                        limit: None,
                     });
                 }
             }
@@ -437,6 +440,7 @@ impl Mapping {
                 conversion: Conversion::plain(d.ty),
                 default: None,
                 redact: None,
+                limit: None,
             });
         }
         let plan = UpsertPlan::new(
@@ -486,6 +490,8 @@ struct Target {
     conversion: Conversion,
     default: Option<String>,
     redact: Option<Redact>,
+    /// The existing column's limits (see [`BoundMapping::use_table`]).
+    limit: Option<ColumnLimit>,
 }
 
 /// What a row is transformed with: load time, object key and the redaction salt.
@@ -564,10 +570,20 @@ pub struct BoundMapping {
 }
 
 impl BoundMapping {
-    /// Gives the plan's columns the existing table's own types (see
-    /// [`UpsertPlan::use_table_types`]).
-    pub fn use_table_types<'a>(&mut self, type_of: impl Fn(&str) -> Option<&'a str>) {
-        self.plan.use_table_types(type_of);
+    /// Takes what the existing table says of each column (`column` gives its `format_type`
+    /// and whether it is NOT NULL): the plan stages keys with the table's own types (see
+    /// [`UpsertPlan::use_table_types`]), and each row is checked against the column's limits
+    /// ([`ColumnLimit`]), so a value the column cannot hold rejects its row only.
+    pub fn use_table<'a>(&mut self, column: impl Fn(&str) -> Option<(&'a str, bool)>) {
+        self.plan
+            .use_table_types(|name| column(name).map(|(ty, _)| ty));
+        let key = &self.plan.key;
+        for t in &mut self.targets {
+            // A key's NULL has a message of its own.
+            let not_key = !key.contains(&t.name);
+            t.limit = column(&t.name)
+                .and_then(|(ty, not_null)| ColumnLimit::from_pg(ty, not_null && not_key));
+        }
     }
 
     /// Target column names, in order.
@@ -658,12 +674,25 @@ impl BoundMapping {
                     let text = std::str::from_utf8(&bytes)
                         .map_err(|e| fail(format!("invalid UTF-8 at byte {}", e.valid_up_to())))?;
                     let converted = t.conversion.convert(text).map_err(fail)?;
-                    match t.redact {
+                    let stored = match t.redact {
                         Some(r) => r.apply(&ctx.salt, converted.as_bytes()),
                         None => Some(converted),
+                    };
+                    if let Some(limit) = &t.limit {
+                        limit.check(stored.as_deref()).map_err(fail)?;
                     }
+                    stored
                 }
             };
+            if value.is_none()
+                && let Some(limit) = &t.limit
+            {
+                limit.check(None).map_err(|reason| RowError {
+                    column: t.name.clone(),
+                    value: None,
+                    reason,
+                })?;
+            }
             out.values.push(value);
         }
         for &k in &self.key_idx {
