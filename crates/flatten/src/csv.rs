@@ -25,6 +25,7 @@ use csv_core::{QuoteStyle, ReadFieldResult, WriteResult};
 use crate::flatten::Row;
 
 const BUF: usize = 64 * 1024;
+const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Writes rows in the convention, buffered.
 #[derive(Debug)]
@@ -33,6 +34,9 @@ pub struct CsvWriter<W: Write> {
     buf: Vec<u8>,
     necessary: csv_core::Writer,
     always: csv_core::Writer,
+    /// No record written yet: a first field that begins with a UTF-8 BOM is quoted, or a
+    /// reader would take the BOM for the file's own and drop it.
+    at_start: bool,
 }
 
 impl<W: Write> CsvWriter<W> {
@@ -48,6 +52,7 @@ impl<W: Write> CsvWriter<W> {
             buf: Vec::with_capacity(BUF + 1024),
             necessary: build(QuoteStyle::Necessary),
             always: build(QuoteStyle::Always),
+            at_start: true,
         }
     }
 
@@ -89,7 +94,8 @@ impl<W: Write> CsvWriter<W> {
             return;
         }
         // `\.` alone on a line is COPY's end-of-data marker: always quote it.
-        let always = input == b"\\.";
+        let bom_first = self.at_start && self.buf.is_empty() && input.starts_with(BOM);
+        let always = input == b"\\." || bom_first;
         if !always && !self.necessary.should_quote(input) {
             // csv-core's own decision: nothing to quote, so the bytes go out as they are.
             self.buf.extend_from_slice(input);
@@ -119,6 +125,7 @@ impl<W: Write> CsvWriter<W> {
     }
 
     fn end_record(&mut self) -> io::Result<()> {
+        self.at_start = false;
         self.buf.push(b'\n');
         if self.buf.len() >= BUF {
             self.flush_buf()?;
@@ -257,7 +264,7 @@ impl<R: Read> CsvReader<R> {
         if !self.started {
             self.started = true;
             self.refill()?;
-            if self.buf[..self.len].starts_with(b"\xEF\xBB\xBF") {
+            if self.buf[..self.len].starts_with(BOM) {
                 self.pos = 3;
                 self.offset = 3;
             }
@@ -355,5 +362,44 @@ impl<R: Read> CsvReader<R> {
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(bytes: &[u8]) -> Vec<Vec<Option<Vec<u8>>>> {
+        let mut r = CsvReader::new(bytes);
+        let mut rec = CsvRecord::default();
+        let mut out = Vec::new();
+        while r.read(&mut rec).unwrap() {
+            out.push(rec.iter().map(|f| f.map(<[u8]>::to_vec)).collect());
+        }
+        out
+    }
+
+    /// Found by `cargo fuzz` (csv_reader): a first field that begins with a BOM lost it on the
+    /// way back, taken for the file's own BOM.
+    #[test]
+    fn a_leading_bom_in_the_first_field_survives_a_round_trip() {
+        let field = "\u{feff}b".as_bytes();
+        let mut w = CsvWriter::new(Vec::new());
+        w.write_fields([Some(field), Some(field)]).unwrap();
+        w.write_fields([Some(field)]).unwrap();
+        let bytes = w.into_inner().unwrap();
+        assert!(
+            bytes.starts_with(b"\""),
+            "quoted at the start of the file only"
+        );
+        assert_eq!(
+            read_all(&bytes),
+            [
+                vec![Some(field.to_vec()), Some(field.to_vec())],
+                vec![Some(field.to_vec())]
+            ]
+        );
+        // The file's own BOM is still dropped.
+        assert_eq!(read_all(b"\xEF\xBB\xBFa\n"), [vec![Some(b"a".to_vec())]]);
     }
 }

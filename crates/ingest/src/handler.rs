@@ -23,9 +23,10 @@ use jiff::Timestamp;
 use serde::Serialize;
 use serde_json::Value;
 use sluice_edge::Failure;
+use tokio_util::sync::CancellationToken;
 
 use crate::http::Api;
-use crate::run::{Lake, RunKind, RunSummary, run};
+use crate::run::{Lake, RunKind, RunSummary, run_until};
 
 /// An event that is not one of the accepted shapes.
 #[derive(Debug, thiserror::Error)]
@@ -134,12 +135,46 @@ pub struct InvocationSummary {
 /// A failed invocation: the error for Lambda plus what was done.
 pub type HandlerError = sluice_edge::HandlerError<InvocationSummary>;
 
+/// Time a run keeps for itself before Lambda's deadline: enough to abandon the chunk under way
+/// and report.
+pub const STOP_MARGIN: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// A token cancelled [`STOP_MARGIN`] before `deadline_ms` (Lambda's deadline, milliseconds
+/// since the epoch), and the timer task (abort it when the invocation ends).
+pub fn stop_before(deadline_ms: u64) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+    let deadline = std::time::UNIX_EPOCH + std::time::Duration::from_millis(deadline_ms);
+    let left = deadline
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default()
+        .saturating_sub(STOP_MARGIN);
+    let stop = CancellationToken::new();
+    let timer = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            tokio::time::sleep(left).await;
+            stop.cancel();
+        }
+    });
+    (stop, timer)
+}
+
 /// Handles one event at `now` (the clock is a parameter so tests can pick it).
 pub async fn handle(
     event: &Value,
     ingest: &Ingest,
     now: Timestamp,
     run_id: &str,
+) -> Result<InvocationSummary, HandlerError> {
+    handle_until(event, ingest, now, run_id, &CancellationToken::new()).await
+}
+
+/// [`handle`], stopping each run cleanly when `stop` is cancelled (see [`stop_before`]).
+pub async fn handle_until(
+    event: &Value,
+    ingest: &Ingest,
+    now: Timestamp,
+    run_id: &str,
+    stop: &CancellationToken,
 ) -> Result<InvocationSummary, HandlerError> {
     let t0 = Instant::now();
     let permanent = |message: String| HandlerError::new(message, Failure::Permanent);
@@ -173,7 +208,7 @@ pub async fn handle(
                 known.join(", ")
             )));
         };
-        match run(api, &ingest.lake, kind, run_id).await {
+        match run_until(api, &ingest.lake, kind, run_id, stop).await {
             Ok(r) => {
                 tracing::info!(source = %name, status = ?r.status, records = r.records, pages = r.pages, objects = r.objects.len(), "run done");
                 summary.pages += r.pages;

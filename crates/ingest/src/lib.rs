@@ -13,8 +13,8 @@ pub mod source;
 
 pub use crate::config::{Config, ConfigError};
 pub use crate::handler::{
-    EventError, HandlerError, Ingest, InvocationSummary, Request, RunFailure, emf_line, handle,
-    new_run_id, parse_event,
+    EventError, HandlerError, Ingest, InvocationSummary, Request, RunFailure, STOP_MARGIN,
+    emf_line, handle, handle_until, new_run_id, parse_event, stop_before,
 };
 pub use crate::http::{Api, Credentials, FetchError, RetryPolicy};
 pub use crate::run::{Lake, RunError, RunKind, RunStatus, RunSummary, State};

@@ -13,10 +13,11 @@ use std::time::Instant;
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use sluice_flatten::{Flattener, InputFormat, RecordReader};
+use tokio_util::sync::CancellationToken;
 
 use crate::http::{Api, ApiCounters, FetchError};
 use crate::sink::{ObjectInfo, ObjectWriter, S3Out, SinkError};
-use crate::source::Pagination;
+use crate::source::{Pagination, Source};
 
 /// Why a run failed (the watermark did not move).
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +106,9 @@ pub enum RunStatus {
     Empty,
     /// No window configured: everything fetched.
     Full,
+    /// Stopped before Lambda's deadline: the watermark is at the last chunk done, and the next
+    /// run goes on from there.
+    Partial,
 }
 
 /// The result JSON of one source's run.
@@ -206,13 +210,13 @@ impl Lake {
     }
 
     /// Writes the state if it is still the version `etag` names (`None`: if there is none).
-    /// Returns false when another run got there first.
+    /// Returns the new ETag, or `None` when another run got there first.
     pub async fn advance(
         &self,
         source: &str,
         state: &State,
         etag: Option<&str>,
-    ) -> Result<bool, RunError> {
+    ) -> Result<Option<String>, RunError> {
         let key = self.state_key(source);
         let body = serde_json::to_vec_pretty(state).expect("state serialises");
         let mut req = self
@@ -228,12 +232,12 @@ impl Lake {
             None => req.if_none_match("*"),
         };
         match req.send().await {
-            Ok(_) => Ok(true),
+            Ok(out) => Ok(Some(out.e_tag().unwrap_or_default().to_owned())),
             Err(e)
                 if e.raw_response()
                     .is_some_and(|r| matches!(r.status().as_u16(), 409 | 412)) =>
             {
-                Ok(false)
+                Ok(None)
             }
             Err(e) => Err(RunError::State {
                 bucket: self.out.bucket.clone(),
@@ -354,6 +358,14 @@ impl Writer<'_> {
         Ok(())
     }
 
+    /// Abandons the open object (an unfinished chunk's): its rows do not count as written.
+    async fn abandon(&mut self) {
+        if let Some(w) = self.open.take() {
+            self.records -= w.rows();
+            w.abort(&self.lake.out).await;
+        }
+    }
+
     /// Closes the open object and writes its manifest beside it.
     async fn close_object(&mut self) -> Result<(), RunError> {
         let Some(w) = self.open.take() else {
@@ -430,8 +442,9 @@ impl Writer<'_> {
             w.write_row(self.flattener.row())
                 .map_err(|e| perr(e.to_string()))?;
             n += 1;
+            // Counted as written, so an abandoned object's rows can be taken off again.
+            self.records += 1;
         }
-        self.records += n;
         if let Some(w) = self.open.as_mut() {
             w.upload_ready(&self.lake.out).await?;
         }
@@ -460,36 +473,31 @@ pub fn chunks(start: Timestamp, end: Timestamp, span: SignedDuration) -> VecDequ
     out
 }
 
-/// Runs one source once.
+/// Runs one source once, to the end of its window.
 pub async fn run(
     api: &Api,
     lake: &Lake,
     kind: RunKind,
     run_id: &str,
 ) -> Result<RunSummary, RunError> {
+    run_until(api, lake, kind, run_id, &CancellationToken::new()).await
+}
+
+/// Runs one source until its window is done or `stop` is cancelled (the handler cancels it a
+/// margin before Lambda's deadline). A scheduled run closes its object and advances the
+/// watermark after each chunk, so what was fetched stays fetched: a stop, a failure or a
+/// timeout later costs only the chunk under way, whose object is abandoned.
+pub async fn run_until(
+    api: &Api,
+    lake: &Lake,
+    kind: RunKind,
+    run_id: &str,
+    stop: &CancellationToken,
+) -> Result<RunSummary, RunError> {
     let t0 = Instant::now();
     let source = &api.source;
     let before = api.counters();
-    let mut prior = None;
-    let (window, status_ok) = match (kind, &source.window) {
-        (RunKind::Backfill { start, end }, Some(_)) => {
-            (Some(WindowSpan { start, end }), RunStatus::Backfilled)
-        }
-        (RunKind::Backfill { .. }, None) => return Err(RunError::NoWindow(source.name.clone())),
-        (RunKind::Scheduled { .. }, None) => (None, RunStatus::Full),
-        (RunKind::Scheduled { now }, Some(w)) => {
-            prior = lake.read_state(&source.name).await?;
-            let end = now.saturating_sub(w.delay).expect("in range");
-            let start = match &prior {
-                Some((s, _)) => s.watermark.saturating_sub(w.lookback).expect("in range"),
-                None => w
-                    .initial_start
-                    .unwrap_or_else(|| now.saturating_sub(w.initial_span).expect("in range")),
-            };
-            (Some(WindowSpan { start, end }), RunStatus::Advanced)
-        }
-    };
-    let watermark_before = prior.as_ref().map(|(s, _)| s.watermark);
+    let (window, mut progress) = plan_window(lake, source, kind, run_id).await?;
     let mut writer = Writer {
         lake,
         source: source.name.clone(),
@@ -505,77 +513,38 @@ pub async fn run(
         started: kind_now(kind),
     };
     let mut splits = 0;
-    let result = async {
-        match (window, &source.window) {
-            (Some(span), Some(w)) if span.start < span.end => {
-                let mut todo = chunks(span.start, span.end, w.max_span);
-                while let Some(c) = todo.pop_front() {
-                    match fetch_all(api, &mut writer, Some(c)).await {
-                        Ok(()) => {}
-                        Err(RunError::Fetch(e))
-                            if e.is_overload() && c.end.duration_since(c.start) >= w.min_span * 2 =>
-                        {
-                            let half = c.end.duration_since(c.start) / 2;
-                            let mid = c.start.checked_add(half).expect("in range");
-                            tracing::warn!(source = %source.name, error = %e, start = %c.start, end = %c.end, "the API could not answer this window; splitting it in half");
-                            splits += 1;
-                            todo.push_front(WindowSpan { start: mid, end: c.end });
-                            todo.push_front(WindowSpan { start: c.start, end: mid });
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
-                Ok(())
-            }
-            (Some(_), Some(_)) => Ok(()),
-            _ => fetch_all(api, &mut writer, None).await,
-        }
-    }
-    .await;
+    let result = fetch_window(api, &mut writer, &mut progress, stop, &mut splits).await;
     let result = match result {
-        Ok(()) if writer.open.is_none() && writer.done.is_empty() && source.write_empty => {
+        Ok(Ended::Done)
+            if writer.open.is_none() && writer.done.is_empty() && source.write_empty =>
+        {
             writer.open_object()?;
-            writer.close_object().await
+            writer.close_object().await.map(|()| Ended::Done)
         }
-        Ok(()) => writer.close_object().await,
-        Err(e) => Err(e),
+        Ok(Ended::Done) => writer.close_object().await.map(|()| Ended::Done),
+        other => other,
     };
-    if let Err(e) = result {
-        if let Some(w) = writer.open.take() {
-            w.abort(&lake.out).await;
-        }
-        return Err(e);
-    }
-    let mut status = status_ok;
-    let mut watermark_after = watermark_before;
-    if let (RunKind::Scheduled { now }, Some(span)) = (kind, window) {
-        if span.start >= span.end {
-            status = RunStatus::Empty;
-        } else {
-            let state = State {
-                watermark: span.end,
-                run_id: run_id.to_owned(),
-                updated_at: now,
-                records: writer.records,
-                objects: writer.done.iter().map(|o| o.key.clone()).collect(),
-            };
-            let etag = prior.as_ref().map(|(_, e)| e.as_str());
-            if lake.advance(&source.name, &state, etag).await? {
-                watermark_after = Some(span.end);
-            } else {
-                tracing::warn!(source = %source.name, "another run advanced the watermark first; leaving it");
-                status = RunStatus::Superseded;
-            }
-        }
-    }
+    // Whatever is still open belongs to an unfinished chunk: abandoned.
+    writer.abandon().await;
+    let ended = result?;
+    let status = match (&progress, ended) {
+        (_, Ended::Stopped) => RunStatus::Partial,
+        (_, Ended::Superseded) => RunStatus::Superseded,
+        (Some(p), Ended::Done) if p.watermark.is_none() => RunStatus::Empty,
+        (Some(_), Ended::Done) => RunStatus::Advanced,
+        (None, Ended::Done) => match kind {
+            RunKind::Backfill { .. } => RunStatus::Backfilled,
+            RunKind::Scheduled { .. } => RunStatus::Full,
+        },
+    };
     let after = api.counters();
     Ok(RunSummary {
         source: source.name.clone(),
         run_id: run_id.to_owned(),
         status,
         window,
-        watermark_before,
-        watermark_after,
+        watermark_before: progress.as_ref().and_then(|p| p.before),
+        watermark_after: progress.as_ref().and_then(|p| p.watermark.or(p.before)),
         pages: writer.pages,
         records: writer.records,
         objects: writer.done,
@@ -588,6 +557,149 @@ pub async fn run(
             api_wait_ms: after.api_wait_ms - before.api_wait_ms,
         },
     })
+}
+
+/// How the fetching ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    Done,
+    /// Stopped before the deadline; the watermark is at the last chunk done.
+    Stopped,
+    /// Another run advanced the watermark first.
+    Superseded,
+}
+
+/// The window to fetch, and for a scheduled run with a window, its watermark's progress.
+async fn plan_window<'a>(
+    lake: &'a Lake,
+    source: &Source,
+    kind: RunKind,
+    run_id: &str,
+) -> Result<(Option<WindowSpan>, Option<Progress<'a>>), RunError> {
+    Ok(match (kind, &source.window) {
+        (RunKind::Backfill { start, end }, Some(_)) => (Some(WindowSpan { start, end }), None),
+        (RunKind::Backfill { .. }, None) => return Err(RunError::NoWindow(source.name.clone())),
+        (RunKind::Scheduled { .. }, None) => (None, None),
+        (RunKind::Scheduled { now }, Some(w)) => {
+            let prior = lake.read_state(&source.name).await?;
+            let end = now.saturating_sub(w.delay).expect("in range");
+            let start = match &prior {
+                Some((s, _)) => s.watermark.saturating_sub(w.lookback).expect("in range"),
+                None => w
+                    .initial_start
+                    .unwrap_or_else(|| now.saturating_sub(w.initial_span).expect("in range")),
+            };
+            let progress = Progress {
+                lake,
+                source: source.name.clone(),
+                run_id: run_id.to_owned(),
+                now,
+                before: prior.as_ref().map(|(s, _)| s.watermark),
+                etag: prior.map(|(_, e)| e),
+                watermark: None,
+            };
+            (Some(WindowSpan { start, end }), Some(progress))
+        }
+    })
+}
+
+/// Every chunk of the window (halving those the API cannot answer), or the whole source; a
+/// scheduled run advances its watermark after each chunk.
+async fn fetch_window(
+    api: &Api,
+    writer: &mut Writer<'_>,
+    progress: &mut Option<Progress<'_>>,
+    stop: &CancellationToken,
+    splits: &mut u64,
+) -> Result<Ended, RunError> {
+    let source = &api.source;
+    let (Some(span), Some(w)) = (writer.window, &source.window) else {
+        return tokio::select! {
+            r = fetch_all(api, writer, None) => r.map(|()| Ended::Done),
+            () = stop.cancelled() => Ok(Ended::Stopped),
+        };
+    };
+    let mut todo = chunks(span.start, span.end, w.max_span);
+    while let Some(c) = todo.pop_front() {
+        let fetched = tokio::select! {
+            biased;
+            () = stop.cancelled() => return Ok(Ended::Stopped),
+            r = fetch_all(api, writer, Some(c)) => r,
+        };
+        match fetched {
+            Ok(()) => {
+                if let Some(p) = progress.as_mut() {
+                    writer.close_object().await?;
+                    if !p.advance_to(c.end, writer).await? {
+                        tracing::warn!(source = %source.name, "another run advanced the watermark first; leaving it");
+                        return Ok(Ended::Superseded);
+                    }
+                }
+            }
+            Err(RunError::Fetch(e))
+                if e.is_overload() && c.end.duration_since(c.start) >= w.min_span * 2 =>
+            {
+                let half = c.end.duration_since(c.start) / 2;
+                let mid = c.start.checked_add(half).expect("in range");
+                tracing::warn!(source = %source.name, error = %e, start = %c.start, end = %c.end, "the API could not answer this window; splitting it in half");
+                *splits += 1;
+                // A scheduled run's open object holds this chunk only: abandoned with it.
+                if progress.is_some() {
+                    writer.abandon().await;
+                }
+                todo.push_front(WindowSpan {
+                    start: mid,
+                    end: c.end,
+                });
+                todo.push_front(WindowSpan {
+                    start: c.start,
+                    end: mid,
+                });
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Ended::Done)
+}
+
+/// A scheduled run's watermark, advanced chunk by chunk with conditional writes.
+struct Progress<'a> {
+    lake: &'a Lake,
+    source: String,
+    run_id: String,
+    now: Timestamp,
+    /// The watermark the run started from.
+    before: Option<Timestamp>,
+    /// The state object's ETag as last read or written (`None`: there is none).
+    etag: Option<String>,
+    /// Where this run has advanced it to.
+    watermark: Option<Timestamp>,
+}
+
+impl Progress<'_> {
+    /// Moves the watermark to `to` if the state is still the one this run last saw; false
+    /// when another run got there first.
+    async fn advance_to(&mut self, to: Timestamp, writer: &Writer<'_>) -> Result<bool, RunError> {
+        let state = State {
+            watermark: to,
+            run_id: self.run_id.clone(),
+            updated_at: self.now,
+            records: writer.records,
+            objects: writer.done.iter().map(|o| o.key.clone()).collect(),
+        };
+        match self
+            .lake
+            .advance(&self.source, &state, self.etag.as_deref())
+            .await?
+        {
+            Some(etag) => {
+                self.etag = Some(etag);
+                self.watermark = Some(to);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
 }
 
 fn kind_now(kind: RunKind) -> Timestamp {

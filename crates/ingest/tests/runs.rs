@@ -6,7 +6,8 @@ use std::collections::HashSet;
 
 use anyhow::Result;
 use common::*;
-use sluice_ingest::{RunKind, RunStatus, State, run::run};
+use sluice_ingest::run::{run, run_until};
+use sluice_ingest::{RunKind, RunStatus, State};
 use sluice_sample_api::{Fault, Rules};
 
 fn state(bytes: &[u8]) -> State {
@@ -329,6 +330,7 @@ async fn numbers_and_unicode_arrive_byte_for_byte() -> Result<()> {
 async fn large_objects_go_up_in_parts() -> Result<()> {
     // 12,000 sales ≈ 6 MB of CSV: more than one 5 MiB part (S3's minimum part size).
     let mut e = env(12_000, "").await?;
+    with_window(&mut e, "", "max_span = \"60d\"")?;
     e.ingest.lake = lake(&e.bucket, 5 << 20);
     let api = &e.ingest.apis["hotmart-sales"];
     let s = run(
@@ -355,6 +357,7 @@ async fn large_objects_go_up_in_parts() -> Result<()> {
 async fn gzip_objects_in_parts_keep_their_encoding_and_count_in_the_manifest() -> Result<()> {
     // 45,000 sales ≈ 5.5 MB gzipped: S3 takes no part under 5 MiB but the last.
     let mut e = env(45_000, "gzip = true").await?;
+    with_window(&mut e, "gzip = true", "max_span = \"60d\"")?;
     e.ingest.lake = lake(&e.bucket, 5 << 20);
     let api = &e.ingest.apis["hotmart-sales"];
     let now = after_all(45_000);
@@ -605,5 +608,85 @@ async fn a_response_over_the_body_limit_is_a_clear_error() -> Result<()> {
     );
     assert!(msg.contains("/payments/api/v1/sales/history"), "{msg}");
     assert!(e.bucket.keys("state/").await?.is_empty());
+    Ok(())
+}
+
+/// A window of two 1-day chunks over 450 sales: the first (2023-11-14) fits one page of 100,
+/// the second (the 15th) takes several.
+async fn two_chunks() -> Result<Env> {
+    let mut e = env(450, "").await?;
+    with_window(&mut e, "", "max_span = \"1d\"")?;
+    Ok(e)
+}
+
+#[tokio::test]
+async fn the_watermark_moves_after_each_chunk_so_a_failure_keeps_what_was_done() -> Result<()> {
+    let e = two_chunks().await?;
+    // The first chunk's page passes; the second chunk's first page is refused for good.
+    e.api.push_faults([Fault::Pass, Fault::Status(400)]);
+    let api = &e.ingest.apis["hotmart-sales"];
+    let now = after_all(450);
+    let err = run(api, &e.ingest.lake, RunKind::Scheduled { now }, "a")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("HTTP 400"), "{err}");
+    let st = state(&e.bucket.get("state/hotmart-sales.json").await?);
+    assert_eq!(st.watermark.to_string(), "2023-11-15T00:00:00Z");
+    let objects = csv_objects(&e.bucket).await?;
+    assert_eq!(
+        objects.len(),
+        1,
+        "the first chunk's object, and nothing of the second"
+    );
+    let first_day = objects[0].2.len() as u64;
+    assert!((1..100).contains(&first_day), "{first_day}");
+    assert_eq!(st.objects, [objects[0].0.clone()]);
+    // The next run goes on from there (less the lookback) and completes the window.
+    let s = run(api, &e.ingest.lake, RunKind::Scheduled { now }, "b").await?;
+    assert_eq!(s.status, RunStatus::Advanced);
+    assert!(
+        s.records >= 450 - first_day && s.records < 450,
+        "{}",
+        s.records
+    );
+    let keys = column(&csv_objects(&e.bucket).await?, "purchase_transaction");
+    assert_eq!(keys.iter().collect::<HashSet<_>>().len(), 450);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_stop_before_the_deadline_abandons_the_chunk_under_way_only() -> Result<()> {
+    let e = two_chunks().await?;
+    // The second chunk's second page hangs (an API answering after Lambda's deadline).
+    e.api
+        .push_faults([Fault::Pass, Fault::Pass, Fault::Slow { millis: 600_000 }]);
+    let api = &e.ingest.apis["hotmart-sales"];
+    let now = after_all(450);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = run_until(api, &e.ingest.lake, RunKind::Scheduled { now }, "a", &stop);
+    let stopping = async {
+        // Once the first chunk is recorded, the deadline comes.
+        while e.bucket.keys("state/").await?.is_empty() {
+            tokio::task::yield_now().await;
+        }
+        stop.cancel();
+        anyhow::Ok(())
+    };
+    let (s, stopped) = tokio::join!(running, stopping);
+    stopped?;
+    let s = s?;
+    assert_eq!(s.status, RunStatus::Partial);
+    assert_eq!(
+        s.watermark_after.map(|t| t.to_string()).as_deref(),
+        Some("2023-11-15T00:00:00Z")
+    );
+    // The second chunk's first page was written, then abandoned with its object.
+    let objects = csv_objects(&e.bucket).await?;
+    assert_eq!(objects.len(), 1);
+    assert_eq!((s.objects.len(), s.records), (1, objects[0].2.len() as u64));
+    // Stopped before it starts: nothing fetched, the watermark where it was.
+    let s = run_until(api, &e.ingest.lake, RunKind::Scheduled { now }, "b", &stop).await?;
+    assert_eq!((s.status, s.pages), (RunStatus::Partial, 0));
+    assert_eq!(s.watermark_after, s.watermark_before);
     Ok(())
 }

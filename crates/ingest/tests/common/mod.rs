@@ -29,6 +29,19 @@ delay = "1m"
     )
 }
 
+/// Replaces the source's client with one whose window has `window` lines added (say
+/// `max_span = "60d"`: the whole data set is one chunk, so one object).
+pub fn with_window(e: &mut Env, extra: &str, window: &str) -> Result<()> {
+    let toml = sources_toml(&e.api.base_url(), extra).replace(
+        "lookback = \"30m\"",
+        &format!("lookback = \"30m\"\n{window}"),
+    );
+    e.ingest
+        .apis
+        .insert("hotmart-sales".to_owned(), api_client(&toml)?);
+    Ok(())
+}
+
 /// A clock after every sale of an `n`-item data set.
 pub fn after_all(n: u64) -> Timestamp {
     Timestamp::from_millisecond(BASE_TS + n as i64 * 60_000 + 3 * 3_600_000).unwrap()
