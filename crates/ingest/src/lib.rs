@@ -7,6 +7,7 @@
 pub mod config;
 mod handler;
 pub mod http;
+mod json_path;
 pub mod run;
 pub mod sink;
 pub mod source;

@@ -122,6 +122,9 @@ pub struct RunSummary {
     pub watermark_after: Option<Timestamp>,
     pub pages: u64,
     pub records: u64,
+    /// Records set aside because they cannot be flattened (beside their object, in
+    /// `<stem>.rejected.jsonl`).
+    pub rejected: u64,
     pub objects: Vec<ObjectInfo>,
     /// Chunks halved because the API could not answer them.
     pub splits: u64,
@@ -248,45 +251,7 @@ impl Lake {
     }
 }
 
-/// The value at a dotted path of a JSON document, if it is a non-empty string or an integer.
-///
-/// ```
-/// use sluice_ingest::run::json_path_string;
-///
-/// let body = br#"{"items":[{"a":1}],"page_info":{"next_page_token":"bzo1MDA","total":9}}"#;
-/// assert_eq!(json_path_string(body, "page_info.next_page_token").as_deref(), Some("bzo1MDA"));
-/// assert_eq!(json_path_string(body, "page_info.total").as_deref(), Some("9"));
-/// assert_eq!(json_path_string(body, "page_info.prev_page_token"), None);
-/// ```
-pub fn json_path_string(body: &[u8], path: &str) -> Option<String> {
-    use jiter::{Jiter, Peek};
-    let mut j = Jiter::new(body);
-    let mut segs = path.split('.').peekable();
-    'outer: while let Some(seg) = segs.next() {
-        let mut key = j.next_object().ok()?;
-        while let Some(k) = key {
-            if k == seg {
-                if segs.peek().is_none() {
-                    let peek = j.peek().ok()?;
-                    return match peek {
-                        Peek::String => {
-                            Some(j.known_str().ok()?.to_owned()).filter(|s| !s.is_empty())
-                        }
-                        p if p.is_num() => Some(
-                            String::from_utf8_lossy(j.known_number_bytes(p).ok()?).into_owned(),
-                        ),
-                        _ => None,
-                    };
-                }
-                continue 'outer;
-            }
-            j.next_skip().ok()?;
-            key = j.next_key().ok()?;
-        }
-        return None;
-    }
-    None
-}
+pub use crate::json_path::json_path_string;
 
 /// A run in progress: the open object and the counters.
 struct Writer<'a> {
@@ -302,6 +267,11 @@ struct Writer<'a> {
     done: Vec<ObjectInfo>,
     records: u64,
     pages: u64,
+    /// Records set aside so far, and those of the open object (JSON Lines, written beside it).
+    rejected: u64,
+    open_rejected: Vec<u8>,
+    open_rejected_count: u64,
+    max_bad_records: u64,
     started: Timestamp,
 }
 
@@ -362,8 +332,34 @@ impl Writer<'_> {
     async fn abandon(&mut self) {
         if let Some(w) = self.open.take() {
             self.records -= w.rows();
+            self.rejected -= self.open_rejected_count;
+            self.open_rejected.clear();
+            self.open_rejected_count = 0;
             w.abort(&self.lake.out).await;
         }
+    }
+
+    /// Sets a record aside that cannot be flattened, to be written beside the open object;
+    /// past the source's `max_bad_records` the run fails with `reason` instead.
+    fn set_aside(&mut self, url: &str, reason: String, record: &[u8]) -> Result<(), String> {
+        if self.rejected >= self.max_bad_records {
+            return Err(format!(
+                "{reason} (and more than max_bad_records = {} records could not be flattened)",
+                self.max_bad_records
+            ));
+        }
+        if self.open.is_none() {
+            self.open_object().map_err(|e| e.to_string())?;
+        }
+        self.rejected += 1;
+        self.open_rejected_count += 1;
+        let line = serde_json::json!({
+            "url": url, "page": self.pages, "reason": reason,
+            "record": String::from_utf8_lossy(record),
+        });
+        serde_json::to_writer(&mut self.open_rejected, &line).expect("JSON to memory");
+        self.open_rejected.push(b'\n');
+        Ok(())
     }
 
     /// Closes the open object and writes its manifest beside it.
@@ -393,6 +389,15 @@ impl Writer<'_> {
                 "application/json",
             )
             .await?;
+        if !self.open_rejected.is_empty() {
+            let rkey = rejected_key(&info.key);
+            let lines = std::mem::take(&mut self.open_rejected);
+            self.lake
+                .out
+                .put(&rkey, lines, "application/x-ndjson")
+                .await?;
+        }
+        self.open_rejected_count = 0;
         self.done.push(info);
         Ok(())
     }
@@ -424,12 +429,15 @@ impl Writer<'_> {
         while let Some(rec) = reader.next_record().map_err(|e| perr(e.to_string()))? {
             let (number, offset) = (rec.number, rec.offset);
             if let Err(f) = self.flattener.flatten(rec.bytes) {
-                return Err(perr(format!(
+                let reason = format!(
                     "record {number} (byte {}, at {}): {}",
                     offset + f.offset as u64,
                     f.path,
                     f.message
-                )));
+                );
+                let bytes = rec.bytes.to_vec();
+                self.set_aside(url, reason, &bytes).map_err(perr)?;
+                continue;
             }
             let width = self.flattener.schema().len();
             if self.open.as_ref().is_some_and(|w| w.width() < width) {
@@ -459,6 +467,12 @@ pub fn manifest_key(key: &str) -> String {
         .or_else(|| key.strip_suffix(".csv"))
         .unwrap_or(key);
     format!("{stem}.manifest.json")
+}
+
+/// `raw/s/dt=…/x.csv.gz` → `raw/s/dt=…/x.rejected.jsonl`: the records of that object that
+/// could not be flattened, one JSON line each (outside the loader's suffix filter).
+pub fn rejected_key(key: &str) -> String {
+    manifest_key(key).replace(".manifest.json", ".rejected.jsonl")
 }
 
 /// Splits `[start, end)` into chunks of at most `span`.
@@ -510,6 +524,10 @@ pub async fn run_until(
         done: Vec::new(),
         records: 0,
         pages: 0,
+        rejected: 0,
+        open_rejected: Vec::new(),
+        open_rejected_count: 0,
+        max_bad_records: source.max_bad_records,
         started: kind_now(kind),
     };
     let mut splits = 0;
@@ -547,6 +565,7 @@ pub async fn run_until(
         watermark_after: progress.as_ref().and_then(|p| p.watermark.or(p.before)),
         pages: writer.pages,
         records: writer.records,
+        rejected: writer.rejected,
         objects: writer.done,
         splits,
         duration_ms: t0.elapsed().as_millis() as u64,
@@ -853,16 +872,5 @@ mod tests {
             manifest_key("raw/s/x_p2.csv.gz"),
             "raw/s/x_p2.manifest.json"
         );
-    }
-
-    #[test]
-    fn json_paths() {
-        assert_eq!(json_path_string(br#"{"a":{"b":""}}"#, "a.b"), None);
-        assert_eq!(
-            json_path_string(br#"{"x":[1,{"b":2}],"a":{"c":1,"b":"t"}}"#, "a.b").as_deref(),
-            Some("t")
-        );
-        assert_eq!(json_path_string(br#"{"a":{"b":null}}"#, "a.b"), None);
-        assert_eq!(json_path_string(br#"{"a":{"b":"#, "a.b"), None);
     }
 }

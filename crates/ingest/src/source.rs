@@ -195,6 +195,9 @@ pub struct Source {
     pub gzip: bool,
     /// Write an object (header only) for an empty window.
     pub write_empty: bool,
+    /// Records a run may set aside (they cannot be flattened: a `null` item, a lone surrogate)
+    /// before it fails instead.
+    pub max_bad_records: u64,
     pub flatten: Options,
 }
 
@@ -242,6 +245,7 @@ struct SourceSpec {
     timeout: Option<String>,
     gzip: Option<bool>,
     write_empty: Option<bool>,
+    max_bad_records: Option<u64>,
     flatten: Option<FlattenSpec>,
 }
 
@@ -439,6 +443,7 @@ fn resolve(name: String, spec: SourceSpec) -> Result<Source, SourceError> {
         timeout,
         gzip: spec.gzip.unwrap_or(false),
         write_empty: spec.write_empty.unwrap_or(false),
+        max_bad_records: spec.max_bad_records.unwrap_or(100),
         flatten,
         name,
     })

@@ -690,3 +690,61 @@ async fn a_stop_before_the_deadline_abandons_the_chunk_under_way_only() -> Resul
     assert_eq!(s.watermark_after, s.watermark_before);
     Ok(())
 }
+
+/// A `null` item and one with a lone surrogate: set aside beside their object with the reason,
+/// the rest written and the watermark advanced (they failed every run while they stayed in the
+/// lookback); past `max_bad_records` the run fails as before.
+#[tokio::test]
+async fn records_that_cannot_be_flattened_are_set_aside_up_to_a_limit() -> Result<()> {
+    let e = env(300, "").await?;
+    e.api.set_rules(Rules {
+        broken_items: vec![5, 6],
+        ..Rules::default()
+    });
+    let api = &e.ingest.apis["hotmart-sales"];
+    let now = after_all(300);
+    let s = run(api, &e.ingest.lake, RunKind::Scheduled { now }, "r").await?;
+    assert_eq!(
+        (s.status, s.records, s.rejected),
+        (RunStatus::Advanced, 298, 2)
+    );
+    let objects = csv_objects(&e.bucket).await?;
+    assert_eq!(objects[0].2.len(), 298);
+    let rejected = e
+        .bucket
+        .get(&sluice_ingest::run::rejected_key(&objects[0].0))
+        .await?;
+    let lines: Vec<serde_json::Value> = rejected
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(serde_json::from_slice)
+        .collect::<Result<_, _>>()?;
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["record"], "null");
+    assert!(
+        lines[0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("record 6 "),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1]["record"].as_str().unwrap().contains("ud800"),
+        "{}",
+        lines[1]
+    );
+
+    let strict = env(300, "max_bad_records = 1").await?;
+    strict.api.set_rules(Rules {
+        broken_items: vec![5, 6],
+        ..Rules::default()
+    });
+    let api = &strict.ingest.apis["hotmart-sales"];
+    let err = run(api, &strict.ingest.lake, RunKind::Scheduled { now }, "r")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("max_bad_records = 1"), "{err}");
+    assert!(strict.bucket.keys("state/").await?.is_empty());
+    Ok(())
+}

@@ -143,6 +143,9 @@ pub struct Dataset {
     /// Items at or after this position carry an extra nested object (`coupon`): a schema that
     /// grows in the middle of a run.
     pub grow_schema_at: Option<u64>,
+    /// Items at these positions are broken: `null`, or (every second one) a sale whose buyer
+    /// name is a lone surrogate (`"\ud800"`), which no UTF-8 text can hold.
+    pub broken: Vec<u64>,
     /// Above 0, about a third of the sales show a later status (`COMPLETE`, `REFUNDED`,
     /// `CHARGEBACK`), different for each revision: the API's view of the same sales, later.
     pub revision: u64,
@@ -159,6 +162,7 @@ impl Dataset {
             seed,
             mode,
             grow_schema_at: None,
+            broken: Vec::new(),
             revision: 0,
             approved,
         }
@@ -191,6 +195,14 @@ impl Dataset {
 
     /// Appends the item at `pos` to `out`.
     pub fn write_item(&self, pos: u64, out: &mut String) {
+        if let Some(i) = self.broken.iter().position(|b| *b == pos) {
+            out.push_str(if i % 2 == 0 {
+                "null"
+            } else {
+                r#"{"buyer":{"name":"\ud800"}}"#
+            });
+            return;
+        }
         let index = transaction_of(self.n, self.mode, pos);
         let update = self.mode == Mode::Updates && pos.is_multiple_of(5);
         let grown = self.grow_schema_at.is_some_and(|g| pos >= g);

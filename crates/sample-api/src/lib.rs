@@ -142,6 +142,8 @@ pub struct Rules {
     pub latency_ms: u64,
     /// Items at or after this position carry an extra nested object (schema growth).
     pub grow_schema_at: Option<u64>,
+    /// Items at these positions are broken (`null`, or a lone surrogate in a string).
+    pub broken_items: Vec<u64>,
     /// `expires_in` sent with tokens, as is (a hostile or broken token endpoint: `1e20`, `-5`);
     /// the tokens themselves live as long as the settings say.
     pub token_expires_in: Option<f64>,
@@ -279,13 +281,17 @@ impl Inner {
     fn set_rules(&self, rules: Rules) {
         let mut d = (**self.data.read().unwrap()).clone();
         d.grow_schema_at = rules.grow_schema_at;
+        d.broken = rules.broken_items.clone();
         *self.data.write().unwrap() = Arc::new(d);
         *self.rules.lock().unwrap() = rules;
     }
 
     fn reset(&self, n: u64, seed: u64, mode: Mode) {
         let mut d = Dataset::new(n, seed, mode);
-        d.grow_schema_at = self.rules.lock().unwrap().grow_schema_at;
+        let rules = self.rules.lock().unwrap();
+        d.grow_schema_at = rules.grow_schema_at;
+        d.broken = rules.broken_items.clone();
+        drop(rules);
         *self.data.write().unwrap() = Arc::new(d);
     }
 

@@ -1,0 +1,175 @@
+//! The next-page cursor or link at a dotted path of a page, found without decoding the rest of
+//! the page: the records are skipped over byte by byte, so one that no parser takes (a lone
+//! surrogate, `\ud800`) does not hide the cursor. (A strict parser fails there, and paging
+//! stopped early: the rest of the window was never fetched, yet the watermark moved past it.)
+
+/// The value at a dotted path of a JSON document, if it is a non-empty string or a number
+/// (its exact text).
+///
+/// ```
+/// use sluice_ingest::run::json_path_string;
+///
+/// let body = br#"{"items":[{"a":1}],"page_info":{"next_page_token":"bzo1MDA","total":9}}"#;
+/// assert_eq!(json_path_string(body, "page_info.next_page_token").as_deref(), Some("bzo1MDA"));
+/// assert_eq!(json_path_string(body, "page_info.total").as_deref(), Some("9"));
+/// assert_eq!(json_path_string(body, "page_info.prev_page_token"), None);
+/// // A record no parser takes does not hide the cursor.
+/// let broken = br#"{"items":[{"name":"\ud800"}],"page_info":{"next_page_token":"n2"}}"#;
+/// assert_eq!(json_path_string(broken, "page_info.next_page_token").as_deref(), Some("n2"));
+/// ```
+pub fn json_path_string(body: &[u8], path: &str) -> Option<String> {
+    let mut s = Scanner { b: body, i: 0 };
+    let mut segs = path.split('.').peekable();
+    while let Some(seg) = segs.next() {
+        s.value_in_object(seg)?;
+        if segs.peek().is_none() {
+            return s.scalar();
+        }
+    }
+    None
+}
+
+struct Scanner<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Scanner<'a> {
+    fn ws(&mut self) -> Option<u8> {
+        while let Some(&c) = self.b.get(self.i) {
+            if !c.is_ascii_whitespace() {
+                return Some(c);
+            }
+            self.i += 1;
+        }
+        None
+    }
+
+    fn eat(&mut self, want: u8) -> Option<()> {
+        (self.ws()? == want).then(|| self.i += 1)
+    }
+
+    /// Moves to the value of `key` in the object that starts here.
+    fn value_in_object(&mut self, key: &str) -> Option<()> {
+        self.eat(b'{')?;
+        if self.ws()? == b'}' {
+            return None;
+        }
+        loop {
+            let k = self.string()?;
+            self.eat(b':')?;
+            if decode(k).as_deref() == Some(key) {
+                return Some(());
+            }
+            self.skip_value()?;
+            match self.ws()? {
+                b',' => self.i += 1,
+                _ => return None,
+            }
+        }
+    }
+
+    /// The raw bytes of the string that starts here, quotes included (escapes not decoded).
+    fn string(&mut self) -> Option<&'a [u8]> {
+        let start = self.i;
+        self.eat(b'"')?;
+        let start = start.max(self.i - 1);
+        loop {
+            match *self.b.get(self.i)? {
+                b'\\' => self.i += 2,
+                b'"' => {
+                    self.i += 1;
+                    return Some(&self.b[start..self.i]);
+                }
+                _ => self.i += 1,
+            }
+        }
+    }
+
+    fn skip_value(&mut self) -> Option<()> {
+        match self.ws()? {
+            b'"' => self.string().map(drop),
+            b'{' | b'[' => {
+                let mut depth = 0usize;
+                loop {
+                    match self.ws()? {
+                        b'"' => {
+                            self.string()?;
+                            continue;
+                        }
+                        b'{' | b'[' => depth += 1,
+                        b'}' | b']' => depth -= 1,
+                        _ => {}
+                    }
+                    self.i += 1;
+                    if depth == 0 {
+                        return Some(());
+                    }
+                }
+            }
+            _ => {
+                self.scalar_bytes()?;
+                Some(())
+            }
+        }
+    }
+
+    /// A number or literal: up to the next delimiter.
+    fn scalar_bytes(&mut self) -> Option<&'a [u8]> {
+        let start = self.i;
+        while let Some(&c) = self.b.get(self.i) {
+            if matches!(c, b',' | b'}' | b']') || c.is_ascii_whitespace() {
+                break;
+            }
+            self.i += 1;
+        }
+        (self.i > start).then(|| &self.b[start..self.i])
+    }
+
+    /// The string (decoded, non-empty) or number (exact text) that starts here.
+    fn scalar(&mut self) -> Option<String> {
+        match self.ws()? {
+            b'"' => decode(self.string()?).filter(|s| !s.is_empty()),
+            b'-' | b'0'..=b'9' => {
+                let text = std::str::from_utf8(self.scalar_bytes()?).ok()?;
+                // Valid JSON number grammar; the text itself is kept, exactly.
+                serde_json::from_str::<serde_json::Number>(text)
+                    .ok()
+                    .map(|_| text.to_owned())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A JSON string literal (quotes included), decoded; `None` if it is not valid JSON text.
+fn decode(raw: &[u8]) -> Option<String> {
+    serde_json::from_slice(raw).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        assert_eq!(json_path_string(br#"{"a":{"b":""}}"#, "a.b"), None);
+        assert_eq!(
+            json_path_string(br#"{"x":[1,{"b":"]}"}],"a":{"c":1,"b":"t"}}"#, "a.b").as_deref(),
+            Some("t")
+        );
+        assert_eq!(json_path_string(br#"{"a":{"b":null}}"#, "a.b"), None);
+        assert_eq!(
+            json_path_string(br#"{"a":1.50e3}"#, "a").as_deref(),
+            Some("1.50e3")
+        );
+        assert_eq!(
+            json_path_string(br#"{"a":"x\"y"}"#, "a").as_deref(),
+            Some("x\"y")
+        );
+        assert_eq!(json_path_string(br#"{"a":12"#, "a").as_deref(), Some("12"));
+        assert_eq!(json_path_string(br#"[1]"#, "a"), None);
+        assert_eq!(json_path_string(br#"{"a":tru}"#, "a"), None);
+        assert_eq!(json_path_string(b"", "a"), None);
+    }
+}
