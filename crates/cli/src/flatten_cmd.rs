@@ -48,6 +48,7 @@ pub fn run(a: Args) -> Result<()> {
         separator: a.sep,
         arrays: a.arrays,
         max_depth: a.max_depth,
+        max_columns: None,
     };
     opts.validate()?;
     let format = match &a.records_path {

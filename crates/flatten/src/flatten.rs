@@ -33,12 +33,15 @@ impl std::str::FromStr for ArrayPolicy {
     }
 }
 
+/// The column that holds, as a JSON object, the leaves beyond [`Options::max_columns`].
+pub const OVERFLOW: &str = "_overflow";
+
 /// How records are flattened.
 ///
 /// ```
 /// use sluice_flatten::{ArrayPolicy, Options};
 ///
-/// let opts = Options { separator: "__".into(), arrays: ArrayPolicy::Index, max_depth: Some(3) };
+/// let opts = Options { separator: "__".into(), arrays: ArrayPolicy::Index, max_depth: Some(3), max_columns: None };
 /// opts.validate().unwrap();
 /// assert!(Options { separator: ".".into(), ..Options::default() }.validate().is_err());
 /// ```
@@ -49,6 +52,10 @@ pub struct Options {
     pub arrays: ArrayPolicy,
     /// Objects and arrays nested deeper than this many keys are kept as JSON text.
     pub max_depth: Option<usize>,
+    /// At most this many columns (≥ 2). Leaves of paths beyond it go into one last column,
+    /// `_overflow`: a JSON object of their JSONPaths and values, so map-shaped data (keys that
+    /// are IDs) cannot grow a table past Postgres' 1,600 columns.
+    pub max_columns: Option<usize>,
 }
 
 impl Default for Options {
@@ -57,6 +64,7 @@ impl Default for Options {
             separator: "_".into(),
             arrays: ArrayPolicy::Json,
             max_depth: None,
+            max_columns: None,
         }
     }
 }
@@ -78,7 +86,16 @@ impl Options {
         if self.max_depth == Some(0) {
             return Err(crate::Error::Options("max_depth must be at least 1".into()));
         }
-        Ok(())
+        self.validate_columns()
+    }
+
+    fn validate_columns(&self) -> Result<(), crate::Error> {
+        match self.max_columns {
+            Some(m) if m < 2 => Err(crate::Error::Options(format!(
+                "max_columns {m}: at least 2 (one column and the overflow)"
+            ))),
+            _ => Ok(()),
+        }
     }
 
     fn depth_limit(&self) -> usize {
@@ -188,6 +205,9 @@ pub struct Flattener {
     row: Row,
     tape: Vec<u8>,
     scratch: String,
+    /// This record's leaves beyond `max_columns` (`"$.path":value,…`), and their column.
+    overflow: String,
+    overflow_col: Option<usize>,
 }
 
 impl Flattener {
@@ -207,6 +227,8 @@ impl Flattener {
             row: Row::default(),
             tape: Vec::new(),
             scratch: String::new(),
+            overflow: String::new(),
+            overflow_col: None,
         }
     }
 
@@ -222,6 +244,7 @@ impl Flattener {
             f.nodes[node as usize].column = Some(i as u32);
         }
         f.schema = schema.clone();
+        f.overflow_col = f.schema.index_of(OVERFLOW);
         f
     }
 
@@ -255,6 +278,7 @@ impl Flattener {
     pub fn flatten(&mut self, record: &[u8]) -> Result<&Row, RecordFailure> {
         let width = self.schema.len();
         self.row.reset(width);
+        self.overflow.clear();
         if let Err(e) = std::str::from_utf8(record) {
             return Err(RecordFailure {
                 offset: e.valid_up_to(),
@@ -267,7 +291,10 @@ impl Flattener {
         let result = self.walk_record(&mut j);
         self.tape = j.into_tape();
         match result {
-            Ok(()) => Ok(&self.row),
+            Ok(()) => {
+                self.finish_overflow();
+                Ok(&self.row)
+            }
             Err(f) => Err(RecordFailure {
                 offset: f.index,
                 path: self.path_of(f.node),
@@ -414,7 +441,9 @@ impl Flattener {
     }
 
     fn leaf(&mut self, node: u32, value: Option<&str>, t: JsonTypes) {
-        let col = self.column(node);
+        let Some(col) = self.column(node) else {
+            return self.overflow_leaf(node, value, t);
+        };
         self.schema.note_type(col, t);
         match value {
             Some(v) => self.row.set(col, v),
@@ -422,10 +451,15 @@ impl Flattener {
         }
     }
 
-    /// The column of a leaf node, created (and named) the first time the path holds a value.
-    fn column(&mut self, node: u32) -> usize {
+    /// The column of a leaf node, created (and named) the first time the path holds a value;
+    /// `None` past `max_columns` (the leaf goes to the overflow).
+    fn column(&mut self, node: u32) -> Option<usize> {
         if let Some(c) = self.nodes[node as usize].column {
-            return c as usize;
+            return Some(c as usize);
+        }
+        let regular = self.schema.len() - usize::from(self.overflow_col.is_some());
+        if self.opts.max_columns.is_some_and(|m| regular + 1 >= m) {
+            return None;
         }
         let path = self.path_of(node);
         let mut name = String::new();
@@ -441,7 +475,45 @@ impl Flattener {
         let name = name::finish_name(name, path.stable_hash());
         let col = self.schema.add(path, name);
         self.nodes[node as usize].column = Some(col as u32);
-        col
+        Some(col)
+    }
+
+    /// A leaf past `max_columns`: `"<JSONPath>":<value as JSON>` in this record's overflow.
+    fn overflow_leaf(&mut self, node: u32, value: Option<&str>, t: JsonTypes) {
+        let path = self.path_of(node).to_string();
+        if !self.overflow.is_empty() {
+            self.overflow.push(',');
+        }
+        self.overflow
+            .push_str(&serde_json::Value::String(path).to_string());
+        self.overflow.push(':');
+        match value {
+            None => self.overflow.push_str("null"),
+            Some(v) if t == JsonTypes::STRING => self
+                .overflow
+                .push_str(&serde_json::Value::String(v.to_owned()).to_string()),
+            // Numbers (exact text), booleans and JSON text as they are.
+            Some(v) => self.overflow.push_str(v),
+        }
+    }
+
+    /// The record's overflow, if any, as one JSON object in the `_overflow` column.
+    fn finish_overflow(&mut self) {
+        if self.overflow.is_empty() {
+            return;
+        }
+        let col = match self.overflow_col {
+            Some(c) => c,
+            None => {
+                let path = SourcePath(vec![Segment::Key(OVERFLOW.into())]);
+                let c = self.schema.add(path, OVERFLOW.into());
+                self.overflow_col = Some(c);
+                c
+            }
+        };
+        self.schema.note_type(col, JsonTypes::OBJECT);
+        let text = format!("{{{}}}", self.overflow);
+        self.row.set(col, &text);
     }
 
     fn path_of(&self, mut node: u32) -> SourcePath {

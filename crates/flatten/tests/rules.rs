@@ -538,3 +538,53 @@ fn separator_is_validated_and_used() {
         assert!(o.validate().is_err(), "{bad:?}");
     }
 }
+
+/// Map-shaped JSON (keys that are IDs) would add a column per key: past `max_columns` the
+/// leaves go, as JSON with their paths, into one `_overflow` column, and the schema stops
+/// growing.
+#[test]
+fn columns_past_the_cap_go_to_the_overflow_as_json() {
+    let opts = Options {
+        max_columns: Some(3),
+        ..Options::default()
+    };
+    let mut f = Flattener::new(opts.clone());
+    let row = f
+        .flatten(br#"{"a":1,"b":2.50,"by_id":{"17":"x\"y","18":null},"t":true}"#)
+        .unwrap();
+    let values: Vec<Option<String>> = row.iter().map(|v| v.map(str::to_owned)).collect();
+    assert_eq!(
+        values,
+        [
+            Some("1".into()),
+            Some("2.50".into()),
+            Some(r#"{"$.by_id[\"17\"]":"x\"y","$.by_id[\"18\"]":null,"$.t":true}"#.into())
+        ]
+    );
+    let overflow: serde_json::Value = serde_json::from_str(values[2].as_deref().unwrap()).unwrap();
+    assert_eq!(overflow["$.t"], true);
+    // Later records: known columns as before, new paths to the overflow; three columns for good.
+    let row = f.flatten(br#"{"b":3,"by_id":{"19":[1,2]}}"#).unwrap();
+    let values: Vec<Option<&str>> = row.iter().collect();
+    assert_eq!(
+        values,
+        [None, Some("3"), Some(r#"{"$.by_id[\"19\"]":[1,2]}"#)]
+    );
+    let names: Vec<&str> = f.schema().names().collect();
+    assert_eq!(names, ["a", "b", "_overflow"]);
+    // A flattener that resumes from this schema keeps the overflow column.
+    let mut again = Flattener::with_schema(opts.clone(), f.schema());
+    let row = again.flatten(br#"{"z":1}"#).unwrap();
+    assert_eq!(
+        row.iter().collect::<Vec<_>>(),
+        [None, None, Some(r#"{"$.z":1}"#)]
+    );
+    assert!(
+        Options {
+            max_columns: Some(1),
+            ..Options::default()
+        }
+        .validate()
+        .is_err()
+    );
+}

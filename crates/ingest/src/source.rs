@@ -221,7 +221,12 @@ struct FlattenSpec {
     separator: Option<String>,
     arrays: Option<ArrayPolicy>,
     max_depth: Option<usize>,
+    max_columns: Option<usize>,
 }
+
+/// Columns a source's objects may have by default (`flatten.max_columns`): Postgres allows
+/// 1,600 a table, and the loader adds lineage columns.
+pub const DEFAULT_MAX_COLUMNS: usize = 1000;
 
 /// One `[source.NAME]` table as written.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -407,6 +412,7 @@ fn resolve(name: String, spec: SourceSpec) -> Result<Source, SourceError> {
         separator: f.separator.unwrap_or(defaults.separator),
         arrays: f.arrays.unwrap_or(defaults.arrays),
         max_depth: f.max_depth,
+        max_columns: Some(f.max_columns.unwrap_or(DEFAULT_MAX_COLUMNS)),
     };
     flatten
         .validate()
@@ -474,6 +480,17 @@ mod tests {
         );
         assert_eq!(w.max_span, SignedDuration::from_hours(7 * 24));
         assert_eq!(w.lookback, SignedDuration::from_mins(30));
+        // Columns are capped by default, and the cap is the source's to set.
+        assert_eq!(h.flatten.max_columns, Some(DEFAULT_MAX_COLUMNS));
+        let s = Sources::from_toml(
+            "[source.m]\npreset = \"hotmart-sales\"\n[source.m.flatten]\nmax_columns = 50\n",
+        )
+        .unwrap();
+        assert_eq!(s.get("m").unwrap().flatten.max_columns, Some(50));
+        assert!(
+            Sources::from_toml("[source.m]\npreset = \"hotmart-sales\"\nflatten.max_columns = 1\n")
+                .is_err()
+        );
     }
 
     #[test]
