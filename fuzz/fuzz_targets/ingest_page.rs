@@ -17,8 +17,10 @@ fuzz_target!(|data: &[u8]| {
     match parse_token(data) {
         Ok((_, ttl)) => assert!(ttl.as_secs() <= 86_400),
         Err(e) => {
+            // A body with JSON punctuation (the message itself has none) never shows in it.
             if let Ok(s) = std::str::from_utf8(data)
                 && s.len() >= 8
+                && s.contains(['"', '{', '['])
             {
                 assert!(!e.contains(s), "the error quotes the body");
             }
