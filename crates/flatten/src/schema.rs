@@ -170,6 +170,20 @@ pub struct Schema {
     collisions: Vec<Collision>,
 }
 
+/// The key of the manifest beside a CSV object: `raw/s/dt=…/x.csv.gz` →
+/// `raw/s/dt=…/x.manifest.json` (outside the loader's `.csv`/`.csv.gz` suffixes).
+///
+/// ```
+/// assert_eq!(sluice_flatten::manifest_key("raw/s/x_p2.csv.gz"), "raw/s/x_p2.manifest.json");
+/// ```
+pub fn manifest_key(key: &str) -> String {
+    let stem = key
+        .strip_suffix(".csv.gz")
+        .or_else(|| key.strip_suffix(".csv"))
+        .unwrap_or(key);
+    format!("{stem}.manifest.json")
+}
+
 /// The manifest file written beside a CSV: the schema plus the options that produced it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {

@@ -368,7 +368,6 @@ impl Writer<'_> {
             return Ok(());
         };
         let width = w.width();
-        let info = w.finish(&self.lake.out).await?;
         let mut manifest = serde_json::to_value(self.flattener.manifest()).expect("manifest");
         // The manifest describes this object's columns: a prefix of the schema so far.
         if let Some(cols) = manifest["columns"].as_array_mut() {
@@ -376,19 +375,20 @@ impl Writer<'_> {
         }
         manifest["schema_hash"] = std::mem::take(&mut self.open_hash).into();
         manifest["object"] = serde_json::json!({
-            "key": info.key, "records": info.records, "columns": info.columns,
-            "bytes": info.bytes, "source": self.source, "run_id": self.run_id,
-            "window": self.window,
+            "key": w.key, "records": w.rows(), "columns": width,
+            "source": self.source, "run_id": self.run_id, "window": self.window,
         });
-        let mkey = manifest_key(&info.key);
+        // Before the object: its notification starts a loader, which reads the JSON types
+        // here (a column of JSON strings stays text).
         self.lake
             .out
             .put(
-                &mkey,
+                &manifest_key(&w.key),
                 serde_json::to_vec_pretty(&manifest).expect("manifest"),
                 "application/json",
             )
             .await?;
+        let info = w.finish(&self.lake.out).await?;
         if !self.open_rejected.is_empty() {
             let rkey = rejected_key(&info.key);
             let lines = std::mem::take(&mut self.open_rejected);
@@ -460,14 +460,7 @@ impl Writer<'_> {
     }
 }
 
-/// `raw/s/dt=…/x.csv.gz` → `raw/s/dt=…/x.manifest.json` (outside the loader's suffix filter).
-pub fn manifest_key(key: &str) -> String {
-    let stem = key
-        .strip_suffix(".csv.gz")
-        .or_else(|| key.strip_suffix(".csv"))
-        .unwrap_or(key);
-    format!("{stem}.manifest.json")
-}
+pub use sluice_flatten::manifest_key;
 
 /// `raw/s/dt=…/x.csv.gz` → `raw/s/dt=…/x.rejected.jsonl`: the records of that object that
 /// could not be flattened, one JSON line each (outside the loader's suffix filter).

@@ -2,9 +2,10 @@
 //! the table created or evolved (or, under `freeze`, the columns it lacks refused), and the
 //! unique key checked.
 
-use std::io;
+use std::io::{self, Read};
 
 use sluice_flatten::csv::{CsvReader, CsvRecord};
+use sluice_flatten::{JsonTypes, manifest_key};
 use sluice_transform::{
     BoundMapping, ColumnRule, ColumnType, Guess, Inference, Mapping, SchemaPolicy,
 };
@@ -14,7 +15,7 @@ use crate::catalog::{self, TableInfo};
 use crate::error::{Error, Fail};
 use crate::job::{Job, blocking};
 use crate::rows::header_preview;
-use crate::store::{Store, decode};
+use crate::store::{Store, StoreErrorKind, decode};
 
 /// Rows read to guess the types of new columns (more while one of them has shown only NULLs).
 /// The load checks the guess: a later value that does not fit sends it back to infer from the
@@ -109,6 +110,12 @@ async fn column_types<S: Store>(
             None => to_infer.push(i),
         }
     }
+    // Columns that were JSON strings in the source stay text ("123" is a code, not a number):
+    // the ingest's manifest beside the object says which.
+    if !to_infer.is_empty() {
+        let strings = json_string_columns(job).await?;
+        to_infer.retain(|&i| !strings.contains(&header[i]));
+    }
     let mut guessed = Vec::new();
     if to_infer.is_empty() {
         return Ok(Some((types, guessed)));
@@ -129,6 +136,49 @@ async fn column_types<S: Store>(
         }
     }
     Ok(Some((types, guessed)))
+}
+
+/// The columns the manifest beside the object (written by the ingest) saw only as JSON strings
+/// (and nulls). Empty when there is no manifest: a CSV from elsewhere, or S3's 403 for a
+/// missing key where the role may not list the bucket.
+async fn json_string_columns<S: Store>(job: &Job<'_, S>) -> Result<Vec<String>, Fail> {
+    #[derive(serde::Deserialize)]
+    struct Manifest {
+        columns: Vec<Column>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Column {
+        name: String,
+        types: JsonTypes,
+    }
+    let o = &job.object;
+    let key = manifest_key(&o.key);
+    if key == o.key {
+        return Ok(Vec::new());
+    }
+    let raw = match job.store.open(&o.bucket, &key, None).await {
+        Ok((_, raw)) => raw,
+        Err(e) if e.kind == StoreErrorKind::Transient => return Err(e.into()),
+        Err(e) => {
+            tracing::debug!(error = %e, "no manifest beside the object: types are inferred");
+            return Ok(Vec::new());
+        }
+    };
+    let parsed =
+        blocking(move || serde_json::from_reader::<_, Manifest>(raw.take(16 << 20))).await?;
+    let Ok(manifest) = parsed else {
+        tracing::warn!(manifest = %key, "the manifest beside the object is not one: types are inferred");
+        return Ok(Vec::new());
+    };
+    let only_strings = |t: JsonTypes| {
+        t.contains(JsonTypes::STRING) && t.names().iter().all(|n| matches!(*n, "string" | "null"))
+    };
+    Ok(manifest
+        .columns
+        .into_iter()
+        .filter(|c| only_strings(c.types))
+        .map(|c| c.name)
+        .collect())
 }
 
 fn bind(

@@ -29,3 +29,48 @@ async fn numbers_postgres_would_rewrite_stay_text() -> anyhow::Result<()> {
     assert_eq!(types, ["text"; 4]);
     Ok(())
 }
+
+/// The types of `table`'s columns, in order.
+async fn types(env: &common::Env, table: &str) -> anyhow::Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute \
+         WHERE attrelid = $1::regclass AND attnum > 0 ORDER BY attnum",
+    )
+    .bind(table)
+    .fetch_all(&env.db.pool)
+    .await?)
+}
+
+/// Columns the ingest saw only as JSON strings ("123", a code) stay text: its manifest beside
+/// the object says so. Without a manifest (a CSV from elsewhere) the values decide.
+#[tokio::test]
+async fn json_strings_stay_text_by_the_manifest() -> anyhow::Result<()> {
+    let more = r#"
+[table]
+name = "codes"
+key = ["id"]
+"#;
+    let env = common::env_with(&[], &[("codes", more)]).await?;
+    let csv = "id,code,qty\nk1,123,1\nk2,456,2\n";
+    let manifest = serde_json::json!({
+        "columns": [
+            {"name": "id", "path": [], "types": ["string"]},
+            {"name": "code", "path": [], "types": ["string", "null"]},
+            {"name": "qty", "path": [], "types": ["integer"]},
+        ],
+        "object": {"records": 2},
+    });
+    env.bucket
+        .put(
+            "raw/codes/dt=2024-01-01/a.manifest.json",
+            manifest.to_string(),
+        )
+        .await?;
+    env.put_and_load("raw/codes/dt=2024-01-01/a.csv", csv)
+        .await?;
+    assert_eq!(types(&env, "codes").await?, ["text", "text", "bigint"]);
+    // The same file without a manifest: `code` is a number.
+    env.put_and_load("raw/plain/b.csv", csv).await?;
+    assert_eq!(types(&env, "plain").await?, ["text", "bigint", "bigint"]);
+    Ok(())
+}
