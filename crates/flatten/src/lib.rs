@@ -39,7 +39,7 @@ pub use crate::flatten::{
 };
 pub use crate::records::{InputFormat, Record, RecordReader};
 pub use crate::schema::{
-    Collision, Column, JsonTypes, Manifest, Schema, Segment, SourcePath, manifest_key,
+    Collision, Column, JsonTypes, Manifest, Schema, Segment, SourcePath, manifest_key, object_stem,
 };
 
 /// Everything that can go wrong, with where it went wrong.

@@ -177,11 +177,19 @@ pub struct Schema {
 /// assert_eq!(sluice_flatten::manifest_key("raw/s/x_p2.csv.gz"), "raw/s/x_p2.manifest.json");
 /// ```
 pub fn manifest_key(key: &str) -> String {
-    let stem = key
-        .strip_suffix(".csv.gz")
+    format!("{}.manifest.json", object_stem(key))
+}
+
+/// A CSV object's key without its `.csv`/`.csv.gz` suffix: what the files beside it are named
+/// after.
+///
+/// ```
+/// assert_eq!(sluice_flatten::object_stem("raw/s/x.csv.gz"), "raw/s/x");
+/// ```
+pub fn object_stem(key: &str) -> &str {
+    key.strip_suffix(".csv.gz")
         .or_else(|| key.strip_suffix(".csv"))
-        .unwrap_or(key);
-    format!("{stem}.manifest.json")
+        .unwrap_or(key)
 }
 
 /// The manifest file written beside a CSV: the schema plus the options that produced it.

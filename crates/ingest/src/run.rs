@@ -465,7 +465,7 @@ pub use sluice_flatten::manifest_key;
 /// `raw/s/dt=…/x.csv.gz` → `raw/s/dt=…/x.rejected.jsonl`: the records of that object that
 /// could not be flattened, one JSON line each (outside the loader's suffix filter).
 pub fn rejected_key(key: &str) -> String {
-    manifest_key(key).replace(".manifest.json", ".rejected.jsonl")
+    format!("{}.rejected.jsonl", sluice_flatten::object_stem(key))
 }
 
 /// Splits `[start, end)` into chunks of at most `span`.

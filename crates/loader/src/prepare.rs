@@ -170,9 +170,9 @@ async fn json_string_columns<S: Store>(job: &Job<'_, S>) -> Result<Vec<String>, 
         tracing::warn!(manifest = %key, "the manifest beside the object is not one: types are inferred");
         return Ok(Vec::new());
     };
-    let only_strings = |t: JsonTypes| {
-        t.contains(JsonTypes::STRING) && t.names().iter().all(|n| matches!(*n, "string" | "null"))
-    };
+    let mut strings_or_null = JsonTypes::STRING;
+    strings_or_null.insert(JsonTypes::NULL);
+    let only_strings = |t: JsonTypes| t.contains(JsonTypes::STRING) && strings_or_null.contains(t);
     Ok(manifest
         .columns
         .into_iter()
