@@ -5,11 +5,7 @@
 use std::collections::BTreeSet;
 
 use serde_yaml_ng::Value;
-
-fn template() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/template.yaml");
-    serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
+use sluice_infra::{tagged, template};
 
 fn text() -> String {
     std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/template.yaml")).unwrap()
@@ -25,17 +21,6 @@ fn of_type<'a>(t: &'a Value, ty: &str) -> Vec<(&'a str, &'a Value)> {
         .filter(|(_, r)| r["Type"].as_str() == Some(ty))
         .map(|(k, r)| (k.as_str().unwrap(), r))
         .collect()
-}
-
-/// `!Tag value` → (tag, value); plain values → ("", value).
-fn tagged(v: &Value) -> (String, &Value) {
-    match v {
-        Value::Tagged(t) => (
-            t.tag.to_string().trim_start_matches('!').to_owned(),
-            &t.value,
-        ),
-        other => (String::new(), other),
-    }
 }
 
 fn strings(v: &Value) -> Vec<String> {

@@ -72,11 +72,14 @@ pub async fn secret_string(aws: &aws_config::SdkConfig, arn: &str) -> Result<Sec
     Ok(Secret::new(out.secret_string().unwrap_or_default()))
 }
 
-/// The S3 client for `aws`, on `S3_ENDPOINT_URL` with path-style addressing when that is set (a
-/// local S3-compatible endpoint), else on AWS.
+/// The S3 client for `aws`. An endpoint set on `aws` itself (`AWS_ENDPOINT_URL`, or a test's
+/// stand-in) is used with path-style addressing; else `S3_ENDPOINT_URL` when that is set (a local
+/// S3-compatible endpoint); else AWS.
 pub fn s3_client(aws: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
     let mut s3 = aws_sdk_s3::config::Builder::from(aws);
-    if let Ok(url) = std::env::var("S3_ENDPOINT_URL")
+    if aws.endpoint_url().is_some() {
+        s3 = s3.force_path_style(true);
+    } else if let Ok(url) = std::env::var("S3_ENDPOINT_URL")
         && !url.is_empty()
     {
         s3 = s3.endpoint_url(url).force_path_style(true);

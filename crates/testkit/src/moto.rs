@@ -1,6 +1,6 @@
-//! moto's server, for the AWS APIs tests cannot run for real (Secrets Manager here): one per
-//! test process, started by `scripts/moto-server` (a pinned venv under `target/`), stopped when
-//! the process exits.
+//! moto's server, for the AWS APIs tests cannot run for real (Secrets Manager, IAM enforcement):
+//! one shared per test process, or one of a test's own; started by `scripts/moto-server` (a
+//! pinned venv under `target/`), stopped when the process exits.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -36,6 +36,103 @@ impl Moto {
             .endpoint_url(&self.url)
             .load()
             .await
+    }
+
+    /// A server of the caller's own, not the process's shared one: IAM enforcement
+    /// ([`Moto::enforce_iam`]) is server-wide.
+    pub fn start_own() -> Result<Moto> {
+        start()
+    }
+
+    /// An AWS configuration for every service on this server, acting as `credentials`.
+    pub async fn sdk_config_as(&self, credentials: Credentials) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(credentials)
+            .endpoint_url(&self.url)
+            .load()
+            .await
+    }
+
+    /// Creates IAM user `name` whose only permissions are `policy` (one inline policy), and an
+    /// access key for it. The calls are not signed, so make every user before
+    /// [`Moto::enforce_iam`].
+    ///
+    /// ```no_run
+    /// # async fn demo() -> anyhow::Result<()> {
+    /// let moto = sluice_testkit::Moto::start_own()?;
+    /// let policy = serde_json::json!({"Version": "2012-10-17", "Statement": [
+    ///     {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/raw/*"}]});
+    /// let reader = moto.user_with_policy("reader", &policy).await?;
+    /// moto.enforce_iam().await?;
+    /// let aws = moto.sdk_config_as(reader).await; // may get raw/ objects of bucket b, nothing else
+    /// # Ok(()) }
+    /// ```
+    pub async fn user_with_policy(
+        &self,
+        name: &str,
+        policy: &serde_json::Value,
+    ) -> Result<Credentials> {
+        let policy = policy.to_string();
+        self.iam(&[("Action", "CreateUser"), ("UserName", name)])
+            .await?;
+        self.iam(&[
+            ("Action", "PutUserPolicy"),
+            ("UserName", name),
+            ("PolicyName", "template"),
+            ("PolicyDocument", &policy),
+        ])
+        .await?;
+        let xml = self
+            .iam(&[("Action", "CreateAccessKey"), ("UserName", name)])
+            .await?;
+        let field = |tag: &str| -> Result<String> {
+            let open = format!("<{tag}>");
+            let start = xml.find(&open).map(|i| i + open.len());
+            let end = xml.find(&format!("</{tag}>"));
+            match (start, end) {
+                (Some(s), Some(e)) if s <= e => Ok(xml[s..e].to_owned()),
+                _ => bail!("CreateAccessKey for {name}: no {tag} in {xml}"),
+            }
+        };
+        Ok(Credentials::new(
+            field("AccessKeyId")?,
+            field("SecretAccessKey")?,
+            None,
+            None,
+            "moto-iam-user",
+        ))
+    }
+
+    /// From now on every request to this server must be signed by a user whose policies allow
+    /// it, resource by resource for S3 (moto checks other services' actions against `*`).
+    pub async fn enforce_iam(&self) -> Result<()> {
+        let r = reqwest::Client::new()
+            .post(format!("{}/moto-api/reset-auth", self.url))
+            .body("0")
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("moto reset-auth: {}", r.status());
+        }
+        Ok(())
+    }
+
+    /// One IAM query-protocol call, unsigned (moto checks nothing before enforcement).
+    async fn iam(&self, params: &[(&str, &str)]) -> Result<String> {
+        let r = reqwest::Client::new()
+            .post(&self.url)
+            .query(&[("Version", "2010-05-08")])
+            .query(params)
+            .header("Authorization", "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0")
+            .send()
+            .await?;
+        let status = r.status();
+        let body = r.text().await?;
+        if !status.is_success() {
+            bail!("IAM {params:?}: {status}: {body}");
+        }
+        Ok(body)
     }
 }
 
