@@ -1,6 +1,6 @@
 //! What the database already has: the target table's columns and unique keys; the DDL lock.
 
-use sluice_transform::{TableRef, quote_ident};
+use sluice_transform::{INFERRED_COMMENT, TableRef, quote_ident};
 use sqlx::{PgConnection, Row};
 
 /// A table as the catalog describes it.
@@ -15,6 +15,8 @@ pub struct TableInfo {
     /// CHECK constraints: name and expression (`pg_get_constraintdef` without `CHECK` and
     /// `NOT VALID`: enforced on new rows either way).
     pub checks: Vec<(String, String)>,
+    /// Columns whose type sluice inferred from the data (commented [`INFERRED_COMMENT`]).
+    pub inferred: Vec<String>,
 }
 
 impl TableInfo {
@@ -28,6 +30,9 @@ impl TableInfo {
     pub fn column(&self, name: &str) -> Option<(&str, bool)> {
         let ty = self.column_type(name)?;
         Some((ty, self.not_null.iter().any(|n| n == name)))
+    }
+    pub fn is_inferred(&self, name: &str) -> bool {
+        self.inferred.iter().any(|n| n == name)
     }
     pub fn has_unique_key(&self, key: &[String]) -> bool {
         let mut k = key.to_vec();
@@ -51,18 +56,24 @@ pub async fn table_info(
     .await?;
     let Some(oid) = oid else { return Ok(None) };
     let rows = sqlx::query(
-        "SELECT attname::text, format_type(atttypid, atttypmod), attnotnull FROM pg_attribute \
+        "SELECT attname::text, format_type(atttypid, atttypmod), attnotnull, \
+                coalesce(col_description(attrelid, attnum) = $2, false) FROM pg_attribute \
          WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
     )
     .bind(oid)
+    .bind(INFERRED_COMMENT)
     .fetch_all(&mut *conn)
     .await?;
     let mut columns = Vec::with_capacity(rows.len());
     let mut not_null = Vec::new();
+    let mut inferred = Vec::new();
     for r in &rows {
         let name: String = r.try_get(0)?;
         if r.try_get::<bool, _>(2)? {
             not_null.push(name.clone());
+        }
+        if r.try_get::<bool, _>(3)? {
+            inferred.push(name.clone());
         }
         columns.push((name, r.try_get(1)?));
     }
@@ -95,6 +106,7 @@ pub async fn table_info(
         not_null,
         checks,
         unique_keys,
+        inferred,
     }))
 }
 

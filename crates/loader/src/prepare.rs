@@ -44,7 +44,13 @@ pub(crate) async fn prepare<S: Store>(
 ) -> Result<Option<Prepared>, Fail> {
     let mapping = job.mapping;
     let info = catalog::table_info(conn, &mapping.table).await?;
-    let Some((types, guessed)) = column_types(job, info.as_ref(), header).await? else {
+    let Some(Types {
+        types,
+        guessed,
+        inferred,
+        widen,
+    }) = column_types(job, info.as_ref(), header).await?
+    else {
         return Ok(None);
     };
     let names: Vec<&str> = header.iter().map(String::as_str).collect();
@@ -61,10 +67,16 @@ pub(crate) async fn prepare<S: Store>(
     let mut frozen = Vec::new();
     let info = match info {
         // Created in the load's transaction: no one can read it before the commit anyway.
-        None => evolve(conn, &bound).await?,
-        Some(t) if missing.is_empty() => t,
+        None => evolve(conn, &bound, &inferred).await?,
+        Some(t) if missing.is_empty() && widen.is_empty() => t,
         Some(_) if mapping.schema_policy == SchemaPolicy::Evolve => {
-            add_columns_apart(conn, pool, &bound, &missing, &guessed).await?
+            let change = Change {
+                missing: &missing,
+                guessed: &guessed,
+                inferred: &inferred,
+                widen: &widen,
+            };
+            change_apart(conn, pool, &bound, change).await?
         }
         Some(t) => {
             (bound, frozen) = freeze(mapping, bound, &missing, &names, &types, header)?;
@@ -87,17 +99,31 @@ pub(crate) async fn prepare<S: Store>(
     }))
 }
 
+/// The types of a header's columns, and where they came from.
+struct Types {
+    types: Vec<ColumnType>,
+    /// Target columns whose types may not hold every value: guessed from the first rows, or
+    /// (evolve) inferred by an earlier load. A value that does not fit one sends the load back to
+    /// infer from the whole object.
+    guessed: Vec<String>,
+    /// Target columns typed by inference here: marked so when they are created.
+    inferred: Vec<String>,
+    /// evolve: inferred columns of the table that must widen to hold this object's values.
+    widen: Vec<(String, ColumnType)>,
+}
+
 /// The type of each header column: the mapping's, else the existing column's, else inferred
-/// from the values (the names of those guessed from the first rows come second). `None` when
-/// there is no row to infer from and no table.
+/// from the values. Under evolve, a whole-object pass also widens the table's inferred columns
+/// to hold this object. `None` when there is no row to infer from and no table.
 async fn column_types<S: Store>(
     job: &Job<'_, S>,
     info: Option<&TableInfo>,
     header: &[String],
-) -> Result<Option<(Vec<ColumnType>, Vec<String>)>, Fail> {
+) -> Result<Option<Types>, Fail> {
     let mapping = job.mapping;
+    let evolving = mapping.schema_policy == SchemaPolicy::Evolve;
     let mut types = vec![ColumnType::Text; header.len()];
-    let mut to_infer = Vec::new();
+    let (mut to_infer, mut to_widen, mut guessed) = (Vec::new(), Vec::new(), Vec::new());
     for (i, src) in header.iter().enumerate() {
         let Some(target) = mapping.target_name(src) else {
             continue;
@@ -105,9 +131,21 @@ async fn column_types<S: Store>(
         if mapping.has_type(src) {
             continue;
         }
-        match info.and_then(|t| t.column_type(target)) {
-            Some(pg) => types[i] = ColumnType::from_pg(pg).unwrap_or(ColumnType::Text),
-            None => to_infer.push(i),
+        let Some(t) = info else {
+            to_infer.push(i);
+            continue;
+        };
+        let Some(pg) = t.column_type(target) else {
+            to_infer.push(i);
+            continue;
+        };
+        types[i] = ColumnType::from_pg(pg).unwrap_or(ColumnType::Text);
+        let widenable = Guess::of_type(types[i]).is_some_and(|g| g != Guess::Text);
+        if evolving && widenable && t.is_inferred(target) {
+            match job.infer_rows {
+                Some(_) => guessed.push(target.to_owned()),
+                None => to_widen.push(i),
+            }
         }
     }
     // Columns that were JSON strings in the source stay text ("123" is a code, not a number):
@@ -116,26 +154,47 @@ async fn column_types<S: Store>(
         let strings = json_string_columns(job).await?;
         to_infer.retain(|&i| !strings.contains(&header[i]));
     }
-    let mut guessed = Vec::new();
-    if to_infer.is_empty() {
-        return Ok(Some((types, guessed)));
+    let target = |i: usize| mapping.target_name(&header[i]).map(str::to_owned);
+    let inferred_targets = to_infer.iter().filter_map(|&i| target(i)).collect();
+    if to_infer.is_empty() && to_widen.is_empty() {
+        return Ok(Some(Types {
+            types,
+            guessed,
+            inferred: inferred_targets,
+            widen: Vec::new(),
+        }));
     }
     let raw = job.open_again().await?;
     // New columns of an existing table are added for good, before the load (see
-    // `add_columns_apart`): typed from the whole object, never guessed from its first rows.
+    // `change_apart`): typed from the whole object, never guessed from its first rows.
     let limit = if info.is_some() { None } else { job.infer_rows };
-    let (width, cols) = (header.len(), to_infer.clone());
+    let cols: Vec<usize> = to_infer.iter().chain(&to_widen).copied().collect();
+    let width = header.len();
     let inferred = blocking(move || infer(raw, width, &cols, limit)).await??;
     if inferred.rows == 0 && info.is_none() {
         return Ok(None);
     }
-    for i in to_infer {
-        types[i] = inferred.types[i];
+    for &i in &to_infer {
+        types[i] = inferred.guesses[i].column_type();
         if !inferred.whole {
-            guessed.extend(mapping.target_name(&header[i]).map(str::to_owned));
+            guessed.extend(target(i));
         }
     }
-    Ok(Some((types, guessed)))
+    let mut widen = Vec::new();
+    for &i in &to_widen {
+        let was = Guess::of_type(types[i]).expect("only inferable types widen");
+        let now = was.widen(inferred.guesses[i]).column_type();
+        if now != types[i] {
+            types[i] = now;
+            widen.extend(target(i).map(|t| (t, now)));
+        }
+    }
+    Ok(Some(Types {
+        types,
+        guessed,
+        inferred: inferred_targets,
+        widen,
+    }))
 }
 
 /// The columns the manifest beside the object (written by the ingest) saw only as JSON strings
@@ -193,57 +252,120 @@ fn bind(
     })
 }
 
-/// Columns for a table others may be reading: added in a short transaction of its own,
-/// committed before the load goes on (`ALTER TABLE` holds ACCESS EXCLUSIVE until its
+/// What [`change_apart`] changes in a table others may be reading.
+struct Change<'a> {
+    /// Columns to add,
+    missing: &'a [String],
+    /// guessed or possibly outgrown types (none of `missing` may be guessed),
+    guessed: &'a [String],
+    /// those typed by inference (marked when added),
+    inferred: &'a [String],
+    /// and inferred columns to widen.
+    widen: &'a [(String, ColumnType)],
+}
+
+/// Columns added or widened for a table others may be reading: in a short transaction of its
+/// own, committed before the load goes on (`ALTER TABLE` holds ACCESS EXCLUSIVE until its
 /// transaction ends; inside the load's it would block every reader for the whole `COPY`). Once
 /// committed a column's type stays, so a type guessed from the first rows is not good enough:
 /// the attempt starts again with types from the whole object. The lock is waited for at most
 /// `lock_timeout` (readers queue behind a waiting `ALTER`); a timeout is retried.
-async fn add_columns_apart(
+async fn change_apart(
     conn: &mut PgConnection,
     pool: &PgPool,
     bound: &BoundMapping,
-    missing: &[String],
-    guessed: &[String],
+    change: Change<'_>,
 ) -> Result<TableInfo, Fail> {
-    if let Some(column) = missing.iter().find(|c| guessed.contains(c)) {
+    if let Some(column) = change.missing.iter().find(|c| change.guessed.contains(c)) {
         return Err(Fail::Reinfer(Error::NewColumnGuessed {
             column: column.clone(),
         }));
     }
     let mut short = pool.begin().await?;
-    sqlx::query("SET LOCAL lock_timeout = '5s'")
-        .execute(&mut *short)
-        .await?;
-    evolve(&mut short, bound).await?;
+    // `to_json` renders a timestamp that widens to text in the session's time zone.
+    for set in [
+        "SET LOCAL lock_timeout = '5s'",
+        "SET LOCAL TimeZone = 'UTC'",
+    ] {
+        sqlx::query(set).execute(&mut *short).await?;
+    }
+    let now = evolve(&mut short, bound, change.inferred).await?;
+    widen(&mut short, bound, &now, change.widen).await?;
     short.commit().await?;
     let table = &bound.plan().table;
     Ok(catalog::table_info(conn, table).await?.unwrap_or_default())
 }
 
-/// Creates the table, or adds the columns it lacks, under the table's DDL lock; returns the
-/// table as it is now.
-async fn evolve(conn: &mut PgConnection, bound: &BoundMapping) -> Result<TableInfo, Fail> {
+/// Widens inferred columns (under the DDL lock [`evolve`] took) to types that hold both what
+/// they hold and what this object brings; a column another loader widened meanwhile is
+/// widened as far as both need.
+async fn widen(
+    conn: &mut PgConnection,
+    bound: &BoundMapping,
+    table: &TableInfo,
+    columns: &[(String, ColumnType)],
+) -> Result<(), Fail> {
+    let plan = bound.plan();
+    for (column, to) in columns {
+        let current = table
+            .column_type(column)
+            .and_then(ColumnType::from_pg)
+            .and_then(Guess::of_type);
+        let (Some(current), Some(wanted)) = (current, Guess::of_type(*to)) else {
+            continue;
+        };
+        let target = current.widen(wanted);
+        if target == current {
+            continue;
+        }
+        let ddl = plan.widen_column(column, target.column_type());
+        tracing::info!(table = %plan.table, %ddl, "an inferred column widens");
+        sqlx::query(sqlx::AssertSqlSafe(ddl))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Creates the table, or adds the columns it lacks, under the table's DDL lock; marks the
+/// columns created with inferred types; returns the table as it is now.
+async fn evolve(
+    conn: &mut PgConnection,
+    bound: &BoundMapping,
+    inferred: &[String],
+) -> Result<TableInfo, Fail> {
     let plan = bound.plan();
     let table = &plan.table;
     catalog::begin_ddl(conn, table).await?;
     // Another loader may have changed the table while we waited for the lock.
-    match catalog::table_info(conn, table).await? {
+    let mut ddl = Vec::new();
+    let created: Vec<&str> = match catalog::table_info(conn, table).await? {
         None => {
             tracing::info!(table = %table, "creating the target table");
-            sqlx::query(sqlx::AssertSqlSafe(plan.create_table()))
-                .execute(&mut *conn)
-                .await?;
+            ddl.push(plan.create_table());
+            plan.columns.iter().map(|c| c.name.as_str()).collect()
         }
         Some(t) => {
             let existing: Vec<String> = t.columns.iter().map(|c| c.0.clone()).collect();
-            for ddl in plan.add_columns(&existing) {
-                tracing::info!(table = %table, %ddl, "schema evolves");
-                sqlx::query(sqlx::AssertSqlSafe(ddl))
-                    .execute(&mut *conn)
-                    .await?;
-            }
+            ddl.extend(plan.add_columns(&existing));
+            plan.columns
+                .iter()
+                .map(|c| c.name.as_str())
+                .filter(|n| !existing.iter().any(|e| e == n))
+                .collect()
         }
+    };
+    for c in created
+        .into_iter()
+        .filter(|c| inferred.iter().any(|i| i == c))
+    {
+        ddl.push(plan.mark_inferred(c));
+    }
+    for ddl in ddl {
+        tracing::info!(table = %table, %ddl, "schema evolves");
+        sqlx::query(sqlx::AssertSqlSafe(ddl))
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(catalog::table_info(conn, table).await?.unwrap_or_default())
 }
@@ -287,7 +409,7 @@ fn freeze(
 
 /// Types inferred by [`infer`].
 struct Inferred {
-    types: Vec<ColumnType>,
+    guesses: Vec<Guess>,
     /// Rows read.
     rows: u64,
     /// Every row was read: the types are certain, not guessed.
@@ -315,7 +437,7 @@ fn infer(
     while !(limit.is_some_and(|l| rows >= l) && known(&inf)) {
         if !reader.read(&mut rec)? {
             return Ok(Inferred {
-                types: inf.types(),
+                guesses: inf.guesses().to_vec(),
                 rows,
                 whole: true,
             });
@@ -332,7 +454,7 @@ fn infer(
         }
     }
     Ok(Inferred {
-        types: inf.types(),
+        guesses: inf.guesses().to_vec(),
         rows,
         whole: false,
     })

@@ -74,3 +74,74 @@ key = ["id"]
     assert_eq!(types(&env, "plain").await?, ["text", "bigint", "bigint"]);
     Ok(())
 }
+
+/// Under `evolve`, a later value that does not fit a column whose type sluice inferred widens
+/// the column (bigint → numeric → text) instead of being rejected in every object to come; each
+/// value keeps its text. Columns a user typed, and tables under `freeze`, are not touched.
+#[tokio::test]
+async fn a_value_that_outgrows_an_inferred_column_widens_it_under_evolve() -> anyhow::Result<()> {
+    let frozen = r#"
+[table]
+name = "frozen"
+key = ["id"]
+schema_policy = "freeze"
+"#;
+    let env = common::env_with(&[], &[("frozen", frozen)]).await?;
+    let header = "id,n,at,flag\n";
+    env.put_and_load(
+        "raw/plain/a.csv",
+        format!("{header}k1,7,2024-01-02T03:04:05Z,true\n"),
+    )
+    .await?;
+    assert_eq!(
+        types(&env, "plain").await?,
+        ["text", "bigint", "timestamp with time zone", "boolean"]
+    );
+    let s = env
+        .put_and_load("raw/plain/b.csv", format!("{header}k2,1.50,,false\n"))
+        .await?;
+    assert_eq!((s.rows.inserted, s.rows.rejected), (1, 0));
+    assert_eq!(
+        types(&env, "plain").await?,
+        ["text", "numeric", "timestamp with time zone", "boolean"]
+    );
+    let s = env
+        .put_and_load("raw/plain/c.csv", format!("{header}k3,n/a,soon,yes\n"))
+        .await?;
+    assert_eq!(
+        (s.rows.inserted, s.rows.rejected),
+        (1, 0),
+        "nothing rejected"
+    );
+    assert_eq!(types(&env, "plain").await?, ["text"; 4]);
+    let text = |row: [&str; 4]| row.map(|v| (!v.is_empty()).then(|| v.to_owned()));
+    assert_eq!(
+        env.rows("plain", "id, n, at, flag").await?,
+        [
+            text(["k1", "7", "2024-01-02T03:04:05+00:00", "true"]),
+            text(["k2", "1.50", "", "false"]),
+            text(["k3", "n/a", "soon", "yes"]),
+        ]
+    );
+
+    // A column the user added is theirs: a value that does not fit it rejects its row.
+    sqlx::query("ALTER TABLE plain ADD COLUMN m bigint")
+        .execute(&env.db.pool)
+        .await?;
+    // (Good rows enough to stay under MAX_REJECT_RATIO.)
+    let good: String = (10..20).map(|i| format!("k{i},{i}\n")).collect();
+    let s = env
+        .put_and_load("raw/plain/d.csv", format!("id,m\nk4,x\n{good}"))
+        .await?;
+    assert_eq!((s.rows.inserted, s.rows.rejected), (10, 1));
+    assert_eq!(types(&env, "plain").await?[4], "bigint");
+
+    // freeze: the inferred column keeps its type, the row is rejected.
+    env.put_and_load("raw/frozen/a.csv", "id,n\nk1,7\n").await?;
+    let s = env
+        .put_and_load("raw/frozen/b.csv", format!("id,n\nk2,n/a\n{good}"))
+        .await?;
+    assert_eq!((s.rows.inserted, s.rows.rejected), (10, 1));
+    assert_eq!(types(&env, "frozen").await?, ["text", "bigint"]);
+    Ok(())
+}

@@ -60,6 +60,28 @@ impl Guess {
         }
     }
 
+    /// The guess a column of type `ty` stands for; `None` for types inference never gives.
+    ///
+    /// ```
+    /// use sluice_transform::{ColumnType, Guess};
+    ///
+    /// // A bigint column that meets "1.5" widens to numeric, and to text at "n/a".
+    /// let g = Guess::of_type(ColumnType::Bigint).unwrap();
+    /// assert_eq!(g.widen(Guess::of("1.5")).column_type(), ColumnType::Numeric);
+    /// assert_eq!(g.widen(Guess::of("n/a")).column_type(), ColumnType::Text);
+    /// assert_eq!(Guess::of_type(ColumnType::Date), None);
+    /// ```
+    pub fn of_type(ty: ColumnType) -> Option<Self> {
+        Some(match ty {
+            ColumnType::Boolean => Self::Boolean,
+            ColumnType::Bigint => Self::Bigint,
+            ColumnType::Numeric => Self::Numeric,
+            ColumnType::Timestamptz => Self::Timestamptz,
+            ColumnType::Text => Self::Text,
+            _ => return None,
+        })
+    }
+
     pub fn column_type(self) -> ColumnType {
         match self {
             Self::Boolean => ColumnType::Boolean,

@@ -28,5 +28,7 @@ pub use crate::mapping::{
     BoundMapping, ColumnRule, DerivedKind, DerivedRule, ERROR_VALUE_CHARS, Mapping, MappingError,
     Redact, RowContext, RowError, SchemaPolicy, TypedRow,
 };
-pub use crate::plan::{LINE_COLUMN, PlanColumn, PlanError, TableRef, UpsertPlan, quote_ident};
+pub use crate::plan::{
+    INFERRED_COMMENT, LINE_COLUMN, PlanColumn, PlanError, TableRef, UpsertPlan, quote_ident,
+};
 pub use crate::types::{ColumnType, Conversion, TimeFormat, is_decimal};

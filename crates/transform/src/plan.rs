@@ -40,6 +40,10 @@ pub fn quote_ident(s: &str) -> String {
     out
 }
 
+/// The comment on a column whose type sluice inferred from the data (see
+/// [`UpsertPlan::mark_inferred`]).
+pub const INFERRED_COMMENT: &str = "sluice: type inferred from the data; widened when a later value does not fit (schema = evolve)";
+
 /// A schema-qualified table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableRef {
@@ -270,6 +274,43 @@ impl UpsertPlan {
                 )
             })
             .collect()
+    }
+
+    /// `COMMENT ON COLUMN` marking `column` as typed by inference ([`INFERRED_COMMENT`]): under
+    /// `schema = "evolve"` a later value that does not fit widens it.
+    pub fn mark_inferred(&self, column: &str) -> String {
+        format!(
+            "COMMENT ON COLUMN {}.{} IS '{INFERRED_COMMENT}'",
+            self.table.quoted(),
+            quote_ident(column)
+        )
+    }
+
+    /// `ALTER COLUMN … TYPE` widening inferred column `column` to `to`. Values keep their text:
+    /// a number's digits as they are, and a timestamp in ISO 8601 (`to_json`, in the session's
+    /// time zone) when it becomes text.
+    ///
+    /// ```
+    /// use sluice_transform::{ColumnType, Mapping};
+    ///
+    /// let m = Mapping::from_toml("[table]\nname = \"t\"\nkey = [\"id\"]\n").unwrap();
+    /// let plan = m.bind(&["id", "n"], &[ColumnType::Bigint; 2]).unwrap().plan().clone();
+    /// assert_eq!(
+    ///     plan.widen_column("n", ColumnType::Text),
+    ///     r#"ALTER TABLE "public"."t" ALTER COLUMN "n" TYPE text USING to_json("n") #>> '{}'"#
+    /// );
+    /// ```
+    pub fn widen_column(&self, column: &str, to: ColumnType) -> String {
+        let c = quote_ident(column);
+        let using = match to {
+            ColumnType::Text => format!("to_json({c}) #>> '{{}}'"),
+            other => format!("{c}::{}", other.sql()),
+        };
+        format!(
+            "ALTER TABLE {} ALTER COLUMN {c} TYPE {} USING {using}",
+            self.table.quoted(),
+            to.sql()
+        )
     }
 
     /// The index to create when the target table has no unique constraint on the key.
