@@ -80,13 +80,7 @@ key = ["id"]
 /// value keeps its text. Columns a user typed, and tables under `freeze`, are not touched.
 #[tokio::test]
 async fn a_value_that_outgrows_an_inferred_column_widens_it_under_evolve() -> anyhow::Result<()> {
-    let frozen = r#"
-[table]
-name = "frozen"
-key = ["id"]
-schema_policy = "freeze"
-"#;
-    let env = common::env_with(&[], &[("frozen", frozen)]).await?;
+    let env = common::env_with(&[], &[("frozen", common::FROZEN)]).await?;
     let header = "id,n,at,flag\n";
     env.put_and_load(
         "raw/plain/a.csv",

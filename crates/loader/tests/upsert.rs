@@ -568,13 +568,7 @@ async fn an_unreachable_database_is_a_retryable_failure() -> anyhow::Result<()> 
 
 #[tokio::test]
 async fn evolve_adds_columns_and_freeze_quarantines_their_values() -> anyhow::Result<()> {
-    let frozen = r#"
-        [table]
-        name = "frozen"
-        key = ["id"]
-        schema_policy = "freeze"
-    "#;
-    let env = common::env_with(&[], &[("frozen", frozen)]).await?;
+    let env = common::env_with(&[], &[("frozen", common::FROZEN)]).await?;
     env.put_and_load("raw/plain/1.csv", "id,a\n1,x\n").await?;
     let s = env
         .put_and_load("raw/plain/2.csv", "id,a,b\n2,y,42\n")

@@ -32,6 +32,14 @@ name = "plain"
 key = ["id"]
 "#;
 
+/// `raw/frozen/…` → `public.frozen`, key `id`, `schema_policy = "freeze"`.
+pub const FROZEN: &str = r#"
+[table]
+name = "frozen"
+key = ["id"]
+schema_policy = "freeze"
+"#;
+
 pub const HEADER: &str = "id,status,price,updated_at\n";
 
 #[derive(Debug)]
