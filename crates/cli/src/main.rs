@@ -1,6 +1,6 @@
 //! `sluice`: the Lambdas' code paths on the command line — flatten JSON to CSV, print the plan
 //! (DDL and upsert SQL) for a mapping, load CSV files or S3 objects into Postgres, run the
-//! ingest, serve the sample API.
+//! ingest, serve the sample API and the collection API.
 
 use std::path::PathBuf;
 
@@ -11,6 +11,7 @@ mod demo_cmd;
 mod flatten_cmd;
 mod load_cmd;
 mod plan_cmd;
+mod serve_cmd;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -86,6 +87,13 @@ enum Command {
         #[arg(long, value_delimiter = ',', default_value = "sluice-local")]
         buckets: Vec<String>,
     },
+    /// Serve the collection API on 127.0.0.1: POST /<dataset> validates and stores in the lake.
+    #[command(
+        after_help = "Example:\n  BUCKET=lake sluice serve --port 8080 --datasets datasets/\n  \
+        curl -H 'content-type: application/json' -d @unicorn.json http://127.0.0.1:8080/unicorns\n\n\
+        Prints its URL on stderr (--port 0 picks a free port). S3_ENDPOINT_URL for a local S3 endpoint."
+    )]
+    Serve(serve_cmd::Args),
     /// Serve the sample Hotmart sales API on 127.0.0.1 until interrupted.
     #[command(
         after_help = "Example:\n  sluice sample-api --port 18080 --records 100000\n\nPrints its URL on stderr (--port 0 picks a free port) and, on Ctrl-C, what it served as JSON."
@@ -110,6 +118,7 @@ fn main() -> Result<()> {
         Command::Plan(a) => plan_cmd::run(a),
         Command::Load(a) => load_cmd::run(a),
         Command::Demo(a) => demo_cmd::run(a),
+        Command::Serve(a) => serve_cmd::run(a),
         Command::Ingest {
             config,
             source,

@@ -169,9 +169,10 @@ async fn load_twice_skips_the_same_content_and_bad_rows_are_counted() -> Result<
         .fetch_one(&db.pool)
         .await?;
     assert_eq!(n, 200);
-    // Changed content loads again: two rows change, one is bad, one repeats a key.
+    // Changed content loads again: two rows change, one is bad (ragged: a value that does not
+    // fit the inferred `price` would widen it to text instead), one repeats a key.
     let mut body2 = String::from("id,status,price\n");
-    body2.push_str("S0001,REFUNDED,1.50\nS0002,APPROVED,9.99\nS0003,APPROVED,not-a-number\nS0004,APPROVED,4.50\n");
+    body2.push_str("S0001,REFUNDED,1.50\nS0002,APPROVED,9.99\nS0003,APPROVED,3.50,surplus\nS0004,APPROVED,4.50\n");
     body2.push_str("S0005,APPROVED,5.50\nS0005,CANCELLED,5.50\n");
     for i in 6..30 {
         body2.push_str(&format!("S{i:04},APPROVED,{i}.50\n"));
@@ -192,7 +193,7 @@ async fn load_twice_skips_the_same_content_and_bad_rows_are_counted() -> Result<
     let quarantined =
         std::fs::read_to_string(q.join(csv2.to_str().unwrap().trim_start_matches('/')))?;
     assert!(
-        quarantined.contains("S0003") && quarantined.contains("not-a-number"),
+        quarantined.contains("S0003") && quarantined.contains("surplus"),
         "{quarantined}"
     );
     // A missing file fails the command.
@@ -456,9 +457,15 @@ fn ingest_env(bucket: &sluice_testkit::TestBucket) -> [(&str, &str); 7] {
 
 /// Starts a `sluice` server command; its URL is on the first line of stderr.
 fn serve(args: &[&str]) -> Result<(std::process::Child, String)> {
+    serve_with(args, &[])
+}
+
+/// [`serve`] with environment variables.
+fn serve_with(args: &[&str], env: &[(&str, &str)]) -> Result<(std::process::Child, String)> {
     use std::io::BufRead;
     let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(args)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
@@ -518,6 +525,41 @@ async fn s3_serves_a_directory_as_buckets() -> Result<()> {
         std::fs::read(dir.path().join("lake/raw/a b/x.csv"))?,
         b"id\n1\n"
     );
+    interrupt(child)?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn serve_stores_accepted_records_in_the_lake_until_interrupted() -> Result<()> {
+    let bucket = sluice_testkit::bucket().await?;
+    let datasets = sluice_testkit::workspace_root().join("datasets");
+    let env = ingest_env(&bucket);
+    let args = [
+        "serve",
+        "--port",
+        "0",
+        "--datasets",
+        datasets.to_str().unwrap(),
+    ];
+    let (child, url) = serve_with(&args, &env)?;
+    let unicorn = serde_json::json!({
+        "name": "Sparkle", "rainbow": true, "color": "pink", "horn_length_cm": 12,
+        "age_years": 3, "sighted_at": "2024-05-01T12:00:00Z",
+        "location": {"lat": 1.5, "lon": 2.5},
+    });
+    let post = |body: String| {
+        reqwest::Client::new()
+            .post(format!("{url}/unicorns"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let r = post(unicorn.to_string()).await?;
+    assert_eq!(r.status().as_u16(), 201);
+    let body: Value = serde_json::from_str(&r.text().await?)?;
+    let key = body["key"].as_str().unwrap();
+    assert_eq!(bucket.keys("lake/").await?, [key]);
+    assert_eq!(post("{}".into()).await?.status().as_u16(), 422);
     interrupt(child)?;
     Ok(())
 }

@@ -1,0 +1,138 @@
+//! The collection API: records posted as JSON are validated against a dataset declared in a
+//! file, and stored in the S3 lake as Parquet for Athena, before the client hears `201`.
+//!
+//! - [`dataset`]: the dataset files (`datasets/*.toml`).
+//! - [`validate`]: strict validation, with pydantic v2's error types and locations.
+//! - [`lake`]: the Arrow schema, the Parquet bytes, the object keys.
+//! - [`openapi`]: the OpenAPI 3.1 and 3.0 documents, from the datasets.
+//! - [`router`]: the routes, for any host.
+//!
+//! ```
+//! use serde_json::json;
+//! use sluice_api::{Dataset, validate};
+//!
+//! let unicorns = Dataset::from_path("../../datasets/unicorns.toml".as_ref()).unwrap();
+//! let problems = validate::record(&unicorns, &json!({"name": ""}), &["body".into()]).unwrap_err();
+//! assert_eq!(problems[0].ty, "string_too_short");
+//! ```
+
+pub mod dataset;
+pub mod lake;
+pub mod openapi;
+mod routes;
+pub mod validate;
+
+pub use dataset::{Dataset, DatasetError, Datasets, Field, Format, Kind, Presence};
+pub use routes::router;
+
+/// AWS Lambda's request payload limit: bodies above it get 413 before they are read.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
+
+/// Whether a 422's problems quote the offending values (`input`); they can hold PII.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ErrorInput {
+    /// As FastAPI does.
+    #[default]
+    Include,
+    Omit,
+}
+
+/// How the API answers.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub max_body_bytes: usize,
+    pub error_input: ErrorInput,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            error_input: ErrorInput::default(),
+        }
+    }
+}
+
+/// Where accepted records go.
+#[derive(Debug, Clone)]
+pub struct LakeStore {
+    pub client: aws_sdk_s3::Client,
+    pub bucket: String,
+    /// `lake/`
+    pub lake_prefix: String,
+}
+
+/// The API: its datasets, its lake (`None`: validate and answer, store nothing) and settings.
+#[derive(Debug, Clone)]
+pub struct Api {
+    pub datasets: Datasets,
+    pub store: Option<LakeStore>,
+    pub settings: Settings,
+}
+
+/// Why records were not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Lake(#[from] lake::LakeError),
+    #[error("PUT s3://{bucket}/{key}: {message}")]
+    Put {
+        bucket: String,
+        key: String,
+        message: String,
+    },
+}
+
+impl Api {
+    /// Writes `records` as one Parquet object and returns its key. The key comes from the
+    /// event id, and the write is conditional (`If-None-Match: *`): a retried request with the
+    /// same `Idempotency-Key` finds its object there and writes nothing twice.
+    pub async fn store(
+        &self,
+        dataset: &Dataset,
+        records: &[serde_json::Value],
+        stamp: &lake::Stamp,
+    ) -> Result<String, StoreError> {
+        let prefix = self
+            .store
+            .as_ref()
+            .map_or("lake/", |s| s.lake_prefix.as_str());
+        let key = lake::object_key(
+            prefix,
+            &dataset.name,
+            stamp.received_at,
+            &stamp.event_id,
+            "parquet",
+        );
+        let Some(store) = &self.store else {
+            return Ok(key);
+        };
+        let rows: Vec<_> = records
+            .iter()
+            .map(|r| lake::row(dataset, r, stamp))
+            .collect();
+        let bytes = lake::parquet(dataset, &rows)?;
+        let put = store
+            .client
+            .put_object()
+            .bucket(&store.bucket)
+            .key(&key)
+            .content_type("application/vnd.apache.parquet")
+            .if_none_match("*")
+            .body(bytes.into())
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(key),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => {
+                tracing::info!(%key, "already stored (a retried request)");
+                Ok(key)
+            }
+            Err(e) => Err(StoreError::Put {
+                bucket: store.bucket.clone(),
+                key,
+                message: aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
+            }),
+        }
+    }
+}
