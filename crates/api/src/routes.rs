@@ -165,6 +165,16 @@ async fn accept(
     }
     let event_id = event_id(headers)?;
     let bytes = read_body(body, headers, api.settings.max_body_bytes).await?;
+    if bytes.is_empty() {
+        let missing = Problem {
+            ty: "missing",
+            loc: vec![json!("body")],
+            msg: "Field required".into(),
+            input: Some(Value::Null),
+            ctx: None,
+        };
+        return Err(unprocessable(vec![missing], api.settings.error_input));
+    }
     let value: Value = serde_json::from_slice(&bytes)
         .map_err(|e| unprocessable(vec![json_invalid(&bytes, &e)], api.settings.error_input))?;
     let records = match shape {

@@ -46,13 +46,7 @@ pub fn record(dataset: &Dataset, v: &Value, loc: &[Value]) -> Result<Value, Vec<
     let mut out = Vec::new();
     let mut at = loc.to_vec();
     let Value::Object(_) = v else {
-        return Err(vec![problem(
-            &at,
-            "model_attributes_type",
-            "Input should be a valid dictionary or object to extract fields from".into(),
-            v,
-            None,
-        )]);
+        return Err(vec![not_a_dict(&at, v)]);
     };
     let checked = object(&dataset.fields, v, &mut at, &mut out);
     if out.is_empty() {
@@ -115,18 +109,11 @@ fn field(f: &Field, v: &Value, loc: &mut Vec<Value>, out: &mut Vec<Problem>) -> 
     if v.is_null() && f.nullable {
         return Value::Null;
     }
-    value(&f.kind, &f.name, v, loc, out)
+    value(&f.kind, v, loc, out)
 }
 
-/// One value of `kind`; `name` names a nested object's class in messages (`location` →
-/// `Location`).
-fn value(
-    kind: &Kind,
-    name: &str,
-    v: &Value,
-    loc: &mut Vec<Value>,
-    out: &mut Vec<Problem>,
-) -> Value {
+/// One value of `kind`.
+fn value(kind: &Kind, v: &Value, loc: &mut Vec<Value>, out: &mut Vec<Problem>) -> Value {
     match kind {
         Kind::String(rule) => string(rule, v, loc, out),
         Kind::Integer(bounds) => integer(*bounds, v, loc, out),
@@ -175,14 +162,7 @@ fn value(
             if v.is_object() {
                 object(fields, v, loc, out)
             } else {
-                let class = class_name(name);
-                out.push(problem(
-                    loc,
-                    "model_type",
-                    format!("Input should be a valid dictionary or instance of {class}"),
-                    v,
-                    Some(json!({ "class_name": class })),
-                ));
+                out.push(not_a_dict(loc, v));
                 Value::Null
             }
         }
@@ -190,19 +170,22 @@ fn value(
             items,
             min_items,
             max_items,
-        } => array(items, *min_items, *max_items, name, v, loc, out),
+        } => array(items, *min_items, *max_items, v, loc, out),
     }
 }
 
 fn string(rule: &StringRule, v: &Value, loc: &[Value], out: &mut Vec<Problem>) -> Value {
     let Some(s) = v.as_str() else {
-        out.push(problem(
-            loc,
-            "string_type",
-            "Input should be a valid string".into(),
-            v,
-            None,
-        ));
+        let (ty, msg) = match rule.format {
+            Some(Format::DateTime) => ("datetime_type", "Input should be a valid datetime"),
+            Some(Format::Date) => ("date_type", "Input should be a valid date"),
+            Some(Format::Uuid) => (
+                "uuid_type",
+                "UUID input should be a string, bytes or UUID object",
+            ),
+            _ => ("string_type", "Input should be a valid string"),
+        };
+        out.push(problem(loc, ty, msg.into(), v, None));
         return Value::Null;
     };
     let chars = s.chars().count();
@@ -247,6 +230,11 @@ fn format(f: Format, s: &str) -> Result<(), (&'static str, String)> {
             // a bare date parses as one of those instead.
             if s.parse::<jiff::Timestamp>().is_ok() {
                 Ok(())
+            } else if s.len() == 10 && s.parse::<jiff::civil::Date>().is_ok() {
+                Err((
+                    "datetime_parsing",
+                    "Input should be a valid datetime, a date-time needs a time and an offset".into(),
+                ))
             } else if s.parse::<jiff::civil::DateTime>().is_ok() {
                 Err(("timezone_aware", "Input should have timezone info".into()))
             } else {
@@ -379,7 +367,6 @@ fn array(
     items: &Kind,
     min: Option<usize>,
     max: Option<usize>,
-    name: &str,
     v: &Value,
     loc: &mut Vec<Value>,
     out: &mut Vec<Problem>,
@@ -401,7 +388,7 @@ fn array(
     let mut checked = Vec::with_capacity(xs.len());
     for (i, x) in xs.iter().enumerate() {
         loc.push(json!(i));
-        checked.push(value(items, name, x, loc, out));
+        checked.push(value(items, x, loc, out));
         loc.pop();
     }
     Value::Array(checked)
@@ -441,6 +428,17 @@ pub fn length_problem(
     ))
 }
 
+/// What pydantic says of a model given something other than an object.
+fn not_a_dict(loc: &[Value], v: &Value) -> Problem {
+    problem(
+        loc,
+        "model_attributes_type",
+        "Input should be a valid dictionary or object to extract fields from".into(),
+        v,
+        None,
+    )
+}
+
 /// `'a', 'b' or 'c'`
 fn one_of(values: &[String]) -> String {
     let quoted: Vec<String> = values.iter().map(|v| format!("'{v}'")).collect();
@@ -448,17 +446,4 @@ fn one_of(values: &[String]) -> String {
         Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
         _ => quoted.concat(),
     }
-}
-
-/// `location` → `Location`, `geo_point` → `GeoPoint`.
-fn class_name(field: &str) -> String {
-    field
-        .split(['_', '-'])
-        .map(|w| {
-            let mut c = w.chars();
-            c.next()
-                .map(|f| f.to_uppercase().chain(c).collect::<String>())
-                .unwrap_or_default()
-        })
-        .collect()
 }

@@ -22,7 +22,7 @@ mod cluster;
 mod moto;
 
 pub use cluster::{Cluster, ClusterOptions};
-pub use moto::{Moto, moto};
+pub use moto::{Moto, moto, script_server};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

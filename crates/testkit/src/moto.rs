@@ -146,28 +146,36 @@ pub fn moto() -> Result<Moto> {
 }
 
 fn start() -> Result<Moto> {
+    Ok(Moto {
+        url: script_server("scripts/moto-server")?,
+    })
+}
+
+/// Starts `script` (`scripts/moto-server`, `scripts/fastapi-oracle`: a server from a pinned venv
+/// under `target/`, given a port and this process's id, which it stops with) on a free port;
+/// returns its URL once it listens. The first start may install the venv (about a minute).
+///
+/// ```no_run
+/// let url = sluice_testkit::script_server("scripts/fastapi-oracle").unwrap();
+/// assert!(url.starts_with("http://127.0.0.1:"));
+/// ```
+pub fn script_server(script: &str) -> Result<String> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
     Command::new("bash")
-        .arg(workspace_root().join("scripts/moto-server"))
+        .arg(workspace_root().join(script))
         .arg(port.to_string())
         .arg(std::process::id().to_string())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
-    // The first start may install the venv (about a minute); later ones take a second.
     let deadline = Instant::now() + Duration::from_secs(300);
-    let addr = ("127.0.0.1", port);
-    while TcpStream::connect(addr).is_err() {
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
         if Instant::now() > deadline {
-            bail!(
-                "moto's server did not start on port {port} (run scripts/moto-server {port} to see why)"
-            );
+            bail!("{script} did not start on port {port} (run {script} {port} to see why)");
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    Ok(Moto {
-        url: format!("http://127.0.0.1:{port}"),
-    })
+    Ok(format!("http://127.0.0.1:{port}"))
 }
