@@ -60,6 +60,18 @@ pub struct LakeStore {
     pub bucket: String,
     /// `lake/`
     pub lake_prefix: String,
+    /// `rejected/`: the bad items of partial batches.
+    pub rejected_prefix: String,
+}
+
+/// A batch item that failed validation, kept with its problems.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Rejected {
+    /// Its place in the batch.
+    pub index: usize,
+    /// As posted.
+    pub item: serde_json::Value,
+    pub problems: Vec<validate::Problem>,
 }
 
 /// The API: its datasets, its lake (`None`: validate and answer, store nothing) and settings.
@@ -112,27 +124,77 @@ impl Api {
             .map(|r| lake::row(dataset, r, stamp))
             .collect();
         let bytes = lake::parquet(dataset, &rows)?;
-        let put = store
-            .client
-            .put_object()
-            .bucket(&store.bucket)
-            .key(&key)
-            .content_type("application/vnd.apache.parquet")
-            .if_none_match("*")
-            .body(bytes.into())
-            .send()
-            .await;
-        match put {
-            Ok(_) => Ok(key),
-            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => {
-                tracing::info!(%key, "already stored (a retried request)");
-                Ok(key)
+        put_once(store, key, "application/vnd.apache.parquet", bytes).await
+    }
+
+    /// Writes the bad items of a partial batch as JSON Lines (`{"index", "item", "problems"}`,
+    /// each with the request's `event_id` and `received_at`) under
+    /// `rejected/<dataset>/dt=…/<event id>.jsonl`, conditionally as [`Api::store`] does.
+    pub async fn set_aside(
+        &self,
+        dataset: &Dataset,
+        rejected: &[Rejected],
+        stamp: &lake::Stamp,
+    ) -> Result<String, StoreError> {
+        let prefix = self
+            .store
+            .as_ref()
+            .map_or("rejected/", |s| s.rejected_prefix.as_str());
+        let key = lake::object_key(
+            prefix,
+            &dataset.name,
+            stamp.received_at,
+            &stamp.event_id,
+            "jsonl",
+        );
+        let Some(store) = &self.store else {
+            return Ok(key);
+        };
+        let mut bytes = Vec::new();
+        for r in rejected {
+            let mut line = serde_json::to_value(r).unwrap_or_default();
+            // The item is kept whole; the problems need not repeat its values.
+            for p in line["problems"].as_array_mut().into_iter().flatten() {
+                if let Some(o) = p.as_object_mut() {
+                    o.remove("input");
+                }
             }
-            Err(e) => Err(StoreError::Put {
-                bucket: store.bucket.clone(),
-                key,
-                message: aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
-            }),
+            line["event_id"] = serde_json::json!(stamp.event_id);
+            line["received_at"] = serde_json::json!(stamp.received_at.to_string());
+            bytes.extend_from_slice(line.to_string().as_bytes());
+            bytes.push(b'\n');
         }
+        put_once(store, key, "application/x-ndjson", bytes).await
+    }
+}
+
+/// PUT `key` unless it exists (`If-None-Match: *`): a retried request finds its object there.
+async fn put_once(
+    store: &LakeStore,
+    key: String,
+    content_type: &str,
+    bytes: Vec<u8>,
+) -> Result<String, StoreError> {
+    let put = store
+        .client
+        .put_object()
+        .bucket(&store.bucket)
+        .key(&key)
+        .content_type(content_type)
+        .if_none_match("*")
+        .body(bytes.into())
+        .send()
+        .await;
+    match put {
+        Ok(_) => Ok(key),
+        Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => {
+            tracing::info!(%key, "already stored (a retried request)");
+            Ok(key)
+        }
+        Err(e) => Err(StoreError::Put {
+            bucket: store.bucket.clone(),
+            key,
+            message: aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
+        }),
     }
 }

@@ -74,16 +74,24 @@ pub fn document(datasets: &Datasets, v: Version) -> Value {
 
 fn operation(d: &Dataset, shape: &str, summary: &str, body: Value) -> Value {
     let error = |description: &str| json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HTTPError"}}}});
+    let mut parameters = vec![json!({
+        "name": "Idempotency-Key", "in": "header", "required": false,
+        "description": "Names the stored object: a retry with the same key stores nothing twice. Else a UUIDv7.",
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"},
+    })];
+    if shape == "batch" {
+        parameters.push(json!({
+            "name": "partial", "in": "query", "required": false,
+            "description": "Store the valid items and set the others aside under rejected/ (201 with their problems in detail; 422 when none is valid).",
+            "schema": {"type": "boolean", "default": false},
+        }));
+    }
     json!({
         "operationId": format!("post_{}_{shape}", d.name.replace('-', "_")),
         "summary": summary,
         "description": d.description.clone().unwrap_or_default(),
         "tags": [d.name],
-        "parameters": [{
-            "name": "Idempotency-Key", "in": "header", "required": false,
-            "description": "Names the stored object: a retry with the same key stores nothing twice. Else a UUIDv7.",
-            "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"},
-        }],
+        "parameters": parameters,
         "requestBody": {"required": true, "content": {"application/json": {"schema": body}}},
         "responses": {
             "201": {"description": "Stored in the lake", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}}},
@@ -245,6 +253,9 @@ fn shared_schemas(v: Version) -> Vec<(&'static str, Value)> {
                 "accepted": {"type": "integer", "minimum": 1, "description": "Records stored"},
                 "key": {"type": "string", "description": "The lake object: lake/<dataset>/dt=YYYY-MM-DD/<event id>.parquet"},
                 "event_id": {"type": "string", "description": "The Idempotency-Key, else a UUIDv7"},
+                "rejected": {"type": "integer", "description": "partial batches: items set aside"},
+                "rejected_key": {"type": "string", "description": "partial batches: rejected/<dataset>/dt=YYYY-MM-DD/<event id>.jsonl"},
+                "detail": {"type": "array", "items": {"$ref": "#/components/schemas/ValidationError"}, "description": "partial batches: the set-aside items' problems"},
             }}),
         ),
         (

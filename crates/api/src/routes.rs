@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -16,7 +16,7 @@ use crate::dataset::Dataset;
 use crate::lake::Stamp;
 use crate::openapi::{self, Version};
 use crate::validate::{self, Problem};
-use crate::{Api, ErrorInput};
+use crate::{Api, ErrorInput, Rejected};
 
 /// The router serving `api`.
 ///
@@ -101,7 +101,16 @@ async fn list_datasets(State(api): State<Arc<Api>>) -> Response {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Shape {
     One,
-    Batch,
+    Batch(Mode),
+}
+
+/// What a batch with bad items does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Nothing is stored (the default).
+    AllOrNone,
+    /// `?partial=true`: the good items are stored, the bad ones set aside under `rejected/`.
+    Partial,
 }
 
 async fn post_one(
@@ -113,13 +122,30 @@ async fn post_one(
     collect(api, dataset, headers, body, Shape::One).await
 }
 
+#[derive(Debug, serde::Deserialize)]
+struct BatchQuery {
+    partial: Option<String>,
+}
+
 async fn post_batch(
     State(api): State<Arc<Api>>,
     Path(dataset): Path<String>,
+    Query(q): Query<BatchQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    collect(api, dataset, headers, body, Shape::Batch).await
+    let mode = match q.partial.as_deref() {
+        None | Some("false") => Mode::AllOrNone,
+        Some("true") => Mode::Partial,
+        Some(other) => {
+            return detail(
+                StatusCode::BAD_REQUEST,
+                format!("partial: true or false, not {other:?}"),
+            )
+            .into_response();
+        }
+    };
+    collect(api, dataset, headers, body, Shape::Batch(mode)).await
 }
 
 async fn collect(
@@ -129,7 +155,7 @@ async fn collect(
     body: Body,
     shape: Shape,
 ) -> Response {
-    let span = tracing::info_span!("collect", dataset = %dataset, batch = shape == Shape::Batch);
+    let span = tracing::info_span!("collect", dataset = %dataset, shape = ?shape);
     async move {
         let response = match accept(&api, &dataset, &headers, body, shape).await {
             Ok(r) => r,
@@ -177,37 +203,78 @@ async fn accept(
     }
     let value: Value = serde_json::from_slice(&bytes)
         .map_err(|e| unprocessable(vec![json_invalid(&bytes, &e)], api.settings.error_input))?;
-    let records = match shape {
-        Shape::One => vec![
-            validate::record(dataset, &value, &[json!("body")])
-                .map_err(|p| unprocessable(p, api.settings.error_input))?,
-        ],
-        Shape::Batch => {
-            batch(dataset, &value).map_err(|p| unprocessable(p, api.settings.error_input))?
-        }
-    };
     let stamp = Stamp {
         event_id,
         received_at: jiff::Timestamp::now(),
     };
-    let key = api.store(dataset, &records, &stamp).await.map_err(|e| {
+    let input = api.settings.error_input;
+    let (records, rejected) = match shape {
+        Shape::One => {
+            let r = validate::record(dataset, &value, &[json!("body")])
+                .map_err(|p| unprocessable(p, input))?;
+            (vec![r], Vec::new())
+        }
+        Shape::Batch(mode) => {
+            let (ok, bad) = batch(dataset, &value).map_err(|p| unprocessable(p, input))?;
+            if mode == Mode::AllOrNone && !bad.is_empty() {
+                return Err(unprocessable(problems_of(&bad), input));
+            }
+            (ok, bad)
+        }
+    };
+    let unavailable = |e: crate::StoreError| {
         tracing::error!(error = %e, "the lake refused the records");
         Refusal {
             retry_after: Some("1"),
             ..detail(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "the records could not be stored; nothing was kept; retry with the same Idempotency-Key",
+                "the records could not be stored; retry with the same Idempotency-Key",
             )
         }
-    })?;
-    Ok(reply(
-        StatusCode::CREATED,
-        json!({"accepted": records.len(), "key": key, "event_id": stamp.event_id}),
-    ))
+    };
+    let rejected_key = match rejected.is_empty() {
+        true => None,
+        false => Some(
+            api.set_aside(dataset, &rejected, &stamp)
+                .await
+                .map_err(unavailable)?,
+        ),
+    };
+    let key = match records.is_empty() {
+        true => None,
+        false => Some(
+            api.store(dataset, &records, &stamp)
+                .await
+                .map_err(unavailable)?,
+        ),
+    };
+    if rejected_key.is_none() {
+        return Ok(reply(
+            StatusCode::CREATED,
+            json!({"accepted": records.len(), "key": key, "event_id": stamp.event_id}),
+        ));
+    }
+    // A partial batch: the bad items' problems as a 422 would give them.
+    let mut body = unprocessable(problems_of(&rejected), input).body;
+    body["accepted"] = json!(records.len());
+    body["rejected"] = json!(rejected.len());
+    body["key"] = json!(key);
+    body["rejected_key"] = json!(rejected_key);
+    body["event_id"] = json!(stamp.event_id);
+    let status = match records.is_empty() {
+        true => StatusCode::UNPROCESSABLE_ENTITY,
+        false => StatusCode::CREATED,
+    };
+    Ok(reply(status, body))
 }
 
-/// Every item of a batch, each problem at `["body", index, …]`.
-fn batch(dataset: &Dataset, value: &Value) -> Result<Vec<Value>, Vec<Problem>> {
+fn problems_of(rejected: &[Rejected]) -> Vec<Problem> {
+    rejected.iter().flat_map(|r| r.problems.clone()).collect()
+}
+
+/// The items of a batch, checked: the good ones, and the bad ones with their problems (each at
+/// `["body", index, …]`). `Err` for a body that is not a batch at all.
+fn batch(dataset: &Dataset, value: &Value) -> Result<(Vec<Value>, Vec<Rejected>), Vec<Problem>> {
     let body = [json!("body")];
     let Some(items) = value.as_array() else {
         return Err(vec![Problem {
@@ -224,18 +291,18 @@ fn batch(dataset: &Dataset, value: &Value) -> Result<Vec<Value>, Vec<Problem>> {
         return Err(vec![p]);
     }
     let mut ok = Vec::with_capacity(items.len());
-    let mut problems = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        match validate::record(dataset, item, &[json!("body"), json!(i)]) {
+    let mut bad = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        match validate::record(dataset, item, &[json!("body"), json!(index)]) {
             Ok(r) => ok.push(r),
-            Err(p) => problems.extend(p),
+            Err(problems) => bad.push(Rejected {
+                index,
+                item: item.clone(),
+                problems,
+            }),
         }
     }
-    if problems.is_empty() {
-        Ok(ok)
-    } else {
-        Err(problems)
-    }
+    Ok((ok, bad))
 }
 
 /// `application/json`, `application/json; charset=utf-8`, `application/<x>+json`.

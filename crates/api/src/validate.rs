@@ -233,7 +233,8 @@ fn format(f: Format, s: &str) -> Result<(), (&'static str, String)> {
             } else if s.len() == 10 && s.parse::<jiff::civil::Date>().is_ok() {
                 Err((
                     "datetime_parsing",
-                    "Input should be a valid datetime, a date-time needs a time and an offset".into(),
+                    "Input should be a valid datetime, a date-time needs a time and an offset"
+                        .into(),
                 ))
             } else if s.parse::<jiff::civil::DateTime>().is_ok() {
                 Err(("timezone_aware", "Input should have timezone info".into()))

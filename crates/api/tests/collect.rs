@@ -23,6 +23,7 @@ async fn server(settings: Settings) -> Result<Server> {
             client: bucket.client.clone(),
             bucket: bucket.name.clone(),
             lake_prefix: "lake/".into(),
+            rejected_prefix: "rejected/".into(),
         }),
         settings,
     };
@@ -375,5 +376,60 @@ async fn the_openapi_documents_describe_every_route_and_response() -> Result<()>
             500
         );
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_partial_batch_stores_the_good_items_and_sets_the_bad_aside() -> Result<()> {
+    let s = server(Settings::default()).await?;
+    let mut bad = unicorn("Bad");
+    bad["age_years"] = json!(-1);
+    let batch = json!([unicorn("a"), bad, unicorn("c")]);
+    let (status, body) = s.post("/unicorns/batch?partial=true", &batch).await?;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        (&body["accepted"], &body["rejected"]),
+        (&json!(2), &json!(1))
+    );
+    assert_eq!(
+        problems(&body),
+        [(
+            json!(["body", 1, "age_years"]),
+            "greater_than_equal".to_owned()
+        )]
+    );
+    let rows = s.parquet_rows(body["key"].as_str().unwrap()).await?;
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["a", "c"]);
+    let key = body["rejected_key"].as_str().unwrap();
+    assert!(
+        key.starts_with("rejected/unicorns/dt=") && key.ends_with(".jsonl"),
+        "{key}"
+    );
+    let text = String::from_utf8(s.bucket.get(key).await?)?;
+    let lines: Vec<Value> = text
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["index"], 1);
+    assert_eq!(lines[0]["item"], bad, "the item as posted");
+    assert_eq!(lines[0]["problems"][0]["type"], "greater_than_equal");
+    assert_eq!(lines[0]["event_id"], body["event_id"]);
+
+    // Without ?partial, the same batch stores nothing.
+    let before = s.bucket.keys("").await?.len();
+    let (status, _) = s.post("/unicorns/batch", &batch).await?;
+    assert_eq!(status, 422);
+    assert_eq!(s.bucket.keys("").await?.len(), before);
+    // All bad: 422, and still nothing lost.
+    let (status, body) = s.post("/unicorns/batch?partial=true", &json!([{}])).await?;
+    assert_eq!(
+        (status, &body["accepted"], &body["key"]),
+        (422, &json!(0), &Value::Null)
+    );
+    assert!(body["rejected_key"].is_string());
+    let (status, _) = s.post("/unicorns/batch?partial=maybe", &batch).await?;
+    assert_eq!(status, 400);
     Ok(())
 }

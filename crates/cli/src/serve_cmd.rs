@@ -36,6 +36,7 @@ pub fn run(a: Args) -> Result<()> {
                     client: sluice_edge::s3_client(&aws),
                     bucket: bucket.clone(),
                     lake_prefix: "lake/".into(),
+                    rejected_prefix: "rejected/".into(),
                 })
             }
             _ => None,
