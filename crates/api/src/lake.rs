@@ -21,7 +21,7 @@
 //! let d = Dataset::from_toml("d.toml", "[dataset]\nname = \"d\"\nversion = 3\n[fields.at]\ntype = \"string\"\nformat = \"date-time\"\n").unwrap();
 //! let schema = lake::arrow_schema(&d);
 //! assert_eq!(schema.field(0).name(), "at");
-//! let stamp = lake::Stamp { event_id: "e1".into(), received_at: "2024-05-01T12:00:00Z".parse().unwrap() };
+//! let stamp = lake::Stamp { event_id: "e1".into(), received_at: "2024-05-01T12:00:00Z".parse().unwrap(), body_sha256: String::new() };
 //! let row = lake::row(&d, &json!({"at": "2024-05-01T09:00:00-03:00"}), &stamp);
 //! assert_eq!(row["at"], json!(1_714_564_800_000_000_i64)); // 12:00 UTC, in microseconds
 //! let bytes = lake::parquet(&d, &[row]).unwrap();
@@ -53,6 +53,8 @@ pub struct Stamp {
     /// The client's `Idempotency-Key`, else a UUIDv7.
     pub event_id: String,
     pub received_at: jiff::Timestamp,
+    /// SHA-256 of the request body (hex): a key used again with another body is refused.
+    pub body_sha256: String,
 }
 
 /// Rows that could not become Parquet (a bug: validation admits only what the schema holds).

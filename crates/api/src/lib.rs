@@ -87,6 +87,15 @@ pub struct Api {
 pub enum StoreError {
     #[error(transparent)]
     Lake(#[from] lake::LakeError),
+    /// The object of this event id exists and came from another request body.
+    #[error(
+        "s3://{bucket}/{key} holds another request's records (Idempotency-Key {event_id:?} used again)"
+    )]
+    KeyReused {
+        bucket: String,
+        key: String,
+        event_id: String,
+    },
     #[error("PUT s3://{bucket}/{key}: {message}")]
     Put {
         bucket: String,
@@ -124,7 +133,7 @@ impl Api {
             .map(|r| lake::row(dataset, r, stamp))
             .collect();
         let bytes = lake::parquet(dataset, &rows)?;
-        put_once(store, key, "application/vnd.apache.parquet", bytes).await
+        put_once(store, key, "application/vnd.apache.parquet", bytes, stamp).await
     }
 
     /// Writes the bad items of a partial batch as JSON Lines (`{"index", "item", "problems"}`,
@@ -164,16 +173,21 @@ impl Api {
             bytes.extend_from_slice(line.to_string().as_bytes());
             bytes.push(b'\n');
         }
-        put_once(store, key, "application/x-ndjson", bytes).await
+        put_once(store, key, "application/x-ndjson", bytes, stamp).await
     }
 }
 
-/// PUT `key` unless it exists (`If-None-Match: *`): a retried request finds its object there.
+/// The metadata key holding the SHA-256 of the request an object came from.
+const BODY_SHA256: &str = "request-sha256";
+
+/// PUT `key` unless it exists (`If-None-Match: *`): a retried request finds its object there,
+/// and the object's `request-sha256` metadata tells a retry from another body under a reused key.
 async fn put_once(
     store: &LakeStore,
     key: String,
     content_type: &str,
     bytes: Vec<u8>,
+    stamp: &lake::Stamp,
 ) -> Result<String, StoreError> {
     let put = store
         .client
@@ -181,20 +195,40 @@ async fn put_once(
         .bucket(&store.bucket)
         .key(&key)
         .content_type(content_type)
+        .metadata(BODY_SHA256, &stamp.body_sha256)
         .if_none_match("*")
         .body(bytes.into())
         .send()
         .await;
+    let failed = |message: String| StoreError::Put {
+        bucket: store.bucket.clone(),
+        key: key.clone(),
+        message,
+    };
     match put {
         Ok(_) => Ok(key),
         Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => {
+            let head = store
+                .client
+                .head_object()
+                .bucket(&store.bucket)
+                .key(&key)
+                .send()
+                .await
+                .map_err(|e| failed(aws_sdk_s3::error::DisplayErrorContext(&e).to_string()))?;
+            let stored = head.metadata().and_then(|m| m.get(BODY_SHA256));
+            if stored != Some(&stamp.body_sha256) {
+                return Err(StoreError::KeyReused {
+                    bucket: store.bucket.clone(),
+                    key,
+                    event_id: stamp.event_id.clone(),
+                });
+            }
             tracing::info!(%key, "already stored (a retried request)");
             Ok(key)
         }
-        Err(e) => Err(StoreError::Put {
-            bucket: store.bucket.clone(),
-            key,
-            message: aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
-        }),
+        Err(e) => Err(failed(
+            aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
+        )),
     }
 }

@@ -97,6 +97,7 @@ fn operation(d: &Dataset, shape: &str, summary: &str, body: Value) -> Value {
             "201": {"description": "Stored in the lake", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}}},
             "400": error("A bad Idempotency-Key, or a body that could not be read"),
             "404": error("No such dataset"),
+            "409": error("The Idempotency-Key was used before with another body"),
             "413": error("The body is over the size limit"),
             "415": error("The body is not application/json"),
             "422": {"description": "Validation errors, every one, in pydantic's form", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}}},

@@ -206,6 +206,7 @@ async fn accept(
     let stamp = Stamp {
         event_id,
         received_at: jiff::Timestamp::now(),
+        body_sha256: hex_sha256(&bytes),
     };
     let input = api.settings.error_input;
     let (records, rejected) = match shape {
@@ -223,6 +224,12 @@ async fn accept(
         }
     };
     let unavailable = |e: crate::StoreError| {
+        if let crate::StoreError::KeyReused { event_id, .. } = &e {
+            return detail(
+                StatusCode::CONFLICT,
+                format!("Idempotency-Key {event_id:?} was used with another body"),
+            );
+        }
         tracing::error!(error = %e, "the lake refused the records");
         Refusal {
             retry_after: Some("1"),
@@ -266,6 +273,14 @@ async fn accept(
         false => StatusCode::CREATED,
     };
     Ok(reply(status, body))
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn problems_of(rejected: &[Rejected]) -> Vec<Problem> {

@@ -173,6 +173,16 @@ async fn a_retry_with_the_same_idempotency_key_writes_nothing_twice() -> Result<
             .ends_with("/order-42.parquet")
     );
     assert_eq!(s.bucket.keys("lake/").await?.len(), 1);
+    // The same key with another body is refused, and the stored object stays.
+    let other = unicorn("Twice").to_string();
+    let (status, answer) = s
+        .post_raw("/unicorns", "application/json", other, &key)
+        .await?;
+    assert_eq!(status, 409, "{answer}");
+    assert_eq!(
+        s.parquet_rows(first["key"].as_str().unwrap()).await?,
+        stored
+    );
     let (status, _) = s
         .post_raw(
             "/unicorns",
@@ -347,7 +357,7 @@ async fn the_openapi_documents_describe_every_route_and_response() -> Result<()>
         assert_eq!(doc["openapi"], version);
         for route in ["/unicorns", "/unicorns/batch"] {
             let responses = &doc["paths"][route]["post"]["responses"];
-            for status in ["201", "400", "404", "413", "415", "422", "503"] {
+            for status in ["201", "400", "404", "409", "413", "415", "422", "503"] {
                 assert!(responses[status].is_object(), "{path} {route} {status}");
             }
         }
