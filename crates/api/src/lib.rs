@@ -16,6 +16,7 @@
 //! assert_eq!(problems[0].ty, "string_too_short");
 //! ```
 
+pub mod config;
 pub mod dataset;
 pub mod lake;
 pub mod openapi;

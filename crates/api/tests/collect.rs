@@ -14,7 +14,8 @@ struct Server {
     http: reqwest::Client,
 }
 
-async fn server(settings: Settings) -> Result<Server> {
+/// The API over a bucket of the test's own.
+async fn api(settings: Settings) -> Result<(Api, TestBucket)> {
     let datasets = Datasets::from_dir(&sluice_testkit::workspace_root().join("datasets"))?;
     let bucket = sluice_testkit::bucket().await?;
     let api = Api {
@@ -27,6 +28,11 @@ async fn server(settings: Settings) -> Result<Server> {
         }),
         settings,
     };
+    Ok((api, bucket))
+}
+
+async fn server(settings: Settings) -> Result<Server> {
+    let (api, bucket) = api(settings).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     tokio::spawn(async move { axum::serve(listener, router(Arc::new(api))).await });
@@ -441,5 +447,20 @@ async fn a_partial_batch_stores_the_good_items_and_sets_the_bad_aside() -> Resul
     assert!(body["rejected_key"].is_string());
     let (status, _) = s.post("/unicorns/batch?partial=maybe", &batch).await?;
     assert_eq!(status, 400);
+    Ok(())
+}
+
+/// On Lambda the router gets what `lambda_http` makes of API Gateway's HTTP API event.
+#[tokio::test]
+async fn an_api_gateway_http_event_reaches_the_routes() -> Result<()> {
+    use tower::ServiceExt;
+    let (api, bucket) = api(Settings::default()).await?;
+    let path = sluice_testkit::workspace_root().join("events/apigw-http-post-unicorn.json");
+    let request = lambda_http::request::from_str(&std::fs::read_to_string(path)?)?;
+    let response = router(Arc::new(api)).oneshot(request).await?;
+    assert_eq!(response.status().as_u16(), 201);
+    let keys = bucket.keys("lake/unicorns/").await?;
+    assert_eq!(keys.len(), 1);
+    assert!(keys[0].ends_with("/apigw-1.parquet"), "{keys:?}");
     Ok(())
 }

@@ -33,6 +33,7 @@ fn every_variable_the_lambdas_read_is_in_the_reference() {
     for var in sluice_loader::config::ENV_VARS
         .iter()
         .chain(sluice_ingest::config::ENV_VARS)
+        .chain(sluice_api::config::ENV_VARS)
     {
         assert!(
             env.lines()
