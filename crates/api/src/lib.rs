@@ -105,7 +105,41 @@ pub enum StoreError {
     },
 }
 
+/// Which of the API's two prefixes an object goes under.
+#[derive(Debug, Clone, Copy)]
+enum Place {
+    /// Accepted records, Parquet.
+    Lake,
+    /// A partial batch's bad items, JSON Lines.
+    Rejected,
+}
+
 impl Api {
+    /// The key of this request's object at `place`, and the store (`None`: validate only).
+    fn place(
+        &self,
+        place: Place,
+        dataset: &Dataset,
+        stamp: &lake::Stamp,
+    ) -> (String, Option<&LakeStore>) {
+        let store = self.store.as_ref();
+        let (prefix, extension) = match place {
+            Place::Lake => (store.map_or("lake/", |s| s.lake_prefix.as_str()), "parquet"),
+            Place::Rejected => (
+                store.map_or("rejected/", |s| s.rejected_prefix.as_str()),
+                "jsonl",
+            ),
+        };
+        let key = lake::object_key(
+            prefix,
+            &dataset.name,
+            stamp.received_at,
+            &stamp.event_id,
+            extension,
+        );
+        (key, store)
+    }
+
     /// Writes `records` as one Parquet object and returns its key. The key comes from the
     /// event id, and the write is conditional (`If-None-Match: *`): a retried request with the
     /// same `Idempotency-Key` finds its object there and writes nothing twice.
@@ -115,18 +149,8 @@ impl Api {
         records: &[serde_json::Value],
         stamp: &lake::Stamp,
     ) -> Result<String, StoreError> {
-        let prefix = self
-            .store
-            .as_ref()
-            .map_or("lake/", |s| s.lake_prefix.as_str());
-        let key = lake::object_key(
-            prefix,
-            &dataset.name,
-            stamp.received_at,
-            &stamp.event_id,
-            "parquet",
-        );
-        let Some(store) = &self.store else {
+        let (key, store) = self.place(Place::Lake, dataset, stamp);
+        let Some(store) = store else {
             return Ok(key);
         };
         let rows: Vec<_> = records
@@ -146,18 +170,8 @@ impl Api {
         rejected: &[Rejected],
         stamp: &lake::Stamp,
     ) -> Result<String, StoreError> {
-        let prefix = self
-            .store
-            .as_ref()
-            .map_or("rejected/", |s| s.rejected_prefix.as_str());
-        let key = lake::object_key(
-            prefix,
-            &dataset.name,
-            stamp.received_at,
-            &stamp.event_id,
-            "jsonl",
-        );
-        let Some(store) = &self.store else {
+        let (key, store) = self.place(Place::Rejected, dataset, stamp);
+        let Some(store) = store else {
             return Ok(key);
         };
         let mut bytes = Vec::new();
