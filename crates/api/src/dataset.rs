@@ -158,6 +158,15 @@ pub struct Bounds {
     pub le: Option<f64>,
 }
 
+/// A bound as pydantic prints it and JSON Schema states it: `200`, not `200.0`.
+pub(crate) fn json_number(x: f64) -> Value {
+    if x.fract() == 0.0 && x.abs() < 9.0e15 {
+        serde_json::json!(x as i64)
+    } else {
+        serde_json::json!(x)
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFile {

@@ -201,13 +201,7 @@ fn kind_schema(kind: &Kind, v: Version) -> Value {
 }
 
 fn bounds(mut s: Value, b: Bounds, v: Version) -> Value {
-    let n = |x: f64| {
-        if x.fract() == 0.0 && x.abs() < 9.0e15 {
-            json!(x as i64)
-        } else {
-            json!(x)
-        }
-    };
+    let n = crate::dataset::json_number;
     if let Some(x) = b.ge {
         s["minimum"] = n(x);
     }

@@ -277,10 +277,7 @@ async fn accept(
 
 fn hex_sha256(bytes: &[u8]) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    format!("{:x}", sha2::Sha256::digest(bytes))
 }
 
 fn problems_of(rejected: &[Rejected]) -> Vec<Problem> {

@@ -342,7 +342,7 @@ fn check_bounds(b: Bounds, x: f64, v: &Value, loc: &[Value], out: &mut Vec<Probl
         if let Some(bound) = bound
             && !holds(x, bound)
         {
-            let shown = number(bound);
+            let shown = crate::dataset::json_number(bound);
             out.push(problem(
                 loc,
                 ty,
@@ -352,15 +352,6 @@ fn check_bounds(b: Bounds, x: f64, v: &Value, loc: &[Value], out: &mut Vec<Probl
             ));
             return;
         }
-    }
-}
-
-/// A bound as pydantic prints it: `200`, not `200.0`.
-fn number(x: f64) -> Value {
-    if x.fract() == 0.0 && x.abs() < 9.0e15 {
-        json!(x as i64)
-    } else {
-        json!(x)
     }
 }
 
