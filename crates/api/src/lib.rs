@@ -6,6 +6,7 @@
 //! - [`lake`]: the Arrow schema, the Parquet bytes, the object keys.
 //! - [`openapi`]: the OpenAPI 3.1 and 3.0 documents, from the datasets.
 //! - [`router`]: the routes, for any host.
+//! - [`docs`]: the docs page (Swagger UI, compiled in).
 //!
 //! ```
 //! use serde_json::json;
@@ -18,6 +19,7 @@
 
 pub mod config;
 pub mod dataset;
+pub mod docs;
 pub mod lake;
 pub mod openapi;
 mod routes;

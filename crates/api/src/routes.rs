@@ -46,6 +46,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/datasets", get(list_datasets))
         .route("/{dataset}", post(post_one))
         .route("/{dataset}/batch", post(post_batch))
+        .merge(crate::docs::routes())
         .with_state(api)
 }
 
