@@ -43,7 +43,7 @@ bench-ingest: ## API → flatten → CSV → S3 (sample API and the Python mock)
 	BASELINES=$(BASELINES) BENCH_N=$(BENCH_N) bench/ingest.sh
 
 build-lambda: ## cargo lambda build --release --arm64 --output-format zip (installs cargo-lambda from PyPI if missing)
-	scripts/cargo-lambda build --release --arm64 --output-format zip --bin sluice-ingest --bin sluice-loader
+	scripts/cargo-lambda build --release --arm64 --output-format zip --bin sluice-ingest --bin sluice-loader --bin sluice-api
 
 watch: ## cargo lambda watch: both functions locally (env: [workspace.metadata.lambda.env], .env)
 	scripts/cargo-lambda watch
@@ -54,9 +54,10 @@ invoke-ingest: ## invoke the watched ingest with events/eventbridge-schedule.jso
 invoke-loader: ## invoke the watched loader with events/s3-object-created.json
 	scripts/cargo-lambda invoke sluice-loader --data-file events/s3-object-created.json
 
-deploy: lint-infra ## cargo lambda build --release --arm64, the pinned RDS CA bundle beside the loader, then sam deploy (guided the first time)
-	scripts/cargo-lambda build --release --arm64 --bin sluice-ingest --bin sluice-loader
+deploy: lint-infra ## cargo lambda build --release --arm64, the pinned RDS CA bundle beside the loader, datasets/ beside the API, then sam deploy (guided the first time)
+	scripts/cargo-lambda build --release --arm64 --bin sluice-ingest --bin sluice-loader --bin sluice-api
 	scripts/rds-ca-bundle target/lambda/sluice-loader/rds-global-bundle.pem
+	rm -rf target/lambda/sluice-api/datasets && cp -r datasets target/lambda/sluice-api/datasets
 	cd infra && if [ -f samconfig.toml ]; then ../target/infra-venv/bin/sam deploy; \
 	  else ../target/infra-venv/bin/sam deploy --guided --capabilities CAPABILITY_IAM; fi
 

@@ -87,6 +87,8 @@ fn grants_are_least_privilege() {
                     "${LakeBucket.Arn}/raw/*",
                     "${LakeBucket.Arn}/state/*",
                     "${LakeBucket.Arn}/quarantine/*",
+                    "${LakeBucket.Arn}/lake/*",
+                    "${LakeBucket.Arn}/rejected/*",
                 ]
                 .contains(&r.as_str())
                     || r.ends_with(":network-interface/*")
@@ -137,6 +139,17 @@ fn grants_are_least_privilege() {
             ("s3:PutObject", "${LakeBucket.Arn}/quarantine/*"),
         ])
     );
+    // The API writes only its two prefixes, and reads back only those (the HEAD of a taken
+    // key); no listing, no delete.
+    assert_eq!(
+        grants("ApiRole"),
+        pairs(&[
+            ("s3:PutObject", "${LakeBucket.Arn}/lake/*"),
+            ("s3:PutObject", "${LakeBucket.Arn}/rejected/*"),
+            ("s3:GetObject", "${LakeBucket.Arn}/lake/*"),
+            ("s3:GetObject", "${LakeBucket.Arn}/rejected/*"),
+        ])
+    );
     // Each function runs as its own role: no SAM-generated role, so no managed policy is
     // attached behind our back (AWSLambdaBasicExecutionRole and the VPC one grant on "*").
     let mut roles = BTreeSet::new();
@@ -164,7 +177,7 @@ fn grants_are_least_privilege() {
         );
         roles.insert(role);
     }
-    assert_eq!(roles.len(), 2, "one role per function");
+    assert_eq!(roles.len(), 3, "one role per function");
     let all = text();
     assert!(!all.contains("AdministratorAccess"));
     assert!(!all.contains("PowerUserAccess"));
@@ -431,13 +444,16 @@ fn functions_are_arm64_al2023_with_the_limits_asked() {
         .iter()
         .map(|(_, a)| a["Properties"]["MetricName"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(alarms.iter().filter(|m| *m == "Errors").count(), 2);
+    assert_eq!(alarms.iter().filter(|m| *m == "Errors").count(), 3);
+    assert!(alarms.contains(&"5xx".to_owned()), "the HTTP API's 5xx");
     assert!(alarms.contains(&"ApproximateNumberOfMessagesVisible".to_owned()));
     for o in [
         "BucketName",
         "IngestFunctionName",
         "LoaderFunctionName",
         "DeadLetterQueueUrl",
+        "ApiFunctionName",
+        "ApiUrl",
     ] {
         assert!(t["Outputs"].get(o).is_some(), "output {o}");
     }
@@ -494,6 +510,7 @@ fn env_var_names_are_those_the_functions_read() {
     for (name, known) in [
         ("IngestFunction", sluice_ingest::config::ENV_VARS),
         ("LoaderFunction", sluice_loader::config::ENV_VARS),
+        ("ApiFunction", sluice_api::config::ENV_VARS),
     ] {
         let vars = function(&t, name)["Environment"]["Variables"]
             .as_mapping()
@@ -577,4 +594,179 @@ fn every_reference_is_defined() {
             ),
         }
     }
+}
+
+/// The API function's `HttpApi` events as `METHOD /path`.
+fn http_routes(t: &Value) -> BTreeSet<String> {
+    let events = function(t, "ApiFunction")["Events"].as_mapping().unwrap();
+    events
+        .values()
+        .map(|e| {
+            assert_eq!(e["Type"], "HttpApi");
+            let p = &e["Properties"];
+            assert_eq!(
+                tagged(&p["ApiId"]),
+                ("Ref".to_owned(), &Value::from("HttpApi")),
+                "every route is on the template's HTTP API"
+            );
+            format!(
+                "{} {}",
+                p["Method"].as_str().unwrap(),
+                p["Path"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+/// The HTTP API routes exactly what the router serves: every route reaches a handler (no 404 or
+/// 405 from the router), every documented operation and every docs asset has a route, and
+/// nothing else reaches the function.
+#[tokio::test]
+async fn the_http_api_routes_what_the_router_serves() {
+    use tower::ServiceExt;
+    let t = template();
+    let routes = http_routes(&t);
+    let datasets =
+        sluice_api::Datasets::from_dir(&sluice_testkit::workspace_root().join("datasets")).unwrap();
+    let app = sluice_api::router(std::sync::Arc::new(sluice_api::Api {
+        datasets: datasets.clone(),
+        store: None,
+        settings: sluice_api::Settings::default(),
+    }));
+    let call = |method: &str, path: String| {
+        let app = app.clone();
+        let request = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from("{}"))
+            .unwrap();
+        async move { app.oneshot(request).await.unwrap() }
+    };
+    for route in &routes {
+        let (method, path) = route.split_once(' ').unwrap();
+        let concrete = path
+            .replace("{dataset}", "unicorns")
+            .replace("{asset}", "swagger-ui.css");
+        let status = call(method, concrete).await.status().as_u16();
+        assert!(
+            status != 404 && status != 405,
+            "{route} reaches a handler ({status})"
+        );
+    }
+    // Every operation of the OpenAPI document is routed.
+    let doc = sluice_api::openapi::document(&datasets, sluice_api::openapi::Version::V3_1);
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        let mut generic = path.clone();
+        for name in datasets.names() {
+            if let Some(rest) = path.strip_prefix(&format!("/{name}")) {
+                generic = format!("/{{dataset}}{rest}");
+            }
+        }
+        for method in ops.as_object().unwrap().keys() {
+            let route = format!("{} {generic}", method.to_uppercase());
+            assert!(routes.contains(&route), "{route} is routed");
+        }
+    }
+    // The documents, the docs page and each asset it loads.
+    for route in [
+        "GET /",
+        "GET /openapi.json",
+        "GET /openapi-3.0.json",
+        "GET /docs",
+    ] {
+        assert!(routes.contains(route), "{route} is routed");
+    }
+    let page = call("GET", "/docs".into()).await;
+    let html = axum::body::to_bytes(page.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let html = String::from_utf8(html.to_vec()).unwrap();
+    let assets: Vec<&str> = html
+        .split(['"', '?'])
+        .filter(|s| s.starts_with("docs/"))
+        .collect();
+    assert!(assets.len() >= 3, "{html}");
+    for a in assets {
+        assert!(
+            a.matches('/').count() == 1 && routes.contains("GET /docs/{asset}"),
+            "{a} is routed"
+        );
+        let status = call("GET", format!("/{a}")).await.status();
+        assert_eq!(status, 200, "{a}");
+    }
+    // Nothing else: the routes are these, and no catch-all.
+    assert!(
+        !routes
+            .iter()
+            .any(|r| r.contains("proxy+") || r.contains("$default") || r.starts_with("ANY"))
+    );
+    assert_eq!(routes.len(), 9, "{routes:?}");
+}
+
+/// The HTTP API is throttled and access-logged (without PII) to a log group with retention; the
+/// function answers within API Gateway's 30 s and its 422s quote no input.
+#[test]
+fn the_http_api_is_throttled_and_logged_and_the_function_fits_it() {
+    let t = template();
+    let api = &resources(&t)["HttpApi"];
+    assert_eq!(api["Type"], "AWS::Serverless::HttpApi");
+    let p = &api["Properties"];
+    for (setting, param) in [
+        ("ThrottlingRateLimit", "ApiThrottleRateLimit"),
+        ("ThrottlingBurstLimit", "ApiThrottleBurstLimit"),
+    ] {
+        assert_eq!(
+            tagged(&p["DefaultRouteSettings"][setting]),
+            ("Ref".to_owned(), &Value::from(param)),
+            "{setting}"
+        );
+        assert!(t["Parameters"][param]["Default"].as_u64().unwrap() >= 1);
+        assert_eq!(
+            t["Parameters"][param]["MinValue"], 1,
+            "{param}: 0 would close the API"
+        );
+    }
+    let rate = t["Parameters"]["ApiThrottleRateLimit"]["Default"].as_u64();
+    assert!(t["Parameters"]["ApiThrottleBurstLimit"]["Default"].as_u64() >= rate);
+
+    let logs = &p["AccessLogSettings"];
+    let (tag, dest) = tagged(&logs["DestinationArn"]);
+    assert_eq!(
+        (tag.as_str(), dest.as_str()),
+        ("GetAtt", Some("ApiAccessLogGroup.Arn"))
+    );
+    let group = &resources(&t)["ApiAccessLogGroup"];
+    assert_eq!(group["Type"], "AWS::Logs::LogGroup");
+    assert!(group["Properties"].get("RetentionInDays").is_some());
+    let format: serde_json::Value =
+        serde_json::from_str(logs["Format"].as_str().unwrap()).expect("a JSON log format");
+    let format = format.to_string();
+    for needed in ["$context.requestId", "$context.status", "$context.routeKey"] {
+        assert!(format.contains(needed), "access logs have {needed}");
+    }
+    for pii in ["sourceIp", "userAgent", "identity", "authorizer"] {
+        assert!(!format.contains(pii), "access logs leave out {pii}");
+    }
+
+    let f = function(&t, "ApiFunction");
+    assert!(
+        f["Timeout"].as_u64().unwrap() < 30,
+        "under API Gateway's 30 s"
+    );
+    let vars = &f["Environment"]["Variables"];
+    assert_eq!(vars["API_ERROR_INPUT"], "omit");
+    assert_eq!(vars["LAKE_PREFIX"], "lake/");
+    assert_eq!(vars["REJECTED_PREFIX"], "rejected/");
+    assert_eq!(vars["DATASETS"], "/var/task/datasets");
+    let makefile =
+        std::fs::read_to_string(sluice_testkit::workspace_root().join("Makefile")).unwrap();
+    assert!(
+        makefile.contains("cp -r datasets target/lambda/sluice-api/datasets"),
+        "make deploy packages the datasets where DATASETS points"
+    );
+    assert!(
+        makefile.contains("--bin sluice-api"),
+        "make deploy builds the API"
+    );
 }

@@ -85,6 +85,42 @@ pub struct Api {
     pub settings: Settings,
 }
 
+impl Api {
+    /// The API `config` describes, as the `sluice-api` binary builds it: the datasets read from
+    /// their directory, and the lake over `s3` (ignored with no bucket: validate only).
+    ///
+    /// ```
+    /// let env = [("API_VALIDATE_ONLY", "true"), ("DATASETS", "../../datasets")];
+    /// let config = sluice_api::config::Config::from_lookup(|k| {
+    ///     env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+    /// })
+    /// .unwrap();
+    /// let api = sluice_api::Api::from_config(&config, None).unwrap();
+    /// assert!(api.store.is_none() && api.datasets.get("unicorns").is_some());
+    /// ```
+    pub fn from_config(
+        config: &config::Config,
+        s3: Option<aws_sdk_s3::Client>,
+    ) -> Result<Api, DatasetError> {
+        let datasets = Datasets::from_dir(&config.datasets)?;
+        let store = config
+            .bucket
+            .as_ref()
+            .zip(s3)
+            .map(|(bucket, client)| LakeStore {
+                client,
+                bucket: bucket.clone(),
+                lake_prefix: config.lake_prefix.clone(),
+                rejected_prefix: config.rejected_prefix.clone(),
+            });
+        Ok(Api {
+            datasets,
+            store,
+            settings: config.settings.clone(),
+        })
+    }
+}
+
 /// Why records were not stored.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -99,12 +135,27 @@ pub enum StoreError {
         key: String,
         event_id: String,
     },
-    #[error("PUT s3://{bucket}/{key}: {message}")]
-    Put {
+    #[error("{op} s3://{bucket}/{key}: {message}")]
+    S3 {
+        /// `PUT`, or `HEAD` when the key was taken and the stored object is compared.
+        op: &'static str,
         bucket: String,
         key: String,
         message: String,
     },
+}
+
+/// A failed HEAD, named: its response has no body, so S3 gives a status and no error code.
+fn head_error(
+    e: &aws_sdk_s3::error::SdkError<
+        aws_sdk_s3::operation::head_object::HeadObjectError,
+        aws_sdk_s3::config::http::HttpResponse,
+    >,
+) -> String {
+    match e.raw_response().map(|r| r.status().as_u16()) {
+        Some(403) => "403 Forbidden: AccessDenied (HEAD needs s3:GetObject on the key)".to_owned(),
+        _ => aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
+    }
 }
 
 /// Which of the API's two prefixes an object goes under.
@@ -217,7 +268,8 @@ async fn put_once(
         .body(bytes.into())
         .send()
         .await;
-    let failed = |message: String| StoreError::Put {
+    let failed = |op: &'static str, message: String| StoreError::S3 {
+        op,
         bucket: store.bucket.clone(),
         key: key.clone(),
         message,
@@ -232,7 +284,7 @@ async fn put_once(
                 .key(&key)
                 .send()
                 .await
-                .map_err(|e| failed(aws_sdk_s3::error::DisplayErrorContext(&e).to_string()))?;
+                .map_err(|e| failed("HEAD", head_error(&e)))?;
             let stored = head.metadata().and_then(|m| m.get(BODY_SHA256));
             if stored != Some(&stamp.body_sha256) {
                 return Err(StoreError::KeyReused {
@@ -245,6 +297,7 @@ async fn put_once(
             Ok(key)
         }
         Err(e) => Err(failed(
+            "PUT",
             aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
         )),
     }

@@ -6,30 +6,17 @@
 use std::sync::Arc;
 
 use sluice_api::config::Config;
-use sluice_api::{Api, Datasets, LakeStore, router};
+use sluice_api::{Api, router};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
     let config = Config::from_env()?;
-    let datasets = Datasets::from_dir(&config.datasets)?;
-    let store = match &config.bucket {
-        Some(bucket) => {
-            let aws = aws_config::load_from_env().await;
-            Some(LakeStore {
-                client: sluice_edge::s3_client(&aws),
-                bucket: bucket.clone(),
-                lake_prefix: config.lake_prefix.clone(),
-                rejected_prefix: config.rejected_prefix.clone(),
-            })
-        }
+    let s3 = match &config.bucket {
+        Some(_) => Some(sluice_edge::s3_client(&aws_config::load_from_env().await)),
         None => None,
     };
-    let app = router(Arc::new(Api {
-        datasets,
-        store,
-        settings: config.settings.clone(),
-    }));
+    let app = router(Arc::new(Api::from_config(&config, s3)?));
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
         return lambda_http::run(app).await;
     }
