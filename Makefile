@@ -4,7 +4,7 @@ CARGO ?= cargo
 BASELINES ?= $(abspath ../shared/baselines)
 BENCH_N ?= 100000
 
-.PHONY: fuzz help demo test lint lint-infra deploy watch invoke-ingest invoke-loader build-lambda fmt build bench bench-flatten bench-loader bench-ingest bench-e2e services-up services-down clean-services
+.PHONY: fuzz help demo test image lint lint-infra deploy watch invoke-ingest invoke-loader build-lambda fmt build bench bench-flatten bench-loader bench-ingest bench-e2e services-up services-down clean-services
 
 help: ## List the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## / {printf "%-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -15,7 +15,8 @@ demo: ## The whole pipeline locally (sample API → ingest → S3 → loader →
 test: lint ## fmt check, clippy -D warnings, every test (starts Postgres if needed)
 	scripts/with-services $(CARGO) test --workspace
 
-lint: lint-infra ## cargo fmt --check, clippy with warnings as errors, cfn-lint + sam validate
+lint: lint-infra ## cargo fmt --check, clippy with warnings as errors, cfn-lint + sam validate, hadolint
+	scripts/lint-image
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
@@ -24,6 +25,9 @@ lint-infra: ## cfn-lint and sam validate --lint on infra/template.yaml (pinned, 
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
+
+image: ## the API's container image (docker/podman build; without an engine: hadolint, the static build, the image test)
+	scripts/image
 
 build: ## Debug build of everything
 	$(CARGO) build --workspace
