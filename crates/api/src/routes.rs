@@ -131,20 +131,20 @@ struct BatchQuery {
 async fn post_batch(
     State(api): State<Arc<Api>>,
     Path(dataset): Path<String>,
-    Query(q): Query<BatchQuery>,
+    query: Result<Query<BatchQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let mode = match q.partial.as_deref() {
+    let bad = |message: String| detail(StatusCode::BAD_REQUEST, message).into_response();
+    let partial = match query {
+        Ok(Query(q)) => q.partial,
+        // e.g. `partial` twice
+        Err(e) => return bad(format!("the query string: {}", e.body_text())),
+    };
+    let mode = match partial.as_deref() {
         None | Some("false") => Mode::AllOrNone,
         Some("true") => Mode::Partial,
-        Some(other) => {
-            return detail(
-                StatusCode::BAD_REQUEST,
-                format!("partial: true or false, not {other:?}"),
-            )
-            .into_response();
-        }
+        Some(other) => return bad(format!("partial: true or false, not {other:?}")),
     };
     collect(api, dataset, headers, body, Shape::Batch(mode)).await
 }

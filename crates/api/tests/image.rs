@@ -37,7 +37,10 @@ fn instructions() -> Result<Vec<(String, String)>> {
 
 /// The final stage's instructions (after the last `FROM`), and that `FROM`'s image.
 fn final_stage(all: &[(String, String)]) -> (String, Vec<(String, String)>) {
-    let at = all.iter().rposition(|(op, _)| op == "FROM").expect("a FROM");
+    let at = all
+        .iter()
+        .rposition(|(op, _)| op == "FROM")
+        .expect("a FROM");
     (all[at].1.clone(), all[at + 1..].to_vec())
 }
 
@@ -100,7 +103,10 @@ fn the_dockerfile_runs_what_it_copies_as_a_non_root_user() -> Result<()> {
         .find_map(|a| a.strip_prefix("datasets "))
         .context("datasets/ is copied")?;
     assert_eq!(env["DATASETS"], datasets_dest);
-    let expose = stage.iter().find(|(op, _)| op == "EXPOSE").context("EXPOSE")?;
+    let expose = stage
+        .iter()
+        .find(|(op, _)| op == "EXPOSE")
+        .context("EXPOSE")?;
     assert_eq!(env["PORT"], expose.1);
     // Not root, by number.
     let user = stage.iter().rfind(|(op, _)| op == "USER").context("USER")?;
@@ -158,13 +164,23 @@ async fn the_binary_serves_as_the_image_runs_it_and_its_health_check_tells() -> 
     let all = instructions()?;
     let (_, stage) = final_stage(&all);
     let mut env = env_of(&stage);
-    let user = stage.iter().rfind(|(op, _)| op == "USER").unwrap().1.clone();
+    let user = stage
+        .iter()
+        .rfind(|(op, _)| op == "USER")
+        .unwrap()
+        .1
+        .clone();
     // The image's paths, on this machine: the datasets from the build context.
     env.insert(
         "DATASETS".into(),
-        sluice_testkit::workspace_root().join("datasets").display().to_string(),
+        sluice_testkit::workspace_root()
+            .join("datasets")
+            .display()
+            .to_string(),
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     env.insert("PORT".into(), port.to_string());
     env.insert("API_VALIDATE_ONLY".into(), "true".into());
     let bin = binary();
@@ -188,7 +204,10 @@ async fn the_binary_serves_as_the_image_runs_it_and_its_health_check_tells() -> 
     let server = Running(child);
     // Its log says when it listens.
     let mut lines = BufReader::new(stdout).lines();
-    let serving = lines.by_ref().map_while(Result::ok).find(|l| l.contains("serving"));
+    let serving = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.contains("serving"));
     ensure!(serving.is_some(), "the server logged that it serves");
     assert!(health()?, "the health check passes while it serves");
 
