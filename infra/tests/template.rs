@@ -89,6 +89,7 @@ fn grants_are_least_privilege() {
                     "${LakeBucket.Arn}/quarantine/*",
                     "${LakeBucket.Arn}/lake/*",
                     "${LakeBucket.Arn}/rejected/*",
+                    "${LakeBucket.Arn}/idempotency/*",
                 ]
                 .contains(&r.as_str())
                     || r.ends_with(":network-interface/*")
@@ -139,15 +140,15 @@ fn grants_are_least_privilege() {
             ("s3:PutObject", "${LakeBucket.Arn}/quarantine/*"),
         ])
     );
-    // The API writes only its two prefixes, and reads back only those (the HEAD of a taken
-    // key); no listing, no delete.
+    // The API writes its three prefixes and reads only its claims: not the lake, no listing,
+    // no delete.
     assert_eq!(
         grants("ApiRole"),
         pairs(&[
             ("s3:PutObject", "${LakeBucket.Arn}/lake/*"),
             ("s3:PutObject", "${LakeBucket.Arn}/rejected/*"),
-            ("s3:GetObject", "${LakeBucket.Arn}/lake/*"),
-            ("s3:GetObject", "${LakeBucket.Arn}/rejected/*"),
+            ("s3:PutObject", "${LakeBucket.Arn}/idempotency/*"),
+            ("s3:GetObject", "${LakeBucket.Arn}/idempotency/*"),
         ])
     );
     // Each function runs as its own role: no SAM-generated role, so no managed policy is
@@ -758,6 +759,19 @@ fn the_http_api_is_throttled_and_logged_and_the_function_fits_it() {
     assert_eq!(vars["API_ERROR_INPUT"], "omit");
     assert_eq!(vars["LAKE_PREFIX"], "lake/");
     assert_eq!(vars["REJECTED_PREFIX"], "rejected/");
+    // Claims expire: a lifecycle rule on exactly the prefix the function claims under.
+    assert_eq!(vars["IDEMPOTENCY_PREFIX"], "idempotency/");
+    let rules = &resources(&t)["LakeBucket"]["Properties"]["LifecycleConfiguration"]["Rules"];
+    let expiry = rules
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|r| r["Prefix"] == "idempotency/")
+        .expect("a lifecycle rule expires the claims");
+    assert_eq!(
+        tagged(&expiry["ExpirationInDays"]),
+        ("Ref".to_owned(), &Value::from("IdempotencyDays"))
+    );
     assert_eq!(vars["DATASETS"], "/var/task/datasets");
     let makefile =
         std::fs::read_to_string(sluice_testkit::workspace_root().join("Makefile")).unwrap();

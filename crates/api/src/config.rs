@@ -20,6 +20,7 @@ pub const ENV_VARS: &[&str] = &[
     "API_VALIDATE_ONLY",
     "BUCKET",
     "DATASETS",
+    "IDEMPOTENCY_PREFIX",
     "LAKE_PREFIX",
     "PORT",
     "REJECTED_PREFIX",
@@ -39,6 +40,8 @@ pub struct Config {
     pub bucket: Option<String>,
     pub lake_prefix: String,
     pub rejected_prefix: String,
+    /// The claims of `Idempotency-Key`s (expire them with a lifecycle rule).
+    pub idempotency_prefix: String,
     /// The dataset files' directory.
     pub datasets: PathBuf,
     /// The plain server's port (on Lambda, unused).
@@ -99,6 +102,7 @@ impl Config {
             bucket: bucket.filter(|_| !validate_only),
             lake_prefix: prefix("LAKE_PREFIX", "lake/"),
             rejected_prefix: prefix("REJECTED_PREFIX", "rejected/"),
+            idempotency_prefix: prefix("IDEMPOTENCY_PREFIX", "idempotency/"),
             datasets: get("DATASETS").unwrap_or_else(|| "datasets".into()).into(),
             port,
             settings: Settings {

@@ -16,7 +16,7 @@ use crate::dataset::Dataset;
 use crate::lake::Stamp;
 use crate::openapi::{self, Version};
 use crate::validate::{self, Problem};
-use crate::{Api, ErrorInput, Rejected};
+use crate::{Api, ErrorInput, IdOrigin, Rejected};
 
 /// The router serving `api`.
 ///
@@ -190,7 +190,7 @@ async fn accept(
             "Content-Type must be application/json",
         ));
     }
-    let event_id = event_id(headers)?;
+    let (event_id, origin) = event_id(headers)?;
     let bytes = read_body(body, headers, api.settings.max_body_bytes).await?;
     if bytes.is_empty() {
         let missing = Problem {
@@ -240,6 +240,10 @@ async fn accept(
             )
         }
     };
+    let stamp = api
+        .claim(dataset, stamp, origin)
+        .await
+        .map_err(unavailable)?;
     let rejected_key = match rejected.is_empty() {
         true => None,
         false => Some(
@@ -338,9 +342,9 @@ fn is_json(headers: &HeaderMap) -> bool {
 
 /// The client's `Idempotency-Key` (it names the lake object, so 1-128 of `A-Z a-z 0-9 . _ -`),
 /// else a new UUIDv7.
-fn event_id(headers: &HeaderMap) -> Result<String, Refusal> {
+fn event_id(headers: &HeaderMap) -> Result<(String, IdOrigin), Refusal> {
     let Some(v) = headers.get("idempotency-key") else {
-        return Ok(uuid::Uuid::now_v7().to_string());
+        return Ok((uuid::Uuid::now_v7().to_string(), IdOrigin::Generated));
     };
     let ok = v.to_str().ok().filter(|s| {
         (1..=128).contains(&s.len())
@@ -348,7 +352,7 @@ fn event_id(headers: &HeaderMap) -> Result<String, Refusal> {
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
             && !s.starts_with('.')
     });
-    ok.map(str::to_owned).ok_or_else(|| {
+    ok.map(|s| (s.to_owned(), IdOrigin::Client)).ok_or_else(|| {
         detail(
             StatusCode::BAD_REQUEST,
             "Idempotency-Key: 1-128 characters of A-Z, a-z, 0-9, '.', '_' and '-', not starting with '.'",

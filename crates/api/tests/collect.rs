@@ -20,12 +20,7 @@ async fn api(settings: Settings) -> Result<(Api, TestBucket)> {
     let bucket = sluice_testkit::bucket().await?;
     let api = Api {
         datasets,
-        store: Some(LakeStore {
-            client: bucket.client.clone(),
-            bucket: bucket.name.clone(),
-            lake_prefix: "lake/".into(),
-            rejected_prefix: "rejected/".into(),
-        }),
+        store: Some(LakeStore::new(bucket.client.clone(), &bucket.name)),
         settings,
     };
     Ok((api, bucket))
@@ -198,6 +193,44 @@ async fn a_retry_with_the_same_idempotency_key_writes_nothing_twice() -> Result<
         )
         .await?;
     assert_eq!(status, 400);
+    Ok(())
+}
+
+/// A retry after midnight UTC: the claim of the key (written by the first request, here
+/// yesterday) gives the first request's time, so the retry's objects have the first request's
+/// keys and partition, and nothing lands under today.
+#[tokio::test]
+async fn a_retry_the_next_utc_day_writes_nothing_twice() -> Result<()> {
+    let s = server(Settings::default()).await?;
+    let body = unicorn("Midnight").to_string();
+    let yesterday = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24);
+    let day = yesterday.to_zoned(jiff::tz::TimeZone::UTC).date();
+    let claim = json!({
+        "request_sha256": format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(body.as_bytes())),
+        "received_at": yesterday.to_string(),
+    });
+    s.bucket
+        .put("idempotency/unicorns/late-7.json", claim.to_string())
+        .await?;
+    let (status, answer) = s
+        .post_raw(
+            "/unicorns",
+            "application/json",
+            body,
+            &[("idempotency-key", "late-7")],
+        )
+        .await?;
+    assert_eq!(status, 201, "{answer}");
+    let key = format!("lake/unicorns/dt={day}/late-7.parquet");
+    assert_eq!(answer["key"], key.as_str());
+    let rows = s.parquet_rows(&key).await?;
+    let received: jiff::Timestamp = rows[0]["_received_at"].as_str().unwrap().parse()?;
+    assert_eq!(
+        received.as_microsecond(),
+        yesterday.as_microsecond(),
+        "the first request's time"
+    );
+    assert_eq!(s.bucket.keys("lake/").await?, [key]);
     Ok(())
 }
 

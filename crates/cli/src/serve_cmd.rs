@@ -32,12 +32,7 @@ pub fn run(a: Args) -> Result<()> {
         let store = match (&a.bucket, a.validate_only) {
             (Some(bucket), false) => {
                 let aws = aws_config::load_from_env().await;
-                Some(LakeStore {
-                    client: sluice_edge::s3_client(&aws),
-                    bucket: bucket.clone(),
-                    lake_prefix: "lake/".into(),
-                    rejected_prefix: "rejected/".into(),
-                })
+                Some(LakeStore::new(sluice_edge::s3_client(&aws), bucket))
             }
             _ => None,
         };
