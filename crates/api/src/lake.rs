@@ -169,6 +169,39 @@ pub fn parquet(d: &Dataset, rows: &[Value]) -> Result<Vec<u8>, LakeError> {
     Ok(out)
 }
 
+/// The rows of a Parquet object, as JSON objects (timestamps as RFC 3339 text): to show what
+/// landed, and to compare it in tests.
+///
+/// ```
+/// # use sluice_api::{Dataset, lake};
+/// # use serde_json::json;
+/// let d = Dataset::from_toml("d.toml", "[dataset]\nname = \"d\"\nversion = 1\n[fields.n]\ntype = \"integer\"\n").unwrap();
+/// let stamp = lake::Stamp { event_id: "e1".into(), received_at: "2024-05-01T12:00:00Z".parse().unwrap(), body_sha256: String::new() };
+/// let bytes = lake::parquet(&d, &[lake::row(&d, &json!({"n": 7}), &stamp)]).unwrap();
+/// let rows = lake::rows(bytes).unwrap();
+/// assert_eq!((rows[0]["n"].clone(), rows[0]["_received_at"].clone()), (json!(7), json!("2024-05-01T12:00:00Z")));
+/// ```
+pub fn rows(
+    parquet_bytes: impl Into<bytes::Bytes>,
+) -> Result<Vec<Value>, parquet::errors::ParquetError> {
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        parquet_bytes.into(),
+    )?
+    .build()?;
+    let mut out = arrow_json::ArrayWriter::new(Vec::new());
+    let external =
+        |e: &dyn std::error::Error| parquet::errors::ParquetError::General(e.to_string());
+    for batch in reader {
+        out.write(&batch?).map_err(|e| external(&e))?;
+    }
+    out.finish().map_err(|e| external(&e))?;
+    let bytes = out.into_inner();
+    match bytes.is_empty() {
+        true => Ok(Vec::new()),
+        false => serde_json::from_slice(&bytes).map_err(|e| external(&e)),
+    }
+}
+
 /// `<prefix><dataset>/dt=YYYY-MM-DD/<event id>.<extension>` (prefix `lake/` or `rejected/`).
 pub fn object_key(
     prefix: &str,

@@ -70,15 +70,7 @@ impl Server {
 
     /// The rows of one Parquet object, as JSON objects.
     async fn parquet_rows(&self, key: &str) -> Result<Vec<Value>> {
-        let bytes = bytes::Bytes::from(self.bucket.get(key).await?);
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)?
-            .build()?;
-        let mut out = arrow_json::ArrayWriter::new(Vec::new());
-        for batch in reader {
-            out.write(&batch?)?;
-        }
-        out.finish()?;
-        Ok(serde_json::from_slice(&out.into_inner())?)
+        Ok(sluice_api::lake::rows(self.bucket.get(key).await?)?)
     }
 }
 

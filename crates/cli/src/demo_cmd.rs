@@ -7,6 +7,9 @@
 //! revision k shows later statuses for some sales, so a second run has updates as well as
 //! inserts. The demo keeps its run counter and S3 data in `--dir`; a database without the demo
 //! table starts it over.
+//!
+//! Then the collection API, served over the same bucket: good and bad unicorns posted, a 422
+//! shown, and what landed under `lake/` read back from Parquet (`demo_collect`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -151,7 +154,9 @@ async fn demo(a: Args) -> Result<()> {
     drop(api_server);
     // Each new object, delivered to the loader as its S3 notification.
     let loader = Loader::new(pool.clone(), config);
-    let store = S3Store { client };
+    let store = S3Store {
+        client: client.clone(),
+    };
     let mut rows = sluice_loader::RowCounts::default();
     let t_load = Instant::now();
     for (i, o) in ingest.objects.iter().enumerate() {
@@ -173,6 +178,7 @@ async fn demo(a: Args) -> Result<()> {
     .fetch_all(&pool)
     .await
     .unwrap_or_default();
+    let collected = crate::demo_collect::run(client, BUCKET, run).await?;
     std::fs::write(&counter, run.to_string())?;
     let report = json!({
         "run": run + 1,
@@ -185,6 +191,13 @@ async fn demo(a: Args) -> Result<()> {
         "ingest_ms": ingest.duration_ms,
         "load_ms": load_ms,
         "total_ms": t0.elapsed().as_millis() as u64,
+        "api": {
+            "requests": collected.requests.iter()
+                .map(|(what, status, answer)| json!({"request": what, "status": status, "answer": answer}))
+                .collect::<Vec<_>>(),
+            "lake_objects": collected.objects.len(),
+            "lake_rows": collected.rows.len(),
+        },
     });
     if a.json {
         println!("{report}");
@@ -220,6 +233,7 @@ async fn demo(a: Args) -> Result<()> {
     for (tx, status, price, buyer) in sample {
         println!("        {tx:<12} {status:<11} {price:>9}  {buyer}");
     }
+    crate::demo_collect::print(&collected, BUCKET);
     println!(
         "done in {} ms. Run it again for the next window: new sales inserted, changed ones updated.",
         t0.elapsed().as_millis()

@@ -8,6 +8,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 mod demo_cmd;
+mod demo_collect;
 mod flatten_cmd;
 mod load_cmd;
 mod plan_cmd;

@@ -358,6 +358,27 @@ async fn the_demo_runs_twice_inserting_then_updating() -> Result<()> {
         count(&r1, "records_fetched"),
         "{r1}"
     );
+    // The collection API's part: good, batch, bad (422 with every problem), partial.
+    let api = &r1["api"];
+    let statuses: Vec<u64> = api["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, [201, 201, 422, 201], "{api}");
+    assert!(
+        api["requests"][2]["answer"]["detail"]
+            .as_array()
+            .unwrap()
+            .len()
+            >= 5
+    );
+    assert_eq!(api["requests"][3]["answer"]["rejected"], 1, "{api}");
+    assert_eq!(
+        (api["lake_objects"].as_u64(), api["lake_rows"].as_u64()),
+        (Some(3), Some(5))
+    );
     let second = sluice(&args, None, &env)?;
     assert!(
         second.status.success(),
@@ -382,11 +403,18 @@ async fn the_demo_runs_twice_inserting_then_updating() -> Result<()> {
         count(&r2, "table_rows"),
         count(rows1, "inserted") + count(rows2, "inserted")
     );
+    assert_eq!(
+        r2["api"]["lake_rows"], 10,
+        "the lake keeps the first run's rows"
+    );
     // The human report.
     let out = sluice(&["demo", "--records", "300", "--dir", d], None, &env)?;
     let text = String::from_utf8(out.stdout)?;
     assert!(
-        text.contains("sluice demo, run 3") && text.contains("inserted"),
+        text.contains("sluice demo, run 3")
+            && text.contains("inserted")
+            && text.contains("\"type\":\"string_too_short\"")
+            && text.contains("lake/unicorns/: 9 Parquet object(s), 15 row(s)"),
         "{text}"
     );
     Ok(())
