@@ -20,7 +20,7 @@ pub struct Collected {
 fn unicorn(name: &str, color: &str, horn: f64, day: u32) -> Value {
     json!({
         "name": name,
-        "rainbow": day % 2 == 0,
+        "rainbow": day.is_multiple_of(2),
         "color": color,
         "horn_length_cm": horn,
         "age_years": 100 + day,
