@@ -4,7 +4,7 @@ CARGO ?= cargo
 BASELINES ?= $(abspath ../shared/baselines)
 BENCH_N ?= 100000
 
-.PHONY: fuzz help demo test image lint lint-infra deploy watch invoke-ingest invoke-loader build-lambda fmt build bench bench-flatten bench-loader bench-ingest bench-e2e services-up services-down clean-services
+.PHONY: fuzz help demo test image lint lint-infra deploy watch invoke-ingest invoke-loader build-lambda fmt build bench bench-flatten bench-loader bench-ingest bench-e2e bench-api coverage services-up services-down clean-services
 
 help: ## List the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## / {printf "%-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -35,7 +35,7 @@ build: ## Debug build of everything
 fuzz: ## cargo fuzz: each target FUZZ_SECONDS (default 600) in turn; not part of make test
 	scripts/fuzz $(FUZZ_TARGETS)
 
-bench: bench-flatten bench-loader bench-ingest bench-e2e ## All benchmarks (not tests)
+bench: bench-flatten bench-loader bench-ingest bench-e2e bench-api ## All benchmarks (not tests)
 
 bench-flatten: ## flatten+CSV vs the Python DFS and pandas baselines and a serde_json floor
 	BASELINES=$(BASELINES) BENCH_N=$(BENCH_N) bench/flatten.sh
@@ -64,6 +64,9 @@ deploy: lint-infra ## cargo lambda build --release --arm64, the pinned RDS CA bu
 	rm -rf target/lambda/sluice-api/datasets && cp -r datasets target/lambda/sluice-api/datasets
 	cd infra && if [ -f samconfig.toml ]; then ../target/infra-venv/bin/sam deploy; \
 	  else ../target/infra-venv/bin/sam deploy --guided --capabilities CAPABILITY_IAM; fi
+
+bench-api: ## the collection API vs FastAPI (collect_fastapi.py) under wrk: req/s, p99, RSS, cold start, zip size
+	BASELINES=$(BASELINES) bench/api.sh
 
 bench-e2e: ## API → S3 → Postgres: sluice (ingest + loader) vs dlt, sample API and Python mock; RSS per process
 	BASELINES=$(BASELINES) BENCH_N=$(BENCH_N) scripts/with-services bench/e2e.sh
