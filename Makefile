@@ -65,6 +65,9 @@ deploy: lint-infra ## cargo lambda build --release --arm64, the pinned RDS CA bu
 	cd infra && if [ -f samconfig.toml ]; then ../target/infra-venv/bin/sam deploy; \
 	  else ../target/infra-venv/bin/sam deploy --guided --capabilities CAPABILITY_IAM; fi
 
+coverage: ## line coverage (cargo-llvm-cov) of crates/api's tests; HTML in target/llvm-cov/html
+	scripts/coverage
+
 bench-api: ## the collection API vs FastAPI (collect_fastapi.py) under wrk: req/s, p99, RSS, cold start, zip size
 	BASELINES=$(BASELINES) bench/api.sh
 

@@ -28,8 +28,9 @@ mkdir -p "$W/s3/sluice-bench"
 "$BIN" s3 "$W/s3" "$s3p" & s3pid=$!
 trap 'kill "$s3pid" 2>/dev/null; rm -rf "$W"' EXIT
 wait_http "$s3p"
-export S3_ENDPOINT_URL="http://127.0.0.1:$s3p" AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench \
-  AWS_REGION=us-east-1
+# The endpoint's test credentials (sluice_testkit::S3_ACCESS_KEY / S3_SECRET_KEY).
+export S3_ENDPOINT_URL="http://127.0.0.1:$s3p" AWS_ACCESS_KEY_ID=sluice-test \
+  AWS_SECRET_ACCESS_KEY=sluice-test-secret AWS_REGION=us-east-1
 "$PY" "$BASELINES/gen_unicorns.py" 10000 "$W/one.jsonl" >/dev/null
 "$PY" "$BASELINES/gen_unicorns.py" 1000 "$W/batch100.jsonl" --batch 100 >/dev/null
 
@@ -58,7 +59,7 @@ tree_rss_mb() {
 cold_start_ms() {
   "$PY" - "$1" "$2" "$(head -1 "$W/one.jsonl")" <<'PYEOF'
 import http.client, os, subprocess, sys, time
-contender, port, body = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+contender, port, body = sys.argv[1], int(sys.argv[2]), sys.argv[3].encode()
 if contender == "sluice":
     env = dict(os.environ, BUCKET="sluice-bench", PORT=str(port), DATASETS="datasets", RUST_LOG="warn")
     cmd = ["target/bench-fast/sluice-api"]
@@ -69,14 +70,18 @@ else:
 t0 = time.perf_counter()
 p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 try:
-    while True:
+    for _ in range(30000):
         try:
             c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
             c.request("POST", "/unicorns", body, {"content-type": "application/json"})
-            if c.getresponse().status == 201:
+            status = c.getresponse().status
+            if status == 201:
                 break
+            sys.exit(f"{contender}: {status} to the first POST")
         except OSError:
             time.sleep(0.001)
+    else:
+        sys.exit(f"{contender}: no answer in 30 s")
     print(round((time.perf_counter() - t0) * 1000, 1))
 finally:
     p.terminate(); p.wait()
@@ -87,7 +92,8 @@ export BASELINES
 for r in $(seq 1 "$ROUNDS"); do
   order=(sluice fastapi); [ $((r % 2)) = 0 ] && order=(fastapi sluice)
   for c in "${order[@]}"; do
-    echo "{\"contender\": \"$c\", \"workload\": \"cold_start\", \"ms\": $(cold_start_ms "$c" "$(free_port)")}"
+    ms=$(cold_start_ms "$c" "$(free_port)")
+    echo "{\"contender\": \"$c\", \"workload\": \"cold_start\", \"ms\": $ms}"
     for w in one batch100 validate; do
       port=$(free_port)
       start "$c" "$w" "$port"
