@@ -169,7 +169,16 @@ async fn collect(
     .await
 }
 
-/// The checks in the order a client needs them: where, what, how big, then what is in it.
+/// A request that passed every check: what to store, and what to set aside.
+struct Checked<'a> {
+    dataset: &'a Dataset,
+    stamp: Stamp,
+    origin: IdOrigin,
+    records: Vec<Value>,
+    rejected: Vec<Rejected>,
+}
+
+/// Checks a request, then stores it and answers.
 async fn accept(
     api: &Api,
     name: &str,
@@ -177,6 +186,18 @@ async fn accept(
     body: Body,
     shape: Shape,
 ) -> Result<Response, Refusal> {
+    let checked = check(api, name, headers, body, shape).await?;
+    store_and_answer(api, checked).await
+}
+
+/// The checks in the order a client needs them: where, what, how big, then what is in it.
+async fn check<'a>(
+    api: &'a Api,
+    name: &str,
+    headers: &HeaderMap,
+    body: Body,
+    shape: Shape,
+) -> Result<Checked<'a>, Refusal> {
     let Some(dataset) = api.datasets.get(name) else {
         let known = api.datasets.names().join(", ");
         return Err(detail(
@@ -192,6 +213,7 @@ async fn accept(
     }
     let (event_id, origin) = event_id(headers)?;
     let bytes = read_body(body, headers, api.settings.max_body_bytes).await?;
+    let input = api.settings.error_input;
     if bytes.is_empty() {
         let missing = Problem {
             ty: "missing",
@@ -200,16 +222,10 @@ async fn accept(
             input: Some(Value::Null),
             ctx: None,
         };
-        return Err(unprocessable(vec![missing], api.settings.error_input));
+        return Err(unprocessable(vec![missing], input));
     }
     let value: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| unprocessable(vec![json_invalid(&bytes, &e)], api.settings.error_input))?;
-    let stamp = Stamp {
-        event_id,
-        received_at: jiff::Timestamp::now(),
-        body_sha256: hex_sha256(&bytes),
-    };
-    let input = api.settings.error_input;
+        .map_err(|e| unprocessable(vec![json_invalid(&bytes, &e)], input))?;
     let (records, rejected) = match shape {
         Shape::One => {
             let r = validate::record(dataset, &value, &[json!("body")])
@@ -224,58 +240,77 @@ async fn accept(
             (ok, bad)
         }
     };
-    let unavailable = |e: crate::StoreError| {
-        if let crate::StoreError::KeyReused { event_id, .. } = &e {
-            return detail(
-                StatusCode::CONFLICT,
-                format!("Idempotency-Key {event_id:?} was used with another body"),
-            );
-        }
-        tracing::error!(error = %e, "the lake refused the records");
-        Refusal {
-            retry_after: Some("1"),
-            ..detail(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the records could not be stored; retry with the same Idempotency-Key",
-            )
-        }
+    let stamp = Stamp {
+        event_id,
+        received_at: jiff::Timestamp::now(),
+        body_sha256: hex_sha256(&bytes),
     };
+    Ok(Checked {
+        dataset,
+        stamp,
+        origin,
+        records,
+        rejected,
+    })
+}
+
+/// A store that failed: 409 for a reused key, else 503 (retry with the same key).
+fn unavailable(e: crate::StoreError) -> Refusal {
+    if let crate::StoreError::KeyReused { event_id, .. } = &e {
+        return detail(
+            StatusCode::CONFLICT,
+            format!("Idempotency-Key {event_id:?} was used with another body"),
+        );
+    }
+    tracing::error!(error = %e, "the lake refused the records");
+    Refusal {
+        retry_after: Some("1"),
+        ..detail(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the records could not be stored; retry with the same Idempotency-Key",
+        )
+    }
+}
+
+/// Claims the key, stores the records and the set-aside items, and answers: 201, or for a
+/// partial batch the set-aside items' problems (422 when nothing was valid).
+async fn store_and_answer(api: &Api, c: Checked<'_>) -> Result<Response, Refusal> {
     let stamp = api
-        .claim(dataset, stamp, origin)
+        .claim(c.dataset, c.stamp, c.origin)
         .await
         .map_err(unavailable)?;
-    let rejected_key = match rejected.is_empty() {
+    let rejected_key = match c.rejected.is_empty() {
         true => None,
         false => Some(
-            api.set_aside(dataset, &rejected, &stamp)
+            api.set_aside(c.dataset, &c.rejected, &stamp)
                 .await
                 .map_err(unavailable)?,
         ),
     };
-    let key = match records.is_empty() {
+    let key = match c.records.is_empty() {
         true => None,
         false => Some(
-            api.store(dataset, &records, &stamp)
+            api.store(c.dataset, &c.records, &stamp)
                 .await
                 .map_err(unavailable)?,
         ),
     };
+    let accepted = c.records.len();
     if rejected_key.is_none() {
         return Ok(reply(
             StatusCode::CREATED,
-            json!({"accepted": records.len(), "key": key, "event_id": stamp.event_id}),
+            json!({"accepted": accepted, "key": key, "event_id": stamp.event_id}),
         ));
     }
-    // A partial batch: the bad items' problems as a 422 would give them.
-    let mut body = unprocessable(problems_of(&rejected), input).body;
-    body["accepted"] = json!(records.len());
-    body["rejected"] = json!(rejected.len());
+    let mut body = unprocessable(problems_of(&c.rejected), api.settings.error_input).body;
+    body["accepted"] = json!(accepted);
+    body["rejected"] = json!(c.rejected.len());
     body["key"] = json!(key);
     body["rejected_key"] = json!(rejected_key);
     body["event_id"] = json!(stamp.event_id);
-    let status = match records.is_empty() {
-        true => StatusCode::UNPROCESSABLE_ENTITY,
-        false => StatusCode::CREATED,
+    let status = match accepted {
+        0 => StatusCode::UNPROCESSABLE_ENTITY,
+        _ => StatusCode::CREATED,
     };
     Ok(reply(status, body))
 }
