@@ -3,23 +3,13 @@
 
 use std::io::Read;
 use std::process::Command;
-use std::sync::Arc;
 
 use anyhow::{Context, Result, ensure};
-use sluice_api::{Api, Datasets, Settings, router};
 
-/// A validate-only API on a free port; its base URL.
+mod common;
+
 async fn serve() -> Result<String> {
-    let datasets = Datasets::from_dir(&sluice_testkit::workspace_root().join("datasets"))?;
-    let api = Api {
-        datasets,
-        store: None,
-        settings: Settings::default(),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(async move { axum::serve(listener, router(Arc::new(api))).await });
-    Ok(url)
+    common::validating_server().await
 }
 
 fn no_redirects() -> reqwest::Client {

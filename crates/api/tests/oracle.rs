@@ -3,23 +3,13 @@
 //! under `target/`). Status and every `(loc, type)` pair must agree, in order, except where
 //! sluice is stricter on purpose (date-times), which is asserted too.
 
-use std::sync::Arc;
+mod common;
 
 use anyhow::Result;
 use serde_json::{Value, json};
-use sluice_api::{Api, Datasets, Settings, router};
 
 async fn sluice() -> Result<String> {
-    let datasets = Datasets::from_dir(&sluice_testkit::workspace_root().join("datasets"))?;
-    let api = Api {
-        datasets,
-        store: None,
-        settings: Settings::default(),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(async move { axum::serve(listener, router(Arc::new(api))).await });
-    Ok(url)
+    common::validating_server().await
 }
 
 /// Status and the (loc, type) pairs of a 422.
