@@ -525,6 +525,72 @@ mod tests {
             .to_string()
     }
 
+    /// Each rule of the format, broken once: the message names the key and says what is allowed.
+    #[test]
+    fn every_rule_of_the_format_is_checked() {
+        let whole = |text: &str| Dataset::from_toml("d.toml", text).unwrap_err().to_string();
+        let cases: [(String, &str); 12] = [
+            (
+                whole(
+                    "[dataset]\nname = \"Bad Name\"\nversion = 1\n[fields.a]\ntype = \"boolean\"\n",
+                ),
+                "dataset.name: \"Bad Name\": 1-64 of a-z, 0-9, _ and -",
+            ),
+            (
+                whole("[dataset]\nname = \"docs\"\nversion = 1\n[fields.a]\ntype = \"boolean\"\n"),
+                "dataset.name: \"docs\" is a route",
+            ),
+            (
+                whole(
+                    "[dataset]\nname = \"d\"\nversion = 1\nmax_batch = 0\n[fields.a]\ntype = \"boolean\"\n",
+                ),
+                "dataset.max_batch: must be at least 1",
+            ),
+            (
+                error("[fields.a]\ntype = \"string\"\nformat = \"ipv4\"\n"),
+                "format \"ipv4\": one of email, uuid, date, date-time",
+            ),
+            (
+                error("[fields.a]\ntype = \"object\"\n"),
+                "an object needs [….fields.<name>] tables",
+            ),
+            (
+                error("[fields.a]\ntype = \"array\"\n"),
+                "an array needs items = { type = … }",
+            ),
+            (
+                error(
+                    "[fields.a]\ntype = \"array\"\nitems = { type = \"string\", optional = true }\n",
+                ),
+                "fields.a.items: items are neither optional, nullable nor defaulted",
+            ),
+            (
+                error("[fields.a]\ntype = \"decimal\"\n"),
+                "type \"decimal\": one of string, integer",
+            ),
+            (
+                error("[fields.a]\ntype = \"string\"\ngt = 1\n"),
+                "gt applies to integer and number fields, not string",
+            ),
+            (
+                error("[fields.a]\ntype = \"boolean\"\nformat = \"date\"\n"),
+                "format does not apply to boolean fields",
+            ),
+            (
+                error("[fields.a]\ntype = \"enum\"\nvalues = []\n"),
+                "an enum needs values",
+            ),
+            (
+                error("[fields.a]\ntype = \"integer\"\ngt = 0.5\n"),
+                "an integer's bounds are whole numbers",
+            ),
+        ];
+        for (got, want) in cases {
+            assert!(got.starts_with("d.toml:"), "{got}");
+            assert!(got.contains(want), "{got:?} names {want:?}");
+        }
+    }
+
     #[test]
     fn mistakes_are_named_with_file_line_and_key() {
         let e = error("[fields.a]\ntype = \"string\"\nmax_lenght = 3\n");

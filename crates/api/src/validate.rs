@@ -461,6 +461,46 @@ mod tests {
     }
 
     #[test]
+    fn formats_refuse_what_pydantic_refuses() {
+        let d = Dataset::from_toml(
+            "f.toml",
+            "[dataset]\nname = \"f\"\nversion = 1\n\
+             [fields.day]\ntype = \"string\"\nformat = \"date\"\noptional = true\n\
+             [fields.id]\ntype = \"string\"\nformat = \"uuid\"\noptional = true\n\
+             [fields.mail]\ntype = \"string\"\nformat = \"email\"\noptional = true\n\
+             [fields.at]\ntype = \"string\"\nformat = \"date-time\"\noptional = true\n\
+             [fields.n]\ntype = \"integer\"\noptional = true\n",
+        )
+        .unwrap();
+        let types = |v: Value| -> Vec<&'static str> {
+            match record(&d, &v, &[]) {
+                Ok(_) => vec![],
+                Err(ps) => ps.iter().map(|p| p.ty).collect(),
+            }
+        };
+        let good = json!({"day": "2024-02-29", "id": "67e55044-10b1-426f-9247-bb680e5fe0c8",
+                          "mail": "a@b.co", "at": "2024-02-29T10:00:00+01:00", "n": 1});
+        assert_eq!(types(good), Vec::<&str>::new());
+        assert_eq!(
+            types(json!({"day": "2023-02-29"})),
+            ["date_from_datetime_parsing"]
+        );
+        assert_eq!(types(json!({"day": 20240229})), ["date_type"]);
+        assert_eq!(
+            types(json!({"id": "67e55044-10b1-426f-9247"})),
+            ["uuid_parsing"]
+        );
+        assert_eq!(types(json!({"id": 7})), ["uuid_type"]);
+        assert_eq!(types(json!({"mail": "a b@c.d"})), ["value_error"]);
+        assert_eq!(types(json!({"mail": "a@b"})), ["value_error"]);
+        assert_eq!(types(json!({"at": true})), ["datetime_type"]);
+        assert_eq!(
+            types(json!({"n": 18446744073709551615u64})),
+            ["int_parsing_size"]
+        );
+    }
+
+    #[test]
     fn an_integer_is_written_without_a_point_as_strict_int_has_it() {
         let ok = record(&dataset(), &json!({"n": 299}), &[]).unwrap();
         assert_eq!(ok["n"], json!(299));

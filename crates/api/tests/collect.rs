@@ -489,3 +489,49 @@ async fn an_api_gateway_http_event_reaches_the_routes() -> Result<()> {
     assert!(keys[0].ends_with("/apigw-1.parquet"), "{keys:?}");
     Ok(())
 }
+
+/// The binary's way: `Config` from its variables, then `Api::from_config`. The prefixes it
+/// names are the ones written under.
+#[tokio::test]
+async fn the_configured_prefixes_are_where_objects_land() -> Result<()> {
+    let bucket = sluice_testkit::bucket().await?;
+    let datasets = sluice_testkit::workspace_root().join("datasets");
+    let env = [
+        ("BUCKET", bucket.name.clone()),
+        ("DATASETS", datasets.display().to_string()),
+        ("LAKE_PREFIX", "collected".to_owned()),
+        ("IDEMPOTENCY_PREFIX", "claims/".to_owned()),
+        ("API_ERROR_INPUT", "omit".to_owned()),
+    ];
+    let config = sluice_api::config::Config::from_lookup(|k| {
+        env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
+    })?;
+    let api = Api::from_config(&config, Some(bucket.client.clone()))?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, router(Arc::new(api))).await });
+    let r = reqwest::Client::new()
+        .post(format!("{url}/unicorns"))
+        .header("content-type", "application/json")
+        .header("idempotency-key", "cfg-1")
+        .body(unicorn("Configured").to_string())
+        .send()
+        .await?;
+    assert_eq!(r.status(), 201);
+    let lake = bucket.keys("collected/unicorns/").await?;
+    assert_eq!(lake.len(), 1, "LAKE_PREFIX gets its slash: {lake:?}");
+    assert_eq!(
+        bucket.keys("claims/unicorns/").await?,
+        ["claims/unicorns/cfg-1.json"]
+    );
+    // API_ERROR_INPUT=omit: a 422 quotes nothing.
+    let bad = reqwest::Client::new()
+        .post(format!("{url}/unicorns"))
+        .header("content-type", "application/json")
+        .body(r#"{"name": "secret@example.org"}"#)
+        .send()
+        .await?;
+    assert_eq!(bad.status(), 422);
+    assert!(!bad.text().await?.contains("secret@example.org"));
+    Ok(())
+}
