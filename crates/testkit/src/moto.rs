@@ -160,9 +160,7 @@ fn start() -> Result<Moto> {
 /// assert!(url.starts_with("http://127.0.0.1:"));
 /// ```
 pub fn script_server(script: &str) -> Result<String> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    let port = private_port()?;
     Command::new("bash")
         .arg(workspace_root().join(script))
         .arg(port.to_string())
@@ -178,4 +176,41 @@ pub fn script_server(script: &str) -> Result<String> {
         std::thread::sleep(Duration::from_millis(50));
     }
     Ok(format!("http://127.0.0.1:{port}"))
+}
+
+/// A free port outside the kernel's ephemeral range, for a server in another process.
+///
+/// A port found by binding `:0` and letting go is in the ephemeral range, where this process's
+/// own listeners (`bind(":0")` in tests running alongside) are allocated too: one could take it
+/// before the script's server does, and the readiness probe would then reach that listener.
+/// Below the range, only another script server can take it, and each tries a random start.
+fn private_port() -> Result<u16> {
+    let range =
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    let low: u16 = range
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(32768);
+    let (first, last) = if low > 12000 {
+        (10000, low - 1)
+    } else {
+        (61000, 65000)
+    };
+    let span = u64::from(last - first);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() as u64)
+        ^ (u64::from(std::process::id()) << 16);
+    for i in 0..200 {
+        let port = first
+            + ((seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(i * 7919))
+                % span) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free port in {first}..{last}")
 }
