@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
@@ -123,6 +124,26 @@ fn the_dockerfile_runs_what_it_copies_as_a_non_root_user() -> Result<()> {
     Ok(())
 }
 
+/// Where the final stage copies the built binary and the datasets.
+fn image_paths(all: &[(String, String)]) -> Result<(String, String)> {
+    let build_run = all
+        .iter()
+        .find(|(op, args)| op == "RUN" && args.contains("scripts/build-static"))
+        .context("the build stage runs scripts/build-static")?;
+    let built = build_run.1.split_whitespace().last().unwrap_or_default();
+    let (_, stage) = final_stage(all);
+    let copied = |prefix: &str| {
+        stage
+            .iter()
+            .filter(|(op, _)| op == "COPY")
+            .find_map(|(_, a)| a.strip_prefix(prefix).map(str::to_owned))
+    };
+    Ok((
+        copied(&format!("--from=build {built} ")).context("the binary is copied")?,
+        copied("datasets ").context("datasets/ is copied")?,
+    ))
+}
+
 /// The binary under test: `SLUICE_API_BIN` (the image's static build), else this build's.
 fn binary() -> PathBuf {
     std::env::var_os("SLUICE_API_BIN")
@@ -170,20 +191,39 @@ async fn the_binary_serves_as_the_image_runs_it_and_its_health_check_tells() -> 
         .unwrap()
         .1
         .clone();
-    // The image's paths, on this machine: the datasets from the build context.
+    // The image's files, laid out as its COPY lines place them under a root of the test's own
+    // that anyone may read (a checkout or a temp dir may not be readable by the image's user).
+    let root = tempfile::tempdir()?;
+    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755))?;
+    let (binary_dest, datasets_dest) = image_paths(&all)?;
+    let inside = |p: &str| root.path().join(p.trim_start_matches('/'));
+    std::fs::create_dir_all(inside(&datasets_dest))?;
+    for entry in std::fs::read_dir(sluice_testkit::workspace_root().join("datasets"))? {
+        let entry = entry?;
+        std::fs::copy(entry.path(), inside(&datasets_dest).join(entry.file_name()))?;
+    }
+    let bin = inside(&binary_dest);
+    std::fs::create_dir_all(bin.parent().context("a directory")?)?;
+    std::fs::copy(binary(), &bin)?;
+    // Readable and searchable by anyone whatever the umask, as an image's layers are.
+    for dir in [
+        inside(&datasets_dest),
+        bin.parent().context("a directory")?.to_owned(),
+    ] {
+        for d in dir.ancestors().take_while(|d| d.starts_with(root.path())) {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755))?;
+        }
+    }
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755))?;
     env.insert(
         "DATASETS".into(),
-        sluice_testkit::workspace_root()
-            .join("datasets")
-            .display()
-            .to_string(),
+        inside(&env["DATASETS"]).display().to_string(),
     );
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
     env.insert("PORT".into(), port.to_string());
     env.insert("API_VALIDATE_ONLY".into(), "true".into());
-    let bin = binary();
     let health = || {
         Command::new(&bin)
             .arg("health")
