@@ -71,38 +71,21 @@ fn the_dockerfile_runs_what_it_copies_as_a_non_root_user() -> Result<()> {
         base.starts_with("gcr.io/distroless/static") || base == "scratch",
         "a static base with no shell: {base}"
     );
-    // The build stage builds with the script `make image` checks.
-    let build_run = all
-        .iter()
-        .find(|(op, args)| op == "RUN" && args.contains("scripts/build-static"))
-        .context("the build stage runs scripts/build-static")?;
-    let built = build_run.1.split_whitespace().last().unwrap().to_owned();
-    let copies: Vec<&String> = stage
-        .iter()
-        .filter(|(op, _)| op == "COPY")
-        .map(|(_, a)| a)
-        .collect();
-    let binary = copies
-        .iter()
-        .find_map(|a| a.strip_prefix(&format!("--from=build {built} ")))
-        .context("the built binary is copied into the image")?;
+    // The build stage builds with the script `make image` checks, and its binary is copied in.
+    let (binary, datasets_dest) = image_paths(&all)?;
     let entrypoint = stage
         .iter()
         .find(|(op, _)| op == "ENTRYPOINT")
         .context("ENTRYPOINT")?;
-    assert_eq!(exec_form(&entrypoint.1), [binary]);
+    assert_eq!(exec_form(&entrypoint.1), [binary.as_str()]);
     let health = stage
         .iter()
         .find(|(op, _)| op == "HEALTHCHECK")
         .context("HEALTHCHECK")?;
     let cmd = health.1.split("CMD ").nth(1).context("HEALTHCHECK CMD")?;
-    assert_eq!(exec_form(cmd), [binary, "health"]);
+    assert_eq!(exec_form(cmd), [binary.as_str(), "health"]);
     // The datasets are where DATASETS says, and the port exposed is PORT.
     let env = env_of(&stage);
-    let datasets_dest = copies
-        .iter()
-        .find_map(|a| a.strip_prefix("datasets "))
-        .context("datasets/ is copied")?;
     assert_eq!(env["DATASETS"], datasets_dest);
     let expose = stage
         .iter()
