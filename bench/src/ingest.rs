@@ -70,8 +70,7 @@ pub fn ingest(
                     bucket,
                     part_size: 8 << 20,
                 },
-                raw_prefix: "raw/".into(),
-                state_prefix: "state/".into(),
+                layout: sluice_edge::layout::Layout::default(),
             },
         };
         let base = sluice_sample_api::data::BASE_TS;
@@ -138,7 +137,11 @@ pub fn flatten_upload(input: &str, s3_url: &str) -> Result<()> {
             let w = match &mut open {
                 Some(w) => w,
                 None => open.insert(ObjectWriter::new(
-                    format!("raw/bench/part{}.csv", objects.len() + 1),
+                    format!(
+                        "{}part{}.csv",
+                        sluice_edge::layout::Layout::default().raw_source("bench"),
+                        objects.len() + 1
+                    ),
                     false,
                     f.schema().names(),
                     Default::default(),

@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 
 use serde_yaml_ng::Value;
+use sluice_edge::layout::{Area, Layout};
 use sluice_infra::{tagged, template};
 
 fn text() -> String {
@@ -471,7 +472,11 @@ fn the_s3_trigger_matches_what_the_loader_expects() {
     let raw = loader["Environment"]["Variables"]["RAW_PREFIX"]
         .as_str()
         .unwrap();
-    assert_eq!(raw, defaults.raw_prefix, "the loader's prefix");
+    assert_eq!(
+        raw,
+        defaults.layout.prefix(Area::Raw),
+        "the loader's prefix"
+    );
     let mut suffixes = BTreeSet::new();
     for (_, ev) in loader["Events"].as_mapping().unwrap() {
         assert_eq!(ev["Type"], "S3");
@@ -501,7 +506,7 @@ fn the_s3_trigger_matches_what_the_loader_expects() {
     );
     assert_eq!(
         loader["Environment"]["Variables"]["QUARANTINE_PREFIX"].as_str(),
-        Some(defaults.quarantine_prefix.as_str())
+        Some(defaults.layout.prefix(Area::Quarantine))
     );
 }
 
@@ -757,16 +762,18 @@ fn the_http_api_is_throttled_and_logged_and_the_function_fits_it() {
     );
     let vars = &f["Environment"]["Variables"];
     assert_eq!(vars["API_ERROR_INPUT"], "omit");
-    assert_eq!(vars["LAKE_PREFIX"], "lake/");
-    assert_eq!(vars["REJECTED_PREFIX"], "rejected/");
+    // The function writes where the layout says, and its grants (the role test) name the same.
+    let layout = Layout::default();
+    for area in sluice_api::config::AREAS {
+        assert_eq!(vars[area.variable()], layout.prefix(area), "{area:?}");
+    }
     // Claims expire: a lifecycle rule on exactly the prefix the function claims under.
-    assert_eq!(vars["IDEMPOTENCY_PREFIX"], "idempotency/");
     let rules = &resources(&t)["LakeBucket"]["Properties"]["LifecycleConfiguration"]["Rules"];
     let expiry = rules
         .as_sequence()
         .unwrap()
         .iter()
-        .find(|r| r["Prefix"] == "idempotency/")
+        .find(|r| r["Prefix"] == layout.prefix(Area::Idempotency))
         .expect("a lifecycle rule expires the claims");
     assert_eq!(
         tagged(&expiry["ExpirationInDays"]),

@@ -5,13 +5,18 @@
 //!
 //! let env = [("BUCKET", "lake"), ("API_ERROR_INPUT", "omit")];
 //! let c = Config::from_lookup(|k| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())).unwrap();
-//! assert_eq!((c.bucket.as_deref(), c.lake_prefix.as_str(), c.port), (Some("lake"), "lake/", 8080));
+//! assert_eq!((c.bucket.as_deref(), c.layout.lake_dataset("d"), c.port), (Some("lake"), "lake/d/".into(), 8080));
 //! assert_eq!(c.settings.error_input, sluice_api::ErrorInput::Omit);
 //! ```
 
 use std::path::PathBuf;
 
+use sluice_edge::layout::{Area, Layout};
+
 use crate::{DEFAULT_MAX_BODY_BYTES, ErrorInput, Settings};
+
+/// The prefixes the API writes under: `lake/`, `rejected/`, `idempotency/`.
+pub const AREAS: [Area; 3] = [Area::Lake, Area::Rejected, Area::Idempotency];
 
 /// Every variable [`Config::from_env`] reads (the README's reference is checked against it).
 pub const ENV_VARS: &[&str] = &[
@@ -38,10 +43,9 @@ pub struct ConfigError {
 pub struct Config {
     /// `None` only with `API_VALIDATE_ONLY=true`: validate and answer, store nothing.
     pub bucket: Option<String>,
-    pub lake_prefix: String,
-    pub rejected_prefix: String,
-    /// The claims of `Idempotency-Key`s (expire them with a lifecycle rule).
-    pub idempotency_prefix: String,
+    /// `LAKE_PREFIX`, `REJECTED_PREFIX`, `IDEMPOTENCY_PREFIX` (the claims of
+    /// `Idempotency-Key`s: expire them with a lifecycle rule).
+    pub layout: Layout,
     /// The dataset files' directory.
     pub datasets: PathBuf,
     /// The plain server's port (on Lambda, unused).
@@ -94,15 +98,9 @@ impl Config {
         };
         let port = number("PORT", 8080)?;
         let port = u16::try_from(port).map_err(|_| invalid("PORT", format!("{port} > 65535")))?;
-        let prefix = |var: &str, default: &str| {
-            let p = get(var).unwrap_or_else(|| default.to_owned());
-            if p.ends_with('/') { p } else { p + "/" }
-        };
         Ok(Config {
             bucket: bucket.filter(|_| !validate_only),
-            lake_prefix: prefix("LAKE_PREFIX", "lake/"),
-            rejected_prefix: prefix("REJECTED_PREFIX", "rejected/"),
-            idempotency_prefix: prefix("IDEMPOTENCY_PREFIX", "idempotency/"),
+            layout: Layout::from_lookup(&AREAS, get),
             datasets: get("DATASETS").unwrap_or_else(|| "datasets".into()).into(),
             port,
             settings: Settings {
@@ -134,6 +132,6 @@ mod tests {
         let e = cfg(&[("BUCKET", "b"), ("API_ERROR_INPUT", "hide")]).unwrap_err();
         assert_eq!(e.to_string(), "API_ERROR_INPUT: \"hide\": include or omit");
         let c = cfg(&[("API_VALIDATE_ONLY", "true"), ("LAKE_PREFIX", "l")]).unwrap();
-        assert_eq!((c.bucket, c.lake_prefix.as_str()), (None, "l/"));
+        assert_eq!((c.bucket, c.layout.prefix(Area::Lake)), (None, "l/"));
     }
 }

@@ -201,15 +201,3 @@ pub fn rows(
         false => serde_json::from_slice(&bytes).map_err(|e| external(&e)),
     }
 }
-
-/// `<prefix><dataset>/dt=YYYY-MM-DD/<event id>.<extension>` (prefix `lake/` or `rejected/`).
-pub fn object_key(
-    prefix: &str,
-    dataset: &str,
-    received_at: jiff::Timestamp,
-    event_id: &str,
-    extension: &str,
-) -> String {
-    let day = received_at.to_zoned(jiff::tz::TimeZone::UTC).date();
-    format!("{prefix}{dataset}/dt={day}/{event_id}.{extension}")
-}

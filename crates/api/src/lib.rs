@@ -101,9 +101,7 @@ impl Api {
             .map(|(bucket, client)| LakeStore {
                 client,
                 bucket: bucket.clone(),
-                lake_prefix: config.lake_prefix.clone(),
-                rejected_prefix: config.rejected_prefix.clone(),
-                idempotency_prefix: config.idempotency_prefix.clone(),
+                layout: config.layout.clone(),
             });
         Ok(Api {
             datasets,

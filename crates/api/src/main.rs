@@ -11,6 +11,9 @@ use std::sync::Arc;
 use sluice_api::config::Config;
 use sluice_api::{Api, router};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// GET /health from the server on `PORT` (127.0.0.1), answered 200 within 2 s.
 fn health() -> std::process::ExitCode {
     use std::io::{Read, Write};

@@ -11,6 +11,7 @@
 
 use aws_sdk_s3::error::DisplayErrorContext;
 use serde::{Deserialize, Serialize};
+use sluice_edge::layout::{Layout, utc_day};
 
 use crate::dataset::Dataset;
 use crate::lake::{self, Stamp};
@@ -21,12 +22,9 @@ use crate::{Api, Rejected};
 pub struct LakeStore {
     pub client: aws_sdk_s3::Client,
     pub bucket: String,
-    /// `lake/`
-    pub lake_prefix: String,
-    /// `rejected/`: the bad items of partial batches.
-    pub rejected_prefix: String,
-    /// `idempotency/`: the claims of `Idempotency-Key`s.
-    pub idempotency_prefix: String,
+    /// `lake/`; `rejected/`, the bad items of partial batches; `idempotency/`, the claims of
+    /// `Idempotency-Key`s.
+    pub layout: Layout,
 }
 
 impl LakeStore {
@@ -35,9 +33,7 @@ impl LakeStore {
         LakeStore {
             client,
             bucket: bucket.into(),
-            lake_prefix: "lake/".into(),
-            rejected_prefix: "rejected/".into(),
-            idempotency_prefix: "idempotency/".into(),
+            layout: Layout::default(),
         }
     }
 }
@@ -108,10 +104,7 @@ impl Api {
         let Some(store) = self.store.as_ref().filter(|_| origin == IdOrigin::Client) else {
             return Ok(stamp);
         };
-        let key = format!(
-            "{}{}/{}.json",
-            store.idempotency_prefix, dataset.name, stamp.event_id
-        );
+        let key = store.layout.claim(&dataset.name, &stamp.event_id);
         let claim = Claim {
             request_sha256: stamp.body_sha256.clone(),
             received_at: stamp.received_at.to_string(),
@@ -222,20 +215,13 @@ impl Api {
         stamp: &Stamp,
     ) -> (String, Option<&LakeStore>) {
         let store = self.store.as_ref();
-        let (prefix, extension) = match place {
-            Place::Lake => (store.map_or("lake/", |s| s.lake_prefix.as_str()), "parquet"),
-            Place::Rejected => (
-                store.map_or("rejected/", |s| s.rejected_prefix.as_str()),
-                "jsonl",
-            ),
+        let default = Layout::default();
+        let layout = store.map_or(&default, |s| &s.layout);
+        let (name, day, id) = (&dataset.name, utc_day(stamp.received_at), &stamp.event_id);
+        let key = match place {
+            Place::Lake => layout.lake_object(name, day, id),
+            Place::Rejected => layout.rejected_object(name, day, id),
         };
-        let key = lake::object_key(
-            prefix,
-            &dataset.name,
-            stamp.received_at,
-            &stamp.event_id,
-            extension,
-        );
         (key, store)
     }
 }

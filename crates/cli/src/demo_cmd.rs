@@ -115,7 +115,7 @@ async fn demo(a: Args) -> Result<()> {
         let _ = client
             .delete_object()
             .bucket(BUCKET)
-            .key("state/hotmart-sales.json")
+            .key(sluice_edge::layout::Layout::default().state("hotmart-sales"))
             .send()
             .await;
     }
@@ -143,8 +143,7 @@ async fn demo(a: Args) -> Result<()> {
             bucket: BUCKET.into(),
             part_size: 8 << 20,
         },
-        raw_prefix: "raw/".into(),
-        state_prefix: "state/".into(),
+        layout: sluice_edge::layout::Layout::default(),
     };
     // Run k's clock: the end of the (k+1)-th slice of the sales.
     let slice_ms = (a.records / 3).max(1) as i64 * 60_000;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
 use sluice_api::{Api, Datasets, LakeStore, Settings};
+use sluice_edge::layout::Layout;
 
 /// What the collection part did: each request and its answer, and the lake's rows.
 pub struct Collected {
@@ -87,7 +88,7 @@ pub async fn run(client: aws_sdk_s3::Client, bucket: &str, run: u64) -> Result<C
     let listed = client
         .list_objects_v2()
         .bucket(bucket)
-        .prefix("lake/unicorns/")
+        .prefix(Layout::default().lake_dataset("unicorns"))
         .send()
         .await?;
     let objects: Vec<String> = listed

@@ -4,6 +4,8 @@
 //!
 //! - [`Secret`]: a string that never prints (`Debug` and `Display` show `***`);
 //! - [`secret_string`]: one Secrets Manager read;
+//! - [`layout`]: every key in the bucket (`raw/`, `state/`, `quarantine/`, `lake/`, …), built
+//!   and parsed in one place;
 //! - [`s3_client`]: the S3 client, pointed at `S3_ENDPOINT_URL` (path-style) when it is set;
 //! - [`emf_line`]: one CloudWatch embedded-metric-format line, and [`report`], which logs an
 //!   invocation's summary and prints its metrics;
@@ -20,6 +22,8 @@
 //! ```
 
 use std::fmt;
+
+pub mod layout;
 
 use serde_json::{Value, json};
 

@@ -38,9 +38,7 @@ pub use crate::flatten::{
     ArrayPolicy, Flattener, HARD_MAX_DEPTH, Options, RecordFailure, Row, compact_json,
 };
 pub use crate::records::{InputFormat, Record, RecordReader};
-pub use crate::schema::{
-    Collision, Column, JsonTypes, Manifest, Schema, Segment, SourcePath, manifest_key, object_stem,
-};
+pub use crate::schema::{Collision, Column, JsonTypes, Manifest, Schema, Segment, SourcePath};
 
 /// Everything that can go wrong, with where it went wrong.
 #[derive(Debug, thiserror::Error)]

@@ -170,28 +170,6 @@ pub struct Schema {
     collisions: Vec<Collision>,
 }
 
-/// The key of the manifest beside a CSV object: `raw/s/dt=…/x.csv.gz` →
-/// `raw/s/dt=…/x.manifest.json` (outside the loader's `.csv`/`.csv.gz` suffixes).
-///
-/// ```
-/// assert_eq!(sluice_flatten::manifest_key("raw/s/x_p2.csv.gz"), "raw/s/x_p2.manifest.json");
-/// ```
-pub fn manifest_key(key: &str) -> String {
-    format!("{}.manifest.json", object_stem(key))
-}
-
-/// A CSV object's key without its `.csv`/`.csv.gz` suffix: what the files beside it are named
-/// after.
-///
-/// ```
-/// assert_eq!(sluice_flatten::object_stem("raw/s/x.csv.gz"), "raw/s/x");
-/// ```
-pub fn object_stem(key: &str) -> &str {
-    key.strip_suffix(".csv.gz")
-        .or_else(|| key.strip_suffix(".csv"))
-        .unwrap_or(key)
-}
-
 /// The manifest file written beside a CSV: the schema plus the options that produced it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {

@@ -17,11 +17,16 @@
 //! use sluice_ingest::Config;
 //!
 //! let c = Config::from_lookup(|k| (k == "BUCKET").then(|| "lake".to_owned())).unwrap();
-//! assert_eq!((c.bucket.as_str(), c.raw_prefix.as_str(), c.part_size), ("lake", "raw/", 8 << 20));
+//! assert_eq!((c.bucket.as_str(), c.layout.raw_source("s"), c.part_size), ("lake", "raw/s/".into(), 8 << 20));
 //! assert!(c.sources.get("hotmart-sales").is_some());
 //! ```
 
+use sluice_edge::layout::{Area, Layout};
+
 use crate::source::{DEFAULT_SOURCES, SourceError, Sources};
+
+/// The prefixes the ingest writes under: `raw/` and `state/`.
+pub const AREAS: [Area; 2] = [Area::Raw, Area::State];
 
 /// Every variable [`Config::from_env`] reads (the infra template's test checks its
 /// `Environment` against this list; a unit test checks this list against the code).
@@ -50,18 +55,10 @@ pub enum ConfigError {
 pub struct Config {
     pub bucket: String,
     pub sources: Sources,
-    pub raw_prefix: String,
-    pub state_prefix: String,
+    /// `RAW_PREFIX`, `STATE_PREFIX`.
+    pub layout: Layout,
     pub part_size: usize,
     pub credentials_secret_arn: Option<String>,
-}
-
-fn prefix(p: String) -> String {
-    if p.is_empty() || p.ends_with('/') {
-        p
-    } else {
-        p + "/"
-    }
 }
 
 impl Config {
@@ -102,8 +99,7 @@ impl Config {
         Ok(Config {
             bucket,
             sources,
-            raw_prefix: prefix(get("RAW_PREFIX").unwrap_or_else(|| "raw/".into())),
-            state_prefix: prefix(get("STATE_PREFIX").unwrap_or_else(|| "state/".into())),
+            layout: Layout::from_lookup(&AREAS, get),
             part_size: part_mb << 20,
             credentials_secret_arn: get("API_CREDENTIALS_SECRET_ARN"),
         })
@@ -134,7 +130,7 @@ mod tests {
             _ => None,
         })
         .unwrap();
-        assert_eq!(c.raw_prefix, "landing/");
+        assert_eq!(c.layout.prefix(Area::Raw), "landing/");
         let c = Config::from_lookup(|k| match k {
             "BUCKET" => Some("b".into()),
             "INGEST_SOURCES_TOML" => Some(

@@ -62,8 +62,7 @@ pub async fn build(
                 bucket: config.bucket.clone(),
                 part_size: config.part_size,
             },
-            raw_prefix: config.raw_prefix.clone(),
-            state_prefix: config.state_prefix.clone(),
+            layout: config.layout.clone(),
         },
     })
 }

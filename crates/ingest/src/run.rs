@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
+use sluice_edge::layout::{Layout, utc_day};
 use sluice_flatten::{Flattener, InputFormat, RecordReader};
 use tokio_util::sync::CancellationToken;
 
@@ -137,10 +138,9 @@ pub struct RunSummary {
 #[derive(Debug, Clone)]
 pub struct Lake {
     pub out: S3Out,
-    /// `raw/`: objects go to `raw/<source>/dt=YYYY-MM-DD/…`.
-    pub raw_prefix: String,
-    /// `state/`: the watermark of a source is `state/<source>.json`.
-    pub state_prefix: String,
+    /// Objects go to `raw/<source>/dt=YYYY-MM-DD/…`; a source's watermark is
+    /// `state/<source>.json`.
+    pub layout: Layout,
 }
 
 /// `20240115T100000Z`: a key-safe, sortable instant.
@@ -150,7 +150,7 @@ fn compact(t: Timestamp) -> String {
 
 impl Lake {
     pub fn state_key(&self, source: &str) -> String {
-        format!("{}{source}.json", self.state_prefix)
+        self.layout.state(source)
     }
 
     /// Reads the state object and its ETag (`None` when there is none yet).
@@ -280,11 +280,11 @@ impl Writer<'_> {
         let (span, day) = match self.window {
             Some(w) => (
                 format!("{}_{}", compact(w.start), compact(w.end)),
-                w.start.strftime("%Y-%m-%d").to_string(),
+                utc_day(w.start),
             ),
             None => (
                 format!("full_{}", compact(self.started)),
-                self.started.strftime("%Y-%m-%d").to_string(),
+                utc_day(self.started),
             ),
         };
         let suffix = if part > 1 {
@@ -293,10 +293,8 @@ impl Writer<'_> {
             String::new()
         };
         let ext = if self.gzip { "csv.gz" } else { "csv" };
-        format!(
-            "{}{}/dt={day}/{span}_{}{suffix}.{ext}",
-            self.lake.raw_prefix, self.source, self.run_id
-        )
+        let file = format!("{span}_{}{suffix}.{ext}", self.run_id);
+        self.lake.layout.raw_object(&self.source, day, &file)
     }
 
     fn open_object(&mut self) -> Result<(), RunError> {
@@ -460,13 +458,7 @@ impl Writer<'_> {
     }
 }
 
-pub use sluice_flatten::manifest_key;
-
-/// `raw/s/dt=…/x.csv.gz` → `raw/s/dt=…/x.rejected.jsonl`: the records of that object that
-/// could not be flattened, one JSON line each (outside the loader's suffix filter).
-pub fn rejected_key(key: &str) -> String {
-    format!("{}.rejected.jsonl", sluice_flatten::object_stem(key))
-}
+pub use sluice_edge::layout::{manifest_key, rejected_key};
 
 /// Splits `[start, end)` into chunks of at most `span`.
 pub fn chunks(start: Timestamp, end: Timestamp, span: SignedDuration) -> VecDeque<WindowSpan> {
@@ -853,17 +845,5 @@ mod tests {
                 .all(|(x, y)| x.end == y.start)
         );
         assert!(chunks(b, a, SignedDuration::from_hours(1)).is_empty());
-    }
-
-    #[test]
-    fn manifests_sit_beside_their_objects_outside_the_csv_suffixes() {
-        assert_eq!(
-            manifest_key("raw/s/dt=2024-01-01/a_b_r.csv"),
-            "raw/s/dt=2024-01-01/a_b_r.manifest.json"
-        );
-        assert_eq!(
-            manifest_key("raw/s/x_p2.csv.gz"),
-            "raw/s/x_p2.manifest.json"
-        );
     }
 }

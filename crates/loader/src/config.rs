@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use sluice_edge::layout::{Area, Layout};
 use sluice_transform::Mapping;
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 
@@ -97,13 +98,12 @@ pub struct Config {
     /// With `DATABASE_SECRET_ARN`: where the database is, if not (only) in the secret.
     pub endpoint: Endpoint,
     pub tls: Tls,
-    /// `RAW_PREFIX` (default `raw/`): objects are `<raw prefix><source>/…`.
-    pub raw_prefix: String,
+    /// `RAW_PREFIX` (default `raw/`): objects are `<raw prefix><source>/…`;
+    /// `QUARANTINE_PREFIX` (default `quarantine/`).
+    pub layout: Layout,
     /// Mappings by source name: the built-in `hotmart-sales` plus `MAPPINGS` (a TOML file named
     /// `<source>.toml`, or a directory of them).
     pub mappings: BTreeMap<String, Mapping>,
-    /// `QUARANTINE_PREFIX` (default `quarantine/`).
-    pub quarantine_prefix: String,
     /// Where quarantine files go: `None` (the default, not read from the environment) for the
     /// object's own bucket; the CLI sets its `--quarantine` directory or bucket.
     pub quarantine_bucket: Option<String>,
@@ -123,7 +123,10 @@ pub struct Config {
 }
 
 /// Object key suffixes the loader takes.
-pub const SUFFIXES: [&str; 2] = [".csv", ".csv.gz"];
+pub use sluice_edge::layout::CSV_SUFFIXES as SUFFIXES;
+
+/// The prefixes the loader reads and writes under: `raw/` and `quarantine/`.
+pub const AREAS: [Area; 2] = [Area::Raw, Area::Quarantine];
 
 impl Config {
     /// Reads the process environment.
@@ -168,11 +171,8 @@ impl Config {
             database,
             endpoint,
             tls: Tls { mode, ca_bundle },
-            raw_prefix: prefix(get("RAW_PREFIX").unwrap_or_else(|| "raw/".into())),
+            layout: Layout::from_lookup(&AREAS, &get),
             mappings,
-            quarantine_prefix: prefix(
-                get("QUARANTINE_PREFIX").unwrap_or_else(|| "quarantine/".into()),
-            ),
             quarantine_bucket: None,
             max_reject_ratio,
             redact_salt: Secret::new(get("REDACT_SALT").unwrap_or_default()),
@@ -184,10 +184,7 @@ impl Config {
 
     /// The source an object key belongs to: `raw/<source>/…` with a `.csv`/`.csv.gz` suffix.
     pub fn source_of<'k>(&self, key: &'k str) -> Option<&'k str> {
-        let rest = key.strip_prefix(self.raw_prefix.as_str())?;
-        let (source, _) = rest.split_once('/')?;
-        let suffix_ok = SUFFIXES.iter().any(|s| key.ends_with(s));
-        (!source.is_empty() && suffix_ok).then_some(source)
+        self.layout.source_of(key)
     }
 }
 
@@ -241,15 +238,6 @@ fn acquire_timeout(v: Option<String>) -> Result<std::time::Duration, ConfigError
                 format!("{v:?} is not a positive number of seconds"),
             )
         })
-}
-
-/// `raw` → `raw/`; empty stays empty (the whole bucket).
-fn prefix(p: String) -> String {
-    if p.is_empty() || p.ends_with('/') {
-        p
-    } else {
-        p + "/"
-    }
 }
 
 /// A mapping file `<source>.toml`, or every `*.toml` in a directory.
@@ -401,8 +389,7 @@ mod tests {
     #[test]
     fn defaults_and_routes() {
         let c = cfg(&[("DATABASE_URL", "postgres://localhost/db")]).unwrap();
-        assert_eq!(c.raw_prefix, "raw/");
-        assert_eq!(c.quarantine_prefix, "quarantine/");
+        assert_eq!(c.layout, Layout::default());
         assert_eq!(c.max_reject_ratio, 0.1);
         assert!(c.mappings.contains_key("hotmart-sales"));
         assert_eq!(

@@ -58,7 +58,6 @@ pub use crate::error::{Error, LoadError, Reject, Rejection, is_retryable_db};
 pub use crate::event::{EventError, ObjectRef};
 pub use crate::handler::{HandlerError, InvocationSummary, emf_line, handle};
 pub use crate::load::Loader;
-pub use crate::quarantine::quarantine_key;
 pub use crate::store::{
     LocalStore, ObjectMeta, Routed, S3Store, Store, StoreError, StoreErrorKind,
 };

@@ -24,7 +24,6 @@ use crate::event::ObjectRef;
 use crate::job::{Job, blocking, job, rules};
 use crate::ledger;
 use crate::prepare::{INFER_ROWS, prepare};
-use crate::quarantine::quarantine_key;
 use crate::rows::{Rows, read_header};
 use crate::store::Store;
 use crate::summary::{LoadPath, ObjectStatus, ObjectSummary, logged, object_span};
@@ -288,7 +287,7 @@ impl Loader {
         if let Some(file) = copied.quarantined.file {
             // Before the commit: a failed commit leaves a file the retry overwrites, never a
             // committed load without its rejected rows.
-            let qkey = quarantine_key(&self.config.quarantine_prefix, &job.object.key);
+            let qkey = self.config.layout.quarantine(&job.object.key);
             let bucket = self.config.quarantine_bucket.as_ref();
             let bucket = bucket.unwrap_or(&job.object.bucket);
             job.store.put_file(bucket, &qkey, file).await?;

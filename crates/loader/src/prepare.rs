@@ -4,8 +4,9 @@
 
 use std::io::{self, Read};
 
+use sluice_edge::layout::manifest_key;
+use sluice_flatten::JsonTypes;
 use sluice_flatten::csv::{CsvReader, CsvRecord};
-use sluice_flatten::{JsonTypes, manifest_key};
 use sluice_transform::{
     BoundMapping, ColumnRule, ColumnType, Guess, Inference, Mapping, SchemaPolicy,
 };

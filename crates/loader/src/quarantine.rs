@@ -134,12 +134,3 @@ impl Quarantined {
         Ok(())
     }
 }
-
-/// `quarantine/` + `raw/x/a.csv.gz` → `quarantine/raw/x/a.csv` (quarantine files are plain CSV).
-///
-/// ```
-/// assert_eq!(sluice_loader::quarantine_key("q/", "raw/x/a.csv.gz"), "q/raw/x/a.csv");
-/// ```
-pub fn quarantine_key(prefix: &str, key: &str) -> String {
-    format!("{prefix}{}", key.strip_suffix(".gz").unwrap_or(key))
-}

@@ -169,13 +169,29 @@ pub fn script_server(script: &str) -> Result<String> {
         .stderr(Stdio::null())
         .spawn()?;
     let deadline = Instant::now() + Duration::from_secs(300);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while !answers_http(port) {
         if Instant::now() > deadline {
             bail!("{script} did not start on port {port} (run {script} {port} to see why)");
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     Ok(format!("http://127.0.0.1:{port}"))
+}
+
+/// Whether an HTTP server answers on `port`: a request gets a status line back. A bare connect
+/// is not enough: right after a run that made the venv, the connect succeeded and the first
+/// request was then refused (seen with the FastAPI oracle), so readiness is an answer.
+fn answers_http(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let probe = || -> std::io::Result<bool> {
+        let mut conn = TcpStream::connect(("127.0.0.1", port))?;
+        conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+        conn.write_all(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+        let mut head = [0u8; 5];
+        conn.read_exact(&mut head)?;
+        Ok(&head == b"HTTP/")
+    };
+    probe().unwrap_or(false)
 }
 
 /// A free port outside the kernel's ephemeral range, for a server in another process.

@@ -84,8 +84,7 @@ pub fn lake(bucket: &TestBucket, part_size: usize) -> Lake {
             bucket: bucket.name.clone(),
             part_size,
         },
-        raw_prefix: "raw/".into(),
-        state_prefix: "state/".into(),
+        layout: sluice_edge::layout::Layout::default(),
     }
 }
 
