@@ -561,6 +561,9 @@ fn every_reference_is_defined() {
                     ("Sub", Value::String(s)) => {
                         for part in s.split("${").skip(1) {
                             let name = part.split('}').next().unwrap();
+                            if name.starts_with('!') {
+                                continue; // `${!dt}`: a literal `${dt}`, no reference
+                            }
                             refs.push(("Sub".into(), name.split('.').next().unwrap().to_owned()));
                         }
                     }
@@ -790,4 +793,173 @@ fn the_http_api_is_throttled_and_logged_and_the_function_fits_it() {
         makefile.contains("--bin sluice-api"),
         "make deploy builds the API"
     );
+}
+
+/// The lake's Glue tables, generated from the dataset files: each dataset under `datasets/` has
+/// its table with exactly the columns, partition, projection and location that
+/// `sluice athena ddl` prints, and no table is left without a dataset.
+#[test]
+fn the_glue_tables_are_the_datasets() {
+    let t = template();
+    let datasets =
+        sluice_api::Datasets::from_dir(&sluice_testkit::workspace_root().join("datasets")).unwrap();
+    let tables = of_type(&t, "AWS::Glue::Table");
+    let lake = format!(
+        "s3://${{LakeBucket}}/{}",
+        Layout::default().prefix(Area::Lake)
+    );
+    let sub = |v: &Value| {
+        let (tag, inner) = tagged(v);
+        assert_eq!(tag, "Sub", "{v:?}");
+        inner.as_str().unwrap().replace("${!", "${")
+    };
+    let mut seen = BTreeSet::new();
+    for d in datasets.iter() {
+        let want = sluice_api::catalog::Table::new(d, &lake).unwrap();
+        let (id, table) = tables
+            .iter()
+            .find(|(_, r)| r["Properties"]["TableInput"]["Name"].as_str() == Some(&want.name))
+            .unwrap_or_else(|| panic!("no Glue table for dataset {}", d.name));
+        seen.insert(*id);
+        let p = &table["Properties"];
+        assert_eq!(
+            tagged(&p["DatabaseName"]),
+            ("Ref".into(), &Value::from("LakeDatabase"))
+        );
+        let input = &p["TableInput"];
+        assert_eq!(input["TableType"], "EXTERNAL_TABLE");
+        assert_eq!(input["Description"].as_str(), want.description.as_deref());
+        let sd = &input["StorageDescriptor"];
+        let columns: Vec<(String, String)> = sd["Columns"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|c| (strings(&c["Name"]).concat(), strings(&c["Type"]).concat()))
+            .collect();
+        let expected: Vec<(String, String)> = want
+            .columns
+            .iter()
+            .map(|c| (c.name.clone(), c.hive_type.clone()))
+            .collect();
+        assert_eq!(columns, expected, "{id}: the columns of {}", d.name);
+        assert_eq!(sub(&sd["Location"]), want.location, "{id}");
+        assert_eq!(
+            sd["SerdeInfo"]["SerializationLibrary"],
+            "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+        );
+        assert_eq!(
+            sd["InputFormat"],
+            "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
+        );
+        let keys = input["PartitionKeys"].as_sequence().unwrap();
+        assert_eq!(keys.len(), 1);
+        assert_eq!(
+            (&keys[0]["Name"], &keys[0]["Type"]),
+            (
+                &Value::from(sluice_api::catalog::PARTITION),
+                &Value::from("string")
+            )
+        );
+        let params = input["Parameters"].as_mapping().unwrap();
+        assert_eq!(
+            params.len(),
+            want.properties().len(),
+            "{id}: its parameters"
+        );
+        for (k, v) in want.properties() {
+            let got = &params[k.as_str()];
+            let got = match tagged(got).0.as_str() {
+                "Sub" => sub(got),
+                _ => got.as_str().unwrap().to_owned(),
+            };
+            assert_eq!(got, v, "{id}: {k}");
+        }
+    }
+    assert_eq!(seen.len(), tables.len(), "a Glue table with no dataset");
+}
+
+/// Queries run in the stack's workgroup: results encrypted in their own bucket, a bytes-scanned
+/// cap, the workgroup's settings enforced over a client's.
+#[test]
+fn the_workgroup_caps_and_encrypts_queries() {
+    let t = template();
+    let wg = &resources(&t)["WorkGroup"]["Properties"]["WorkGroupConfiguration"];
+    assert_eq!(wg["EnforceWorkGroupConfiguration"], true);
+    assert_eq!(
+        tagged(&wg["BytesScannedCutoffPerQuery"]),
+        ("Ref".into(), &Value::from("AthenaBytesScannedCutoff"))
+    );
+    let results = &wg["ResultConfiguration"];
+    assert_eq!(
+        results["EncryptionConfiguration"]["EncryptionOption"],
+        "SSE_S3"
+    );
+    let (tag, location) = tagged(&results["OutputLocation"]);
+    assert_eq!(
+        (tag.as_str(), location.as_str()),
+        ("Sub", Some("s3://${QueryResultsBucket}/"))
+    );
+    let bucket = &resources(&t)["QueryResultsBucket"]["Properties"];
+    assert!(
+        bucket["LifecycleConfiguration"]["Rules"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .any(|r| r.get("ExpirationInDays").is_some()),
+        "query results expire"
+    );
+    assert_eq!(
+        bucket["PublicAccessBlockConfiguration"]["RestrictPublicBuckets"],
+        true
+    );
+}
+
+/// The query policy reaches the workgroup, the lake's database and the readable prefixes, and
+/// writes only query results: it cannot change the lake.
+#[test]
+fn the_query_policy_is_scoped_to_the_workgroup_database_and_prefixes() {
+    let t = template();
+    let doc = &resources(&t)["AthenaQueryPolicy"]["Properties"]["PolicyDocument"];
+    let layout = Layout::default();
+    for s in doc["Statement"].as_sequence().unwrap() {
+        let sid = s["Sid"].as_str().unwrap();
+        let actions = strings(&s["Action"]);
+        let targets = resources_of(s);
+        assert!(
+            !targets.iter().any(|r| r == "*"),
+            "{sid}: no wildcard resource"
+        );
+        for a in &actions {
+            let service = a.split(':').next().unwrap();
+            let scoped = targets.iter().all(|r| match service {
+                "athena" => r.ends_with(":workgroup/${WorkGroup}"),
+                "glue" => {
+                    r.ends_with(":catalog")
+                        || r.ends_with(":database/${LakeDatabase}")
+                        || r.ends_with(":table/${LakeDatabase}/*")
+                }
+                _ => r.contains("QueryResultsBucket") || r.contains("LakeBucket"),
+            });
+            assert!(scoped, "{sid}: {a} on {targets:?}");
+            if a.starts_with("s3:Put") || a.starts_with("s3:Delete") {
+                assert!(
+                    targets.iter().all(|r| r.contains("QueryResultsBucket")),
+                    "{sid}: {a} only on query results"
+                );
+            }
+        }
+        if actions.iter().any(|a| a == "s3:GetObject")
+            && targets.iter().any(|r| r.contains("LakeBucket"))
+        {
+            let readable: BTreeSet<String> = targets.iter().cloned().collect();
+            let expected: BTreeSet<String> = [Area::Lake, Area::Raw]
+                .iter()
+                .map(|a| format!("${{LakeBucket.Arn}}/{}*", layout.prefix(*a)))
+                .collect();
+            assert_eq!(
+                readable, expected,
+                "{sid}: reads the lake and the raw CSV only"
+            );
+        }
+    }
 }

@@ -17,6 +17,7 @@
 //! assert_eq!(problems[0].ty, "string_too_short");
 //! ```
 
+pub mod catalog;
 pub mod config;
 pub mod dataset;
 pub mod docs;

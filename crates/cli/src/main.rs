@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod athena_cmd;
 mod demo_cmd;
 mod demo_collect;
 mod flatten_cmd;
@@ -95,6 +96,9 @@ enum Command {
         Prints its URL on stderr (--port 0 picks a free port). S3_ENDPOINT_URL for a local S3 endpoint."
     )]
     Serve(serve_cmd::Args),
+    /// Athena: the datasets' Glue tables.
+    #[command(subcommand)]
+    Athena(athena_cmd::Command),
     /// Serve the sample Hotmart sales API on 127.0.0.1 until interrupted.
     #[command(
         after_help = "Example:\n  sluice sample-api --port 18080 --records 100000\n\nPrints its URL on stderr (--port 0 picks a free port) and, on Ctrl-C, what it served as JSON."
@@ -120,6 +124,7 @@ fn main() -> Result<()> {
         Command::Load(a) => load_cmd::run(a),
         Command::Demo(a) => demo_cmd::run(a),
         Command::Serve(a) => serve_cmd::run(a),
+        Command::Athena(c) => athena_cmd::run(c),
         Command::Ingest {
             config,
             source,

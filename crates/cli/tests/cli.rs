@@ -115,6 +115,50 @@ fn plan_prints_the_ddl_and_the_upsert() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn athena_ddl_prints_each_datasets_table_where_the_layout_puts_it() -> Result<()> {
+    let datasets = sluice_testkit::workspace_root().join("datasets");
+    let datasets = datasets.to_str().unwrap();
+    let args = [
+        "athena",
+        "ddl",
+        "--bucket",
+        "my-lake",
+        "--datasets",
+        datasets,
+    ];
+    let out = sluice(&args, None, &[("LAKE_PREFIX", "analytics/lake")])?;
+    let ddl = String::from_utf8(out.stdout)?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        ddl.starts_with("CREATE EXTERNAL TABLE IF NOT EXISTS `sluice`.`unicorns` ("),
+        "{ddl}"
+    );
+    assert!(
+        ddl.contains("LOCATION 's3://my-lake/analytics/lake/unicorns/'"),
+        "{ddl}"
+    );
+    assert!(
+        ddl.contains(
+            "'storage.location.template'='s3://my-lake/analytics/lake/unicorns/dt=${dt}/'"
+        ),
+        "{ddl}"
+    );
+    assert!(
+        ddl.contains("  `location` struct<lat:double,lon:double>,\n"),
+        "{ddl}"
+    );
+    let out = sluice(&[&args[..], &["--dataset", "dragons"]].concat(), None, &[])?;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no dataset \"dragons\""), "{err}");
+    Ok(())
+}
+
 #[tokio::test]
 async fn load_twice_skips_the_same_content_and_bad_rows_are_counted() -> Result<()> {
     let db = sluice_testkit::database().await?;
