@@ -159,6 +159,68 @@ fn athena_ddl_prints_each_datasets_table_where_the_layout_puts_it() -> Result<()
     Ok(())
 }
 
+/// `sluice athena query` against moto's server (results seeded: moto runs no SQL), in each
+/// output format.
+#[tokio::test]
+async fn athena_query_prints_the_rows_in_each_format() -> Result<()> {
+    let moto = sluice_testkit::moto()?;
+    let cell = |v: Option<&str>| {
+        v.map_or(
+            serde_json::json!({}),
+            |s| serde_json::json!({"VarCharValue": s}),
+        )
+    };
+    let row = |a: Option<&str>, b: Option<&str>| serde_json::json!({"Data": [cell(a), cell(b)]});
+    let result = serde_json::json!({
+        "rows": [row(Some("color"), Some("n")), row(Some("gold, bright"), Some("3")), row(Some(""), None)],
+        "column_info": [{"Name": "color", "Label": "color", "Type": "varchar", "Nullable": "NULLABLE", "CaseSensitive": true},
+                        {"Name": "n", "Label": "n", "Type": "bigint", "Nullable": "NULLABLE", "CaseSensitive": false}],
+    });
+    // One result a query: moto hands them out in order.
+    let seeded = serde_json::json!({"results": [result, result, result]});
+    let r = reqwest::Client::new()
+        .post(format!("{}/moto-api/static/athena/query-results", moto.url))
+        .header("content-type", "application/json")
+        .body(seeded.to_string())
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 201);
+    let env = [
+        ("AWS_ENDPOINT_URL", moto.url.as_str()),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    let sql = "SELECT color, count(*) AS n FROM unicorns WHERE dt = ? GROUP BY 1";
+    let run = |format: &str| -> Result<String> {
+        let args = [
+            "athena",
+            "query",
+            sql,
+            "--param",
+            "'2024-05-01'",
+            "--workgroup",
+            "primary",
+            "--format",
+            format,
+        ];
+        let out = sluice(&args, None, &env)?;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8(out.stdout)?)
+    };
+    assert_eq!(run("csv")?, "color,n\n\"gold, bright\",3\n\"\",\n");
+    assert_eq!(
+        run("jsonl")?,
+        "{\"color\":\"gold, bright\",\"n\":3}\n{\"color\":\"\",\"n\":null}\n"
+    );
+    assert_eq!(run("table")?, "color         n\ngold, bright  3\n\n");
+    Ok(())
+}
+
 #[tokio::test]
 async fn load_twice_skips_the_same_content_and_bad_rows_are_counted() -> Result<()> {
     let db = sluice_testkit::database().await?;
