@@ -4,7 +4,7 @@ CARGO ?= cargo
 BASELINES ?= $(abspath ../shared/baselines)
 BENCH_N ?= 100000
 
-.PHONY: fuzz help demo test image lint lint-infra deploy watch invoke-ingest invoke-loader build-lambda fmt build bench bench-flatten bench-loader bench-ingest bench-e2e bench-api coverage services-up services-down clean-services
+.PHONY: fuzz help demo test image lint lint-infra deploy watch invoke-ingest invoke-loader build-lambda fmt build bench bench-flatten bench-loader bench-ingest bench-e2e bench-api bench-parquet coverage services-up services-down clean-services
 
 help: ## List the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## / {printf "%-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -35,7 +35,7 @@ build: ## Debug build of everything
 fuzz: ## cargo fuzz: each target FUZZ_SECONDS (default 600) in turn; not part of make test
 	scripts/fuzz $(FUZZ_TARGETS)
 
-bench: bench-flatten bench-loader bench-ingest bench-e2e bench-api ## All benchmarks (not tests)
+bench: bench-flatten bench-loader bench-ingest bench-e2e bench-api bench-parquet ## All benchmarks (not tests)
 
 bench-flatten: ## flatten+CSV vs the Python DFS and pandas baselines and a serde_json floor
 	BASELINES=$(BASELINES) BENCH_N=$(BENCH_N) bench/flatten.sh
@@ -70,6 +70,9 @@ coverage: ## line coverage (cargo-llvm-cov) of crates/api's tests; HTML in targe
 
 bench-api: ## the collection API vs FastAPI (collect_fastapi.py) under wrk: req/s, p99, RSS, cold start, zip size
 	BASELINES=$(BASELINES) bench/api.sh
+
+bench-parquet: ## JSON Lines of unicorns -> Parquet: sluice (validated) vs pyarrow via pandas (awswrangler's path) and pyarrow's JSON reader
+	BASELINES=$(BASELINES) BENCH_N=$(BENCH_N) bench/parquet.sh
 
 bench-e2e: ## API → S3 → Postgres: sluice (ingest + loader) vs dlt, sample API and Python mock; RSS per process
 	BASELINES=$(BASELINES) BENCH_N=$(BENCH_N) scripts/with-services bench/e2e.sh

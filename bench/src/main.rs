@@ -22,6 +22,7 @@ use anyhow::{Context, Result, bail};
 use sluice_flatten::{ArrayPolicy, CsvPipeline, InputFormat, Options, PartEnd};
 
 mod ingest;
+mod parquet;
 
 pub(crate) fn peak_rss_mb() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -232,10 +233,11 @@ fn main() -> Result<()> {
         Some("flatten-upload") if args.len() >= 3 => ingest::flatten_upload(&args[1], &args[2]),
         Some("flatten") if args.len() >= 3 => flatten(&args[1], &args[2], arrays),
         Some("parse-floor") if args.len() >= 2 => parse_floor(&args[1]),
+        Some("parquet") if args.len() >= 4 => parquet::parquet(&args[1], &args[2], &args[3]),
         _ => {
             let _ = writeln!(
                 std::io::stderr(),
-                "usage: sluice-bench flatten IN OUT [--arrays index] | parse-floor IN"
+                "usage: sluice-bench flatten IN OUT [--arrays index] | parse-floor IN | parquet DATASET IN OUT"
             );
             bail!("bad arguments")
         }

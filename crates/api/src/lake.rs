@@ -145,28 +145,95 @@ fn lake_value(kind: &Kind, v: &Value) -> Value {
 
 /// One Parquet object (Snappy-compressed) holding `rows`.
 pub fn parquet(d: &Dataset, rows: &[Value]) -> Result<Vec<u8>, LakeError> {
-    let err = |e: &dyn std::fmt::Display| LakeError {
+    let mut w = ParquetWriter::new(d, Vec::new())?;
+    for chunk in rows.chunks(ParquetWriter::<Vec<u8>>::BATCH_ROWS) {
+        w.write(chunk)?;
+    }
+    w.finish()
+}
+
+/// Lake rows written as Parquet (Snappy) batch by batch, so memory holds one batch of rows and
+/// the encoded row group, not every row: for a whole file of records at once (the benchmark,
+/// and compaction).
+///
+/// ```
+/// # use sluice_api::{Dataset, lake};
+/// # use serde_json::json;
+/// let d = Dataset::from_toml("d.toml", "[dataset]\nname = \"d\"\nversion = 1\n[fields.n]\ntype = \"integer\"\n").unwrap();
+/// let stamp = lake::Stamp { event_id: "e1".into(), received_at: "2024-05-01T12:00:00Z".parse().unwrap(), body_sha256: String::new() };
+/// let mut w = lake::ParquetWriter::new(&d, Vec::new()).unwrap();
+/// for n in 0..3 {
+///     w.write(&[lake::row(&d, &json!({"n": n}), &stamp)]).unwrap();
+/// }
+/// let rows = lake::rows(w.finish().unwrap()).unwrap();
+/// assert_eq!(rows.len(), 3);
+/// ```
+pub struct ParquetWriter<W: std::io::Write + Send> {
+    dataset: String,
+    decoder: arrow_json::reader::Decoder,
+    writer: ArrowWriter<W>,
+}
+
+impl<W: std::io::Write + Send> ParquetWriter<W> {
+    /// Rows a batch: callers hand [`ParquetWriter::write`] slices of about this many.
+    pub const BATCH_ROWS: usize = 8192;
+
+    pub fn new(d: &Dataset, out: W) -> Result<Self, LakeError> {
+        let err = |e: &dyn std::fmt::Display| lake_error(d, e);
+        let schema = Arc::new(arrow_schema(d));
+        let decoder = arrow_json::ReaderBuilder::new(schema.clone())
+            .with_batch_size(Self::BATCH_ROWS)
+            .with_strict_mode(true)
+            .build_decoder()
+            .map_err(|e| err(&e))?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_created_by(concat!("sluice ", env!("CARGO_PKG_VERSION")).to_owned())
+            .build();
+        let writer = ArrowWriter::try_new(out, schema, Some(props)).map_err(|e| err(&e))?;
+        Ok(ParquetWriter {
+            dataset: d.name.clone(),
+            decoder,
+            writer,
+        })
+    }
+
+    /// Decodes `rows` (from [`row`]) into one Arrow batch and hands it to the Parquet writer.
+    pub fn write(&mut self, rows: &[Value]) -> Result<(), LakeError> {
+        let err = |e: &dyn std::fmt::Display| LakeError {
+            dataset: self.dataset.clone(),
+            message: e.to_string(),
+        };
+        self.decoder.serialize(rows).map_err(|e| err(&e))?;
+        while let Some(batch) = self.decoder.flush().map_err(|e| err(&e))? {
+            self.writer.write(&batch).map_err(|e| err(&e))?;
+        }
+        Ok(())
+    }
+
+    /// Writes the footer; returns the output.
+    pub fn finish(self) -> Result<W, LakeError> {
+        let dataset = self.dataset;
+        self.writer.into_inner().map_err(|e| LakeError {
+            dataset,
+            message: e.to_string(),
+        })
+    }
+}
+
+impl<W: std::io::Write + Send> std::fmt::Debug for ParquetWriter<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParquetWriter")
+            .field("dataset", &self.dataset)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lake_error(d: &Dataset, e: &dyn std::fmt::Display) -> LakeError {
+    LakeError {
         dataset: d.name.clone(),
         message: e.to_string(),
-    };
-    let schema = Arc::new(arrow_schema(d));
-    let mut decoder = arrow_json::ReaderBuilder::new(schema.clone())
-        .with_batch_size(rows.len().max(1))
-        .with_strict_mode(true)
-        .build_decoder()
-        .map_err(|e| err(&e))?;
-    decoder.serialize(rows).map_err(|e| err(&e))?;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .set_created_by(concat!("sluice ", env!("CARGO_PKG_VERSION")).to_owned())
-        .build();
-    let mut out = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut out, schema, Some(props)).map_err(|e| err(&e))?;
-    while let Some(batch) = decoder.flush().map_err(|e| err(&e))? {
-        writer.write(&batch).map_err(|e| err(&e))?;
     }
-    writer.close().map_err(|e| err(&e))?;
-    Ok(out)
 }
 
 /// The rows of a Parquet object, as JSON objects (timestamps as RFC 3339 text): to show what
