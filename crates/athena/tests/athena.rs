@@ -301,18 +301,12 @@ async fn a_query_still_running_at_the_deadline_is_stopped() -> Result<()> {
 #[tokio::test]
 async fn moto_takes_a_parameterised_query_in_a_workgroup() -> Result<()> {
     let moto = sluice_testkit::moto()?;
-    let seeded = json!({"results": [{
+    moto.seed_athena_results(&[json!({
         "rows": [row(&[Some("color"), Some("n")]), row(&[Some("gold"), Some("3")]), row(&[Some("pink"), None])],
         "column_info": [{"Name": "color", "Label": "color", "Type": "varchar", "Nullable": "NULLABLE", "CaseSensitive": true},
                         {"Name": "n", "Label": "n", "Type": "bigint", "Nullable": "NULLABLE", "CaseSensitive": false}],
-    }]});
-    let r = reqwest::Client::new()
-        .post(format!("{}/moto-api/static/athena/query-results", moto.url))
-        .header("content-type", "application/json")
-        .body(seeded.to_string())
-        .send()
-        .await?;
-    assert_eq!(r.status().as_u16(), 201);
+    })])
+    .await?;
     let aws = moto.sdk_config().await;
     let sdk = aws_sdk_athena::Client::new(&aws);
     let athena = Athena::new(sdk.clone());

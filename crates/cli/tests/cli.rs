@@ -177,14 +177,8 @@ async fn athena_query_prints_the_rows_in_each_format() -> Result<()> {
                         {"Name": "n", "Label": "n", "Type": "bigint", "Nullable": "NULLABLE", "CaseSensitive": false}],
     });
     // One result a query: moto hands them out in order.
-    let seeded = serde_json::json!({"results": [result, result, result]});
-    let r = reqwest::Client::new()
-        .post(format!("{}/moto-api/static/athena/query-results", moto.url))
-        .header("content-type", "application/json")
-        .body(seeded.to_string())
-        .send()
+    moto.seed_athena_results(&[result.clone(), result.clone(), result])
         .await?;
-    assert_eq!(r.status().as_u16(), 201);
     let env = [
         ("AWS_ENDPOINT_URL", moto.url.as_str()),
         ("AWS_ACCESS_KEY_ID", "testing"),
@@ -667,7 +661,12 @@ async fn s3_serves_a_directory_as_buckets() -> Result<()> {
 async fn serve_stores_accepted_records_in_the_lake_until_interrupted() -> Result<()> {
     let bucket = sluice_testkit::bucket().await?;
     let datasets = sluice_testkit::workspace_root().join("datasets");
-    let env = ingest_env(&bucket);
+    // The prefixes come from the environment, as for the `sluice-api` binary.
+    let env = [
+        &ingest_env(&bucket)[..],
+        &[("LAKE_PREFIX", "analytics/lake")],
+    ]
+    .concat();
     let args = [
         "serve",
         "--port",
@@ -692,7 +691,8 @@ async fn serve_stores_accepted_records_in_the_lake_until_interrupted() -> Result
     assert_eq!(r.status().as_u16(), 201);
     let body: Value = serde_json::from_str(&r.text().await?)?;
     let key = body["key"].as_str().unwrap();
-    assert_eq!(bucket.keys("lake/").await?, [key]);
+    assert!(key.starts_with("analytics/lake/unicorns/dt="), "{key}");
+    assert_eq!(bucket.keys("analytics/lake/").await?, [key]);
     assert_eq!(post("{}".into()).await?.status().as_u16(), 422);
     interrupt(child)?;
     Ok(())

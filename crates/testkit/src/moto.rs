@@ -118,6 +118,22 @@ impl Moto {
         Ok(())
     }
 
+    /// Queues Athena results: moto runs no SQL, and hands each `GetQueryResults` of a new query
+    /// the next of these (`{"rows": [...], "column_info": [...]}`, Athena's shapes; put the
+    /// header row first, as Athena does for a `SELECT`).
+    pub async fn seed_athena_results(&self, results: &[serde_json::Value]) -> Result<()> {
+        let r = reqwest::Client::new()
+            .post(format!("{}/moto-api/static/athena/query-results", self.url))
+            .header("content-type", "application/json")
+            .body(serde_json::json!({ "results": results }).to_string())
+            .send()
+            .await?;
+        if r.status().as_u16() != 201 {
+            bail!("moto athena query-results: {}", r.status());
+        }
+        Ok(())
+    }
+
     /// One IAM query-protocol call, unsigned (moto checks nothing before enforcement).
     async fn iam(&self, params: &[(&str, &str)]) -> Result<String> {
         let r = reqwest::Client::new()
