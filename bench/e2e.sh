@@ -37,11 +37,10 @@ done >"$RESULTS"
 { sluice_e2e "http://127.0.0.1:$MOCKP" _python_mock; dlt "http://127.0.0.1:$MOCKP" csv _python_mock; } 2>/dev/null >>"$RESULTS"
 "$PY" - "$RESULTS" "$N" "$ROUNDS" <<'PYEOF'
 import json, statistics, sys, platform, os
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+sys.path.insert(0, "bench")
+from results import by_contender
 n = int(sys.argv[2])
-by = {}
-for r in rows:
-    by.setdefault(r["baseline"], []).append(r)
+by = by_contender(sys.argv[1])
 def pipelines(tag):
     out = {}
     ing, lod = by.get("sluice_ingest" + tag, []), by.get("sluice_loader_s3" + tag, [])
@@ -83,5 +82,5 @@ print(json.dumps({"bench": "e2e", "n": n, "ratios": {
     "sluice_vs_dlt_merge": ratio("sluice", "dlt_rest_api_merge"),
     "sluice_vs_dlt_csv_python_mock_api_bound": ratio("sluice_python_mock", "dlt_rest_api_merge_csv_python_mock"),
     "postgres_floor_vs_dlt_csv": round(csv["seconds"] / s["pg_copy_floor_s"], 1) if s and csv else None,
-}, "medians": med, "raw": rows}))
+}, "medians": med, "raw": [r for runs in by.values() for r in runs]}))
 PYEOF

@@ -25,10 +25,9 @@ for r in $(seq 1 "$ROUNDS"); do
 done >"$RESULTS"
 "$PY" - "$RESULTS" "$N" "$ROUNDS" <<'PYEOF'
 import json, statistics, sys, platform, os
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-by = {}
-for r in rows:
-    by.setdefault(r["baseline"], []).append(r)
+sys.path.insert(0, "bench")
+from results import by_contender
+by = by_contender(sys.argv[1])
 med = {k: {"records_per_s": statistics.median(x["records_per_s"] for x in v),
            "mb_per_s": statistics.median(x["mb_per_s"] for x in v),
            "peak_rss_mb": max(x["peak_rss_mb"] for x in v),

@@ -29,10 +29,9 @@ for r in $(seq 1 "$ROUNDS"); do
 done >"$RESULTS"
 "$PY" - "$RESULTS" "$N" "$ROUNDS" <<'PYEOF'
 import json, statistics, sys, platform, os
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-by = {}
-for r in rows:
-    by.setdefault(r["baseline"], []).append(r)
+sys.path.insert(0, "bench")
+from results import by_contender
+by = by_contender(sys.argv[1])
 med = {k: {"records_per_s": statistics.median(x["records_per_s"] for x in v),
            "peak_rss_mb": max(x["peak_rss_mb"] for x in v),
            "api_wait_share": statistics.median(x.get("api_wait_share", 0) for x in v),
@@ -47,5 +46,5 @@ print(json.dumps({"bench": "ingest", "n": int(sys.argv[2]), "ratios": {
     "flatten_upload_vs_python_dfs": ratio("sluice_flatten_upload", "python_dfs_dictwriter"),
     "ingest_sample_api_vs_python_dfs": ratio("sluice_ingest", "python_dfs_dictwriter"),
     "ingest_sample_api_vs_python_mock": ratio("sluice_ingest", "sluice_ingest_python_mock"),
-}, "medians": med, "raw": rows}))
+}, "medians": med, "raw": [r for runs in by.values() for r in runs]}))
 PYEOF

@@ -50,13 +50,14 @@ if [ "${BIG_N:-1000000}" -gt 0 ]; then
 fi
 "$PY" - "$RESULTS" "$N" "$ROUNDS" <<'PYEOF'
 import json, statistics, sys, platform, os
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-by = {}
-for r in rows:
-    name = r["baseline"]
-    if name == "upsert_copy_stage" and r.get("table_rows_before", 0):
-        name = "upsert_copy_stage_existing"
-    by.setdefault(name, []).append(r)
+sys.path.insert(0, "bench")
+from results import by_contender
+def contender(r):
+    # The staging upsert into a table that already has the rows is its own contender.
+    if r["baseline"] == "upsert_copy_stage" and r.get("table_rows_before", 0):
+        return "upsert_copy_stage_existing"
+    return r["baseline"]
+by = by_contender(sys.argv[1], contender)
 med = {k: {"rows_per_s": statistics.median(x["rows_per_s"] for x in v),
            "peak_rss_mb": max(x["peak_rss_mb"] for x in v),
            "rows": v[0]["rows"], "runs": len(v)} for k, v in by.items()}
@@ -74,5 +75,5 @@ summary = {
     "existing_keys_vs_copy_stage": ratio("sluice_loader_existing_keys", "upsert_copy_stage_existing"),
     "new_keys_vs_tutorial": ratio("sluice_loader_new_keys", "upsert_tutorial"),
 }
-print(json.dumps({"bench": "loader", "n": int(sys.argv[2]), "ratios": summary, "medians": med, "raw": rows}))
+print(json.dumps({"bench": "loader", "n": int(sys.argv[2]), "ratios": summary, "medians": med, "raw": [r for runs in by.values() for r in runs]}))
 PYEOF
