@@ -23,7 +23,7 @@ pub fn parquet(dataset: &str, input: &str, output: &str) -> Result<()> {
     };
     let loc = [Value::from("body")];
     let mut out = ParquetWriter::new(&d, std::io::BufWriter::new(File::create(output)?))?;
-    let mut batch = Vec::with_capacity(ParquetWriter::<File>::BATCH_ROWS);
+    let mut batch = Vec::with_capacity(lake::BATCH_ROWS);
     let mut n = 0u64;
     for (i, line) in BufReader::new(File::open(input)?).lines().enumerate() {
         let line = line?;

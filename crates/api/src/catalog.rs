@@ -1,7 +1,7 @@
 //! The lake as Athena sees it: each dataset is a Glue table over `lake/<dataset>/`, Parquet,
 //! partitioned by `dt` with partition projection (no `MSCK REPAIR`, no partition calls), its
-//! columns derived from the dataset file as [`crate::lake::arrow_schema`] derives the Parquet
-//! schema. The template's tables and `sluice athena ddl` both come from here.
+//! columns the Parquet schema [`crate::lake::arrow_schema`] derives from the dataset file, in
+//! Athena's type names. The template's tables and `sluice athena ddl` both come from here.
 //!
 //! | dataset kind | Parquet | Athena |
 //! |---|---|---|
@@ -25,8 +25,9 @@
 //! assert!(t.ddl("sluice").contains("'projection.dt.type'='date'"));
 //! ```
 
-use crate::dataset::{Dataset, Field, Format, Kind};
-use crate::lake::{EVENT_ID, RECEIVED_AT, SCHEMA_VERSION};
+use arrow_schema::DataType;
+
+use crate::dataset::{Dataset, Field, Kind};
 
 /// The partition column: the UTC day the API received the request (`dt=YYYY-MM-DD`).
 pub const PARTITION: &str = "dt";
@@ -64,18 +65,15 @@ pub struct Table {
 impl Table {
     /// The table of `d` under `lake` (`s3://<bucket>/<lake prefix>`, trailing `/`).
     pub fn new(d: &Dataset, lake: &str) -> Result<Table, CatalogError> {
-        let mut columns: Vec<Column> = d
-            .fields
+        check_names(d, &d.fields)?;
+        let columns = crate::lake::arrow_schema(d)
+            .fields()
             .iter()
             .map(|f| Column {
-                name: f.name.clone(),
-                hive_type: hive_type(&f.kind),
+                name: f.name().clone(),
+                hive_type: hive_type(f.data_type()),
             })
             .collect();
-        columns.push(column(EVENT_ID, "string"));
-        columns.push(column(RECEIVED_AT, "timestamp"));
-        columns.push(column(SCHEMA_VERSION, "int"));
-        check_names(d, &d.fields)?;
         Ok(Table {
             name: d.name.replace('-', "_"),
             columns,
@@ -139,38 +137,30 @@ impl Table {
     }
 }
 
-fn column(name: &str, hive_type: &str) -> Column {
-    Column {
-        name: name.to_owned(),
-        hive_type: hive_type.to_owned(),
-    }
-}
-
-/// The Athena type of a dataset kind (the Parquet type [`crate::lake`] writes, as Hive names it).
-pub fn hive_type(kind: &Kind) -> String {
-    match kind {
-        Kind::String(rule) => match rule.format {
-            Some(Format::DateTime) => "timestamp".into(),
-            Some(Format::Date) => "date".into(),
-            _ => "string".into(),
-        },
-        Kind::Enum(_) => "string".into(),
-        Kind::Integer(_) => "bigint".into(),
-        Kind::Number(_) => "double".into(),
-        Kind::Boolean => "boolean".into(),
-        Kind::Object(fields) => {
+/// The Athena (Hive) name of an Arrow type the lake writes (see [`crate::lake`]'s table).
+pub fn hive_type(t: &DataType) -> String {
+    match t {
+        DataType::Utf8 => "string".into(),
+        DataType::Timestamp(..) => "timestamp".into(),
+        DataType::Date32 => "date".into(),
+        DataType::Int64 => "bigint".into(),
+        DataType::Int32 => "int".into(),
+        DataType::Float64 => "double".into(),
+        DataType::Boolean => "boolean".into(),
+        DataType::Struct(fields) => {
             let inner: Vec<String> = fields
                 .iter()
-                .map(|f| format!("{}:{}", f.name, hive_type(&f.kind)))
+                .map(|f| format!("{}:{}", f.name(), hive_type(f.data_type())))
                 .collect();
             format!("struct<{}>", inner.join(","))
         }
-        Kind::Array { items, .. } => format!("array<{}>", hive_type(items)),
+        DataType::List(item) => format!("array<{}>", hive_type(item.data_type())),
+        other => unreachable!("the lake writes no {other} column"),
     }
 }
 
-/// Athena folds names to lower case and quotes with backticks: two names that fold to one, a
-/// backtick, or a name of the lake's own columns cannot be a table's columns.
+/// Athena folds names to lower case and quotes with backticks: two names that fold to one, or a
+/// backtick, colon or comma in a name, cannot be a table's columns.
 fn check_names(d: &Dataset, fields: &[Field]) -> Result<(), CatalogError> {
     let refuse = |message: String| CatalogError {
         dataset: d.name.clone(),

@@ -146,7 +146,7 @@ fn lake_value(kind: &Kind, v: &Value) -> Value {
 /// One Parquet object (Snappy-compressed) holding `rows`.
 pub fn parquet(d: &Dataset, rows: &[Value]) -> Result<Vec<u8>, LakeError> {
     let mut w = ParquetWriter::new(d, Vec::new())?;
-    for chunk in rows.chunks(ParquetWriter::<Vec<u8>>::BATCH_ROWS) {
+    for chunk in rows.chunks(BATCH_ROWS) {
         w.write(chunk)?;
     }
     w.finish()
@@ -174,15 +174,15 @@ pub struct ParquetWriter<W: std::io::Write + Send> {
     writer: ArrowWriter<W>,
 }
 
-impl<W: std::io::Write + Send> ParquetWriter<W> {
-    /// Rows a batch: callers hand [`ParquetWriter::write`] slices of about this many.
-    pub const BATCH_ROWS: usize = 8192;
+/// Rows a batch: callers hand [`ParquetWriter::write`] slices of about this many.
+pub const BATCH_ROWS: usize = 8192;
 
+impl<W: std::io::Write + Send> ParquetWriter<W> {
     pub fn new(d: &Dataset, out: W) -> Result<Self, LakeError> {
-        let err = |e: &dyn std::fmt::Display| lake_error(d, e);
+        let err = |e: &dyn std::fmt::Display| lake_error(&d.name, e);
         let schema = Arc::new(arrow_schema(d));
         let decoder = arrow_json::ReaderBuilder::new(schema.clone())
-            .with_batch_size(Self::BATCH_ROWS)
+            .with_batch_size(BATCH_ROWS)
             .with_strict_mode(true)
             .build_decoder()
             .map_err(|e| err(&e))?;
@@ -200,10 +200,7 @@ impl<W: std::io::Write + Send> ParquetWriter<W> {
 
     /// Decodes `rows` (from [`row`]) into one Arrow batch and hands it to the Parquet writer.
     pub fn write(&mut self, rows: &[Value]) -> Result<(), LakeError> {
-        let err = |e: &dyn std::fmt::Display| LakeError {
-            dataset: self.dataset.clone(),
-            message: e.to_string(),
-        };
+        let err = |e: &dyn std::fmt::Display| lake_error(&self.dataset, e);
         self.decoder.serialize(rows).map_err(|e| err(&e))?;
         while let Some(batch) = self.decoder.flush().map_err(|e| err(&e))? {
             self.writer.write(&batch).map_err(|e| err(&e))?;
@@ -213,11 +210,9 @@ impl<W: std::io::Write + Send> ParquetWriter<W> {
 
     /// Writes the footer; returns the output.
     pub fn finish(self) -> Result<W, LakeError> {
-        let dataset = self.dataset;
-        self.writer.into_inner().map_err(|e| LakeError {
-            dataset,
-            message: e.to_string(),
-        })
+        self.writer
+            .into_inner()
+            .map_err(|e| lake_error(&self.dataset, &e))
     }
 }
 
@@ -229,9 +224,9 @@ impl<W: std::io::Write + Send> std::fmt::Debug for ParquetWriter<W> {
     }
 }
 
-fn lake_error(d: &Dataset, e: &dyn std::fmt::Display) -> LakeError {
+fn lake_error(dataset: &str, e: &dyn std::fmt::Display) -> LakeError {
     LakeError {
-        dataset: d.name.clone(),
+        dataset: dataset.to_owned(),
         message: e.to_string(),
     }
 }

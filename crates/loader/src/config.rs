@@ -122,9 +122,6 @@ pub struct Config {
     pub acquire_timeout: std::time::Duration,
 }
 
-/// Object key suffixes the loader takes.
-pub use sluice_edge::layout::CSV_SUFFIXES as SUFFIXES;
-
 /// The prefixes the loader reads and writes under: `raw/` and `quarantine/`.
 pub const AREAS: [Area; 2] = [Area::Raw, Area::Quarantine];
 
@@ -180,11 +177,6 @@ impl Config {
             ledger_schema: get("LEDGER_SCHEMA").unwrap_or_else(|| "public".into()),
             batch_bytes,
         })
-    }
-
-    /// The source an object key belongs to: `raw/<source>/…` with a `.csv`/`.csv.gz` suffix.
-    pub fn source_of<'k>(&self, key: &'k str) -> Option<&'k str> {
-        self.layout.source_of(key)
     }
 }
 
@@ -393,13 +385,13 @@ mod tests {
         assert_eq!(c.max_reject_ratio, 0.1);
         assert!(c.mappings.contains_key("hotmart-sales"));
         assert_eq!(
-            c.source_of("raw/hotmart-sales/dt=2024-01-01/a.csv"),
+            c.layout.source_of("raw/hotmart-sales/dt=2024-01-01/a.csv"),
             Some("hotmart-sales")
         );
-        assert_eq!(c.source_of("raw/x/a.csv.gz"), Some("x"));
-        assert_eq!(c.source_of("raw/x/a.json"), None);
-        assert_eq!(c.source_of("raw/a.csv"), None);
-        assert_eq!(c.source_of("state/x.csv"), None);
+        assert_eq!(c.layout.source_of("raw/x/a.csv.gz"), Some("x"));
+        assert_eq!(c.layout.source_of("raw/x/a.json"), None);
+        assert_eq!(c.layout.source_of("raw/a.csv"), None);
+        assert_eq!(c.layout.source_of("state/x.csv"), None);
     }
 
     #[test]

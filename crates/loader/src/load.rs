@@ -76,7 +76,7 @@ impl Loader {
         object: &ObjectRef,
     ) -> Result<ObjectSummary, LoadError> {
         let work = async {
-            let Some(source) = self.config.source_of(&object.key) else {
+            let Some(source) = self.config.layout.source_of(&object.key) else {
                 tracing::info!("skipping: key is not <raw prefix><source>/…(.csv|.csv.gz)");
                 return Ok(ObjectSummary {
                     bucket: object.bucket.clone(),
