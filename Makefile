@@ -4,7 +4,7 @@ CARGO ?= cargo
 BASELINES ?= $(abspath ../shared/baselines)
 BENCH_N ?= 100000
 
-.PHONY: fuzz help demo test image lint lint-infra deploy watch invoke-ingest invoke-loader build-lambda fmt build bench bench-flatten bench-loader bench-ingest bench-e2e bench-api bench-parquet coverage services-up services-down clean-services
+.PHONY: fuzz help demo test image lint lint-infra deploy watch invoke-ingest invoke-loader build-lambda fmt build bench bench-flatten bench-loader bench-ingest bench-e2e bench-api bench-parquet bench-query coverage services-up services-down clean-services
 
 help: ## List the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## / {printf "%-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -35,7 +35,7 @@ build: ## Debug build of everything
 fuzz: ## cargo fuzz: each target FUZZ_SECONDS (default 600) in turn; not part of make test
 	scripts/fuzz $(FUZZ_TARGETS)
 
-bench: bench-flatten bench-loader bench-ingest bench-e2e bench-api bench-parquet ## All benchmarks (not tests)
+bench: bench-flatten bench-loader bench-ingest bench-e2e bench-api bench-parquet bench-query ## All benchmarks (not tests)
 
 bench-flatten: ## flatten+CSV vs the Python DFS and pandas baselines and a serde_json floor
 	BASELINES=$(BASELINES) BENCH_N=$(BENCH_N) bench/flatten.sh
@@ -47,7 +47,7 @@ bench-ingest: ## API → flatten → CSV → S3 (sample API and the Python mock)
 	BASELINES=$(BASELINES) BENCH_N=$(BENCH_N) bench/ingest.sh
 
 build-lambda: ## cargo lambda build --release --arm64 --output-format zip (installs cargo-lambda from PyPI if missing)
-	scripts/cargo-lambda build --release --arm64 --output-format zip --bin sluice-ingest --bin sluice-loader --bin sluice-api
+	scripts/cargo-lambda build --release --arm64 --output-format zip --bin sluice-ingest --bin sluice-loader --bin sluice-api --bin sluice-compact
 
 watch: ## cargo lambda watch: both functions locally (env: [workspace.metadata.lambda.env], .env)
 	scripts/cargo-lambda watch
@@ -58,10 +58,11 @@ invoke-ingest: ## invoke the watched ingest with events/eventbridge-schedule.jso
 invoke-loader: ## invoke the watched loader with events/s3-object-created.json
 	scripts/cargo-lambda invoke sluice-loader --data-file events/s3-object-created.json
 
-deploy: lint-infra ## cargo lambda build --release --arm64, the pinned RDS CA bundle beside the loader, datasets/ beside the API, then sam deploy (guided the first time)
-	scripts/cargo-lambda build --release --arm64 --bin sluice-ingest --bin sluice-loader --bin sluice-api
+deploy: lint-infra ## cargo lambda build --release --arm64, the pinned RDS CA bundle beside the loader, datasets/ beside the API and compaction, then sam deploy (guided the first time)
+	scripts/cargo-lambda build --release --arm64 --bin sluice-ingest --bin sluice-loader --bin sluice-api --bin sluice-compact
 	scripts/rds-ca-bundle target/lambda/sluice-loader/rds-global-bundle.pem
 	rm -rf target/lambda/sluice-api/datasets && cp -r datasets target/lambda/sluice-api/datasets
+	rm -rf target/lambda/sluice-compact/datasets && cp -r datasets target/lambda/sluice-compact/datasets
 	cd infra && if [ -f samconfig.toml ]; then ../target/infra-venv/bin/sam deploy; \
 	  else ../target/infra-venv/bin/sam deploy --guided --capabilities CAPABILITY_IAM; fi
 
@@ -73,6 +74,9 @@ bench-api: ## the collection API vs FastAPI (collect_fastapi.py) under wrk: req/
 
 bench-parquet: ## JSON Lines of unicorns -> Parquet: sluice (validated) vs pyarrow via pandas (awswrangler's path) and pyarrow's JSON reader
 	BASELINES=$(BASELINES) BENCH_N=$(BENCH_N) bench/parquet.sh
+
+bench-query: ## sluice query (DataFusion) vs DuckDB over 1M unicorns; a day of per-request objects before/after compaction
+	BASELINES=$(BASELINES) BENCH_N=$${BENCH_N:-1000000} bench/query.sh
 
 bench-e2e: ## API → S3 → Postgres: sluice (ingest + loader) vs dlt, sample API and Python mock; RSS per process
 	BASELINES=$(BASELINES) BENCH_N=$(BENCH_N) scripts/with-services bench/e2e.sh

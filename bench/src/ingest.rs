@@ -14,7 +14,7 @@ use sluice_testkit::{S3_ACCESS_KEY, S3_SECRET_KEY, S3Endpoint};
 
 use crate::peak_rss_mb;
 
-fn endpoint(url: &str) -> S3Endpoint {
+pub(crate) fn endpoint(url: &str) -> S3Endpoint {
     S3Endpoint {
         url: url.to_owned(),
         access_key: S3_ACCESS_KEY.into(),

@@ -8,6 +8,9 @@
 //! sluice-bench ingest API_URL S3_URL N [--gzip] [--name NAME] [--bucket B]  # one ingest run, API → S3
 //! sluice-bench load-s3 S3_URL BUCKET PREFIX                      # the loader over those objects
 //! sluice-bench flatten-upload IN.jsonl S3_URL                    # flatten → CSV → S3 (the sink)
+//! sluice-bench lake IN.jsonl ROOT DAYS PER_OBJECT                # unicorns as lake objects (lake.rs)
+//! sluice-bench query ROOT NAME SQL                               # sluice query's engine, timed
+//! sluice-bench compact S3_URL BUCKET DAY                         # one day compacted, timed
 //! ```
 //! `load` uses `DATABASE_URL` and the built-in hotmart-sales mapping (or `--mapping`). Without
 //! `--after` the table exists and is empty: every row is new. `--after PRIOR.csv`: the table holds PRIOR (loaded untimed),
@@ -22,6 +25,7 @@ use anyhow::{Context, Result, bail};
 use sluice_flatten::{ArrayPolicy, CsvPipeline, InputFormat, Options, PartEnd};
 
 mod ingest;
+mod lake;
 mod parquet;
 
 pub(crate) fn peak_rss_mb() -> f64 {
@@ -234,6 +238,11 @@ fn main() -> Result<()> {
         Some("flatten") if args.len() >= 3 => flatten(&args[1], &args[2], arrays),
         Some("parse-floor") if args.len() >= 2 => parse_floor(&args[1]),
         Some("parquet") if args.len() >= 4 => parquet::parquet(&args[1], &args[2], &args[3]),
+        Some("lake") if args.len() >= 5 => {
+            lake::write_lake(&args[1], &args[2], args[3].parse()?, args[4].parse()?)
+        }
+        Some("query") if args.len() >= 4 => lake::query(&args[1], &args[2], &args[3]),
+        Some("compact") if args.len() >= 4 => lake::compact(&args[1], &args[2], &args[3]),
         _ => {
             let _ = writeln!(
                 std::io::stderr(),

@@ -29,7 +29,7 @@ pub fn parquet(dataset: &str, input: &str, output: &str) -> Result<()> {
         let line = line?;
         let v: Value = serde_json::from_str(&line).with_context(|| format!("{input}:{}", i + 1))?;
         match validate::record(&d, &v, &loc) {
-            Ok(checked) => batch.push(lake::row(&d, &checked, &stamp)),
+            Ok(checked) => batch.push(lake::row(&d, &checked, &stamp, i)),
             Err(problems) => bail!("{input}:{}: {problems:?}", i + 1),
         }
         if batch.len() == batch.capacity() {

@@ -8,6 +8,8 @@
 //! - Other services (Secrets Manager here): the action only; moto authorizes them against `*`,
 //!   so their statements' resources are widened to `*` for moto. `template.rs` checks that those
 //!   resources name the right secrets.
+//! - DeleteObjects: moto asks for `s3:DeleteObject` on the bucket (AWS: on each key), so the
+//!   statements granting it name the bucket too, for moto only.
 //! - Conditions are not evaluated, and a GET of a missing key is a 404 whatever the grants
 //!   (AWS answers 403 without `s3:ListBucket`): the ingest's state read under that rule is
 //!   tested with the S3 stand-in that emulates it (`client_without_list`).
@@ -36,6 +38,7 @@ const INGEST_SERVICE_SIDE: &[&str] = &["ListState", "Logs"];
 const LOADER_SERVICE_SIDE: &[&str] =
     &["DeadLetters", "Logs", "VpcDescribe", "VpcNetworkInterfaces"];
 const API_SERVICE_SIDE: &[&str] = &["Logs"];
+const COMPACT_SERVICE_SIDE: &[&str] = &["Logs"];
 
 /// What one run needs: a bucket, the secrets, and the user holding the policy under test.
 struct Case {
@@ -84,6 +87,10 @@ async fn each_function_needs_exactly_the_grants_its_template_policy_holds() -> R
     let ingest_cases = cases(&world, &setup, &t, "IngestRole").await?;
     let loader_cases = cases(&world, &setup, &t, "LoaderRole").await?;
     let api_cases = cases(&world, &setup, &t, "ApiRole").await?;
+    let compact_cases = cases(&world, &setup, &t, "CompactRole").await?;
+    for case in &compact_cases {
+        seed_lake(&setup, &case.bucket).await?;
+    }
     world.moto.enforce_iam().await?;
 
     // Enforcement is on: the setup key is no longer anyone.
@@ -145,6 +152,80 @@ async fn each_function_needs_exactly_the_grants_its_template_policy_holds() -> R
     }
     unused.sort();
     assert_eq!(unused, API_SERVICE_SIDE, "API statements no run needed");
+
+    let mut unused = Vec::new();
+    for case in &compact_cases {
+        match (run_compact(&world, &t, case).await, &case.without) {
+            (Ok(()), None) => {}
+            (Ok(()), Some(sid)) => unused.push(sid.clone()),
+            (Err(e), None) => return Err(e.context("compaction under its whole policy")),
+            (Err(e), Some(sid)) => assert_denied(&e, sid),
+        }
+    }
+    unused.sort();
+    assert_eq!(
+        unused, COMPACT_SERVICE_SIDE,
+        "compaction statements no run needed"
+    );
+    Ok(())
+}
+
+/// Three requests' objects in yesterday's partition, as the API leaves them.
+async fn seed_lake(setup: &aws_config::SdkConfig, bucket: &str) -> Result<()> {
+    let s3 = sluice_edge::s3_client(setup);
+    let datasets =
+        sluice_api::Datasets::from_dir(&sluice_testkit::workspace_root().join("datasets"))?;
+    let d = datasets.get("unicorns").context("unicorns")?;
+    let day = sluice_edge::layout::utc_day(jiff::Timestamp::now()) - jiff::ToSpan::days(1);
+    let unicorn = json!({"name": "Iam", "rainbow": true, "color": "gold", "horn_length_cm": 20.5,
+        "age_years": 7, "sighted_at": "2024-05-01T12:00:00Z", "location": {"lat": 1.0, "lon": 2.0}});
+    let checked =
+        sluice_api::validate::record(d, &unicorn, &[]).map_err(|p| anyhow::anyhow!("{p:?}"))?;
+    for event in ["e1", "e2", "e3"] {
+        let stamp = sluice_api::lake::Stamp {
+            event_id: event.into(),
+            received_at: jiff::Timestamp::now(),
+            body_sha256: String::new(),
+        };
+        let body = sluice_api::lake::parquet(d, &[sluice_api::lake::row(d, &checked, &stamp, 0)])?;
+        s3.put_object()
+            .bucket(bucket)
+            .key(sluice_edge::layout::Layout::default().lake_object("unicorns", day, event))
+            .body(body.into())
+            .send()
+            .await?;
+    }
+    Ok(())
+}
+
+/// The scheduled compaction twice: a generation merged and committed, then (its grace passed)
+/// what it replaced deleted.
+async fn run_compact(world: &World, t: &serde_yaml_ng::Value, case: &Case) -> Result<()> {
+    let mut env = stack(world, t, &case.bucket)
+        .environment("CompactFunction")
+        .map_err(anyhow::Error::msg)?;
+    let datasets = sluice_testkit::workspace_root().join("datasets");
+    env.insert("DATASETS".into(), datasets.display().to_string());
+    let config = sluice_compact::config::Config::from_lookup(|k| env.get(k).cloned())?;
+    let datasets = sluice_api::Datasets::from_dir(&config.datasets)?;
+    let aws = world.moto.sdk_config_as(case.user.clone()).await;
+    let c = sluice_compact::Compactor::new(
+        sluice_edge::s3_client(&aws),
+        &config.bucket,
+        config.layout.clone(),
+        config.settings,
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(900);
+    let now = jiff::Timestamp::now();
+    let first = sluice_compact::handle(&c, &datasets, now, deadline).await?;
+    let later = now + config.settings.grace + jiff::SignedDuration::from_mins(1);
+    let second = sluice_compact::handle(&c, &datasets, later, deadline).await?;
+    let merged: usize = first.partitions.iter().map(|p| p.merged).sum();
+    let retired: usize = second.partitions.iter().map(|p| p.retired).sum();
+    anyhow::ensure!(
+        (merged, retired) == (3, 3),
+        "merged {merged}, retired {retired}"
+    );
     Ok(())
 }
 
@@ -282,6 +363,15 @@ fn widen_for_moto(statement: &mut Value) {
     if actions.iter().all(|a| !a.starts_with("s3:")) {
         statement["Resource"] = json!("*");
     }
+    // moto authorizes a DeleteObjects request as s3:DeleteObject on the bucket itself, then
+    // fails every key when that is denied; AWS checks s3:DeleteObject on each key. So for moto
+    // a statement that grants s3:DeleteObject on keys also names their bucket.
+    if actions.iter().any(|a| a == "s3:DeleteObject")
+        && let Some(key_arn) = statement["Resource"].as_str()
+        && let Some((bucket_arn, _)) = key_arn.split_once('/')
+    {
+        statement["Resource"] = json!([key_arn, bucket_arn]);
+    }
 }
 
 /// The template's stack for bucket `bucket`, with this test's secrets and sample API.
@@ -294,6 +384,7 @@ fn stack<'t>(world: &World, t: &'t serde_yaml_ng::Value, bucket: &str) -> Stack<
         .value("IngestLogGroup.Arn", arn("logs", "log-group:ingest"))
         .value("LoaderLogGroup.Arn", arn("logs", "log-group:loader"))
         .value("ApiLogGroup.Arn", arn("logs", "log-group:api"))
+        .value("CompactLogGroup.Arn", arn("logs", "log-group:compact"))
         .value("LoaderDeadLetterQueue.Arn", arn("sqs", "loader-dlq"))
         .value("LoaderSecurityGroupId", "sg-0123456789abcdef0")
         .value("ApiCredentialsSecretArn", &world.secrets["api"])

@@ -152,6 +152,21 @@ fn grants_are_least_privilege() {
             ("s3:GetObject", "${LakeBucket.Arn}/idempotency/*"),
         ])
     );
+    // Compaction rewrites the lake and nothing else, and lists only the lake.
+    assert_eq!(
+        grants("CompactRole"),
+        pairs(&[
+            ("s3:GetObject", "${LakeBucket.Arn}/lake/*"),
+            ("s3:PutObject", "${LakeBucket.Arn}/lake/*"),
+            ("s3:DeleteObject", "${LakeBucket.Arn}/lake/*"),
+            ("s3:ListBucket", "GetAtt:LakeBucket.Arn"),
+        ])
+    );
+    let list = st
+        .iter()
+        .find(|(w, s)| w == "CompactRole" && strings(&s["Action"]) == ["s3:ListBucket"])
+        .expect("CompactRole lists lake/");
+    assert_eq!(list.1["Condition"]["StringLike"]["s3:prefix"], "lake/*");
     // Each function runs as its own role: no SAM-generated role, so no managed policy is
     // attached behind our back (AWSLambdaBasicExecutionRole and the VPC one grant on "*").
     let mut roles = BTreeSet::new();
@@ -179,7 +194,7 @@ fn grants_are_least_privilege() {
         );
         roles.insert(role);
     }
-    assert_eq!(roles.len(), 3, "one role per function");
+    assert_eq!(roles.len(), 4, "one role per function");
     let all = text();
     assert!(!all.contains("AdministratorAccess"));
     assert!(!all.contains("PowerUserAccess"));
@@ -517,6 +532,7 @@ fn env_var_names_are_those_the_functions_read() {
         ("IngestFunction", sluice_ingest::config::ENV_VARS),
         ("LoaderFunction", sluice_loader::config::ENV_VARS),
         ("ApiFunction", sluice_api::config::ENV_VARS),
+        ("CompactFunction", sluice_compact::config::ENV_VARS),
     ] {
         let vars = function(&t, name)["Environment"]["Variables"]
             .as_mapping()
@@ -785,9 +801,15 @@ fn the_http_api_is_throttled_and_logged_and_the_function_fits_it() {
     assert_eq!(vars["DATASETS"], "/var/task/datasets");
     let makefile =
         std::fs::read_to_string(sluice_testkit::workspace_root().join("Makefile")).unwrap();
-    assert!(
-        makefile.contains("cp -r datasets target/lambda/sluice-api/datasets"),
-        "make deploy packages the datasets where DATASETS points"
+    for f in ["sluice-api", "sluice-compact"] {
+        assert!(
+            makefile.contains(&format!("cp -r datasets target/lambda/{f}/datasets")),
+            "make deploy packages the datasets where {f}'s DATASETS points"
+        );
+    }
+    assert_eq!(
+        function(&t, "CompactFunction")["Environment"]["Variables"]["DATASETS"],
+        "/var/task/datasets"
     );
     assert!(
         makefile.contains("--bin sluice-api"),
@@ -803,7 +825,10 @@ fn the_glue_tables_are_the_datasets() {
     let t = template();
     let datasets =
         sluice_api::Datasets::from_dir(&sluice_testkit::workspace_root().join("datasets")).unwrap();
-    let tables = of_type(&t, "AWS::Glue::Table");
+    let tables: Vec<_> = of_type(&t, "AWS::Glue::Table")
+        .into_iter()
+        .filter(|(_, r)| r["Properties"]["TableInput"]["TableType"] == "EXTERNAL_TABLE")
+        .collect();
     let lake = format!(
         "s3://${{LakeBucket}}/{}",
         Layout::default().prefix(Area::Lake)
@@ -876,6 +901,66 @@ fn the_glue_tables_are_the_datasets() {
         }
     }
     assert_eq!(seen.len(), tables.len(), "a Glue table with no dataset");
+}
+
+#[test]
+fn each_dataset_has_its_view_over_its_table() {
+    let t = template();
+    let datasets =
+        sluice_api::Datasets::from_dir(&sluice_testkit::workspace_root().join("datasets")).unwrap();
+    let views: Vec<_> = of_type(&t, "AWS::Glue::Table")
+        .into_iter()
+        .filter(|(_, r)| r["Properties"]["TableInput"]["TableType"] == "VIRTUAL_VIEW")
+        .collect();
+    assert_eq!(views.len(), datasets.iter().count(), "a view per dataset");
+    for d in datasets.iter() {
+        let want = sluice_api::catalog::Table::new(d, "s3://b/lake/").unwrap();
+        let (id, view) = views
+            .iter()
+            .find(|(_, r)| r["Properties"]["TableInput"]["Name"].as_str() == Some(&want.view))
+            .unwrap_or_else(|| panic!("no Glue view for dataset {}", d.name));
+        let input = &view["Properties"]["TableInput"];
+        assert_eq!(
+            tagged(&view["Properties"]["DatabaseName"]),
+            ("Ref".into(), &Value::from("LakeDatabase"))
+        );
+        assert_eq!(input["Parameters"]["presto_view"], "true", "{id}");
+        assert_eq!(input["ViewExpandedText"], "/* Presto View */", "{id}");
+        assert_eq!(input["Description"].as_str(), want.description.as_deref());
+        // !Join ["", ["/* Presto View: ", {Fn::Base64: !Sub <json>}, " */"]]
+        let (tag, join) = tagged(&input["ViewOriginalText"]);
+        assert_eq!(tag, "Join", "{id}");
+        let parts = join[1].as_sequence().unwrap();
+        assert_eq!(
+            (&parts[0], &parts[2]),
+            (&Value::from("/* Presto View: "), &Value::from(" */"))
+        );
+        let (tag, json) = tagged(&parts[1]["Fn::Base64"]);
+        assert_eq!(tag, "Sub", "{id}");
+        let json = json
+            .as_str()
+            .unwrap()
+            .replace("${LakeDatabaseName}", "sluice");
+        let got: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(got, want.glue_view("sluice"), "{id}: the view's definition");
+        // Glue's own column list, for tools that read it rather than the definition.
+        let columns: Vec<(String, String)> = input["StorageDescriptor"]["Columns"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|c| (strings(&c["Name"]).concat(), strings(&c["Type"]).concat()))
+            .collect();
+        let expected: Vec<(String, String)> = want
+            .columns
+            .iter()
+            .map(|c| (c.name.clone(), c.hive_type.clone()))
+            .chain([(
+                sluice_api::catalog::PARTITION.to_owned(),
+                "string".to_owned(),
+            )])
+            .collect();
+        assert_eq!(columns, expected, "{id}: the view's columns");
+    }
 }
 
 /// Queries run in the stack's workgroup: results encrypted in their own bucket, a bytes-scanned

@@ -1,33 +1,43 @@
-//! The lake as Athena sees it: each dataset is a Glue table over `lake/<dataset>/`, Parquet,
-//! partitioned by `dt` with partition projection (no `MSCK REPAIR`, no partition calls), its
-//! columns the Parquet schema [`crate::lake::arrow_schema`] derives from the dataset file, in
-//! Athena's type names. The template's tables and `sluice athena ddl` both come from here.
+//! The lake as Athena sees it. Each dataset is two catalog entries:
 //!
-//! | dataset kind | Parquet | Athena |
-//! |---|---|---|
-//! | string (email, uuid), enum | Utf8 | `string` |
-//! | string, format date-time | Timestamp(µs, UTC) | `timestamp` |
-//! | string, format date | Date32 | `date` |
-//! | integer | Int64 | `bigint` |
-//! | number | Float64 | `double` |
-//! | boolean | Boolean | `boolean` |
-//! | object | Struct | `struct<…>` |
-//! | array | List | `array<…>` |
+//! - a Glue table `<dataset>_objects` over `lake/<dataset>/`: Parquet, partitioned by `dt` with
+//!   partition projection (no `MSCK REPAIR`, no partition calls), its columns the Parquet schema
+//!   [`crate::lake::arrow_schema`] derives from the dataset file, in Athena's type names;
+//! - a view `<dataset>` over it that keeps one copy of each record (`_event_id`, `_row`) in each
+//!   `dt`: compaction writes a partition's records into new objects before it deletes the small
+//!   ones, so for a while a record is in two objects (README, "Compaction"). Analysts query the
+//!   view; `sluice query` registers the same two names with the same SQL.
+//!
+//! The template's tables and views, `sluice athena ddl` and `sluice query` all come from here.
+//!
+//! | dataset kind | Parquet | Athena (table) | Athena (view) |
+//! |---|---|---|---|
+//! | string (email, uuid), enum | Utf8 | `string` | `varchar` |
+//! | string, format date-time | Timestamp(µs, UTC) | `timestamp` | `timestamp(3)` |
+//! | string, format date | Date32 | `date` | `date` |
+//! | integer | Int64 | `bigint` | `bigint` |
+//! | number | Float64 | `double` | `double` |
+//! | boolean | Boolean | `boolean` | `boolean` |
+//! | object | Struct | `struct<…>` | `row(…)` |
+//! | array | List | `array<…>` | `array(…)` |
 //!
 //! ```
 //! use sluice_api::{Dataset, catalog::Table};
 //!
 //! let d = Dataset::from_toml("d.toml", "[dataset]\nname = \"bird-counts\"\nversion = 1\n[fields.n]\ntype = \"integer\"\n").unwrap();
 //! let t = Table::new(&d, "s3://b/lake/").unwrap();
-//! assert_eq!(t.name, "bird_counts");
+//! assert_eq!((t.name.as_str(), t.view.as_str()), ("bird_counts_objects", "bird_counts"));
 //! assert_eq!(t.columns[0].hive_type, "bigint");
 //! assert_eq!(t.location, "s3://b/lake/bird-counts/");
 //! assert!(t.ddl("sluice").contains("'projection.dt.type'='date'"));
+//! assert!(t.view_sql().contains("row_number() OVER (PARTITION BY \"dt\", \"_event_id\", \"_row\")"));
 //! ```
 
 use arrow_schema::DataType;
+use base64::Engine as _;
 
 use crate::dataset::{Dataset, Field, Kind};
+use crate::lake::{EVENT_ID, ROW};
 
 /// The partition column: the UTC day the API received the request (`dt=YYYY-MM-DD`).
 pub const PARTITION: &str = "dt";
@@ -35,11 +45,19 @@ pub const PARTITION: &str = "dt";
 /// The first day partition projection enumerates; queries without a `dt` filter read from it on.
 pub const FIRST_DAY: &str = "2024-01-01";
 
+/// The suffix of a dataset's table; the dataset's own name is its view's.
+pub const OBJECTS_SUFFIX: &str = "_objects";
+
+/// The view's column numbering the copies of a record (never in its output).
+const COPY: &str = "_copy";
+
 /// A column: its name and its Athena (Hive DDL) type.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Column {
     pub name: String,
     pub hive_type: String,
+    /// The type in a view's definition (Trino's names).
+    pub view_type: String,
 }
 
 /// A dataset that cannot be an Athena table as it is declared.
@@ -50,12 +68,15 @@ pub struct CatalogError {
     pub message: String,
 }
 
-/// A dataset's Glue table.
+/// A dataset's Glue table and the view analysts query.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Table {
-    /// The dataset's name with `-` as `_` (Athena's table names are `[a-z0-9_]`).
+    /// The table over the objects: the dataset's name with `-` as `_` (Athena's names are
+    /// `[a-z0-9_]`), then [`OBJECTS_SUFFIX`].
     pub name: String,
-    /// The dataset's columns, then `_event_id`, `_received_at`, `_schema_version`.
+    /// The view that keeps one copy of each record: the dataset's name with `-` as `_`.
+    pub view: String,
+    /// The dataset's columns, then `_event_id`, `_row`, `_received_at`, `_schema_version`.
     pub columns: Vec<Column>,
     /// `s3://<bucket>/<lake prefix><dataset>/`, with a trailing `/`.
     pub location: String,
@@ -72,10 +93,13 @@ impl Table {
             .map(|f| Column {
                 name: f.name().clone(),
                 hive_type: hive_type(f.data_type()),
+                view_type: view_type(f.data_type()),
             })
             .collect();
+        let view = d.name.replace('-', "_");
         Ok(Table {
-            name: d.name.replace('-', "_"),
+            name: format!("{view}{OBJECTS_SUFFIX}"),
+            view,
             columns,
             location: format!("{lake}{}/", d.name),
             description: d.description.clone(),
@@ -104,7 +128,54 @@ impl Table {
         .collect()
     }
 
-    /// `CREATE EXTERNAL TABLE IF NOT EXISTS` for Athena, in `database`.
+    /// The view's query, in the SQL both Athena (Trino) and DataFusion read: every column of the
+    /// table and `dt`, one row per `(dt, _event_id, _row)`. The window is partitioned by `dt`, so
+    /// a filter on `dt` still prunes partitions.
+    pub fn view_sql(&self) -> String {
+        let columns: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| quoted(&c.name))
+            .chain([quoted(PARTITION)])
+            .collect();
+        format!(
+            "SELECT {columns} FROM (SELECT *, row_number() OVER (PARTITION BY {dt}, {event}, {row}) AS {copy} FROM {table}) WHERE {copy} = 1",
+            columns = columns.join(", "),
+            dt = quoted(PARTITION),
+            event = quoted(EVENT_ID),
+            row = quoted(ROW),
+            copy = quoted(COPY),
+            table = quoted(&self.name),
+        )
+    }
+
+    /// The view as Athena stores it in Glue: the query, the database and each column's Trino
+    /// type (the template gives it with `${LakeDatabaseName}` for the database).
+    pub fn glue_view(&self, database: &str) -> serde_json::Value {
+        let columns: Vec<serde_json::Value> = self
+            .columns
+            .iter()
+            .map(|c| (c.name.as_str(), c.view_type.as_str()))
+            .chain([(PARTITION, "varchar")])
+            .map(|(name, ty)| serde_json::json!({"name": name, "type": ty}))
+            .collect();
+        serde_json::json!({
+            "originalSql": self.view_sql(),
+            "catalog": "awsdatacatalog",
+            "schema": database,
+            "columns": columns,
+        })
+    }
+
+    /// [`Table::glue_view`] as a Glue table's `ViewOriginalText`: `/* Presto View: <base64> */`.
+    pub fn glue_view_text(&self, database: &str) -> String {
+        let encoded =
+            base64::engine::general_purpose::STANDARD.encode(self.glue_view(database).to_string());
+        format!("/* Presto View: {encoded} */")
+    }
+
+    /// Athena DDL, in `database`: `CREATE EXTERNAL TABLE IF NOT EXISTS` for the table, then
+    /// `CREATE OR REPLACE VIEW` for the view (Athena runs one statement per query).
     pub fn ddl(&self, database: &str) -> String {
         let columns: Vec<String> = self
             .columns
@@ -128,13 +199,21 @@ impl Table {
              STORED AS INPUTFORMAT 'org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat'\n\
              OUTPUTFORMAT 'org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat'\n\
              LOCATION '{location}'\n\
-             TBLPROPERTIES (\n{properties}\n);\n",
+             TBLPROPERTIES (\n{properties}\n);\n\n\
+             CREATE OR REPLACE VIEW {view} AS\n{sql};\n",
             name = self.name,
             columns = columns.join(",\n"),
             location = self.location,
             properties = properties.join(",\n"),
+            view = format!("{}.{}", quoted(database), quoted(&self.view)),
+            sql = self.view_sql(),
         )
     }
+}
+
+/// A name in double quotes, as Trino and DataFusion read it (`"` doubled).
+pub fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// The Athena (Hive) name of an Arrow type the lake writes (see [`crate::lake`]'s table).
@@ -159,6 +238,25 @@ pub fn hive_type(t: &DataType) -> String {
     }
 }
 
+/// The Trino name of an Arrow type the lake writes, as a view's column types are given.
+pub fn view_type(t: &DataType) -> String {
+    match t {
+        DataType::Utf8 => "varchar".into(),
+        // The Hive connector reads Parquet timestamps at millisecond precision by default.
+        DataType::Timestamp(..) => "timestamp(3)".into(),
+        DataType::Int32 => "integer".into(),
+        DataType::Struct(fields) => {
+            let inner: Vec<String> = fields
+                .iter()
+                .map(|f| format!("{} {}", f.name(), view_type(f.data_type())))
+                .collect();
+            format!("row({})", inner.join(", "))
+        }
+        DataType::List(item) => format!("array({})", view_type(item.data_type())),
+        other => hive_type(other),
+    }
+}
+
 /// Athena folds names to lower case and quotes with backticks: two names that fold to one, or a
 /// backtick, colon or comma in a name, cannot be a table's columns.
 fn check_names(d: &Dataset, fields: &[Field]) -> Result<(), CatalogError> {
@@ -172,6 +270,12 @@ fn check_names(d: &Dataset, fields: &[Field]) -> Result<(), CatalogError> {
         if f.name.contains('`') || f.name.contains(':') || f.name.contains(',') {
             return Err(refuse(format!(
                 "field {:?}: a backtick, colon or comma cannot be in an Athena column name",
+                f.name
+            )));
+        }
+        if folded == PARTITION {
+            return Err(refuse(format!(
+                "field {:?} is the partition column's name in Athena",
                 f.name
             )));
         }
@@ -233,6 +337,7 @@ mod tests {
                 ("tags", "array<string>"),
                 ("observer_email", "string"),
                 ("_event_id", "string"),
+                ("_row", "int"),
                 ("_received_at", "timestamp"),
                 ("_schema_version", "int"),
             ]
@@ -281,7 +386,65 @@ mod tests {
         let ddl = Table::new(&d, "s3://b/lake/").unwrap().ddl("sluice");
         assert!(ddl.contains("  `first name` string,\n"), "{ddl}");
         assert!(ddl.contains("COMMENT 'it''s'\n"), "{ddl}");
-        assert!(ddl.starts_with("CREATE EXTERNAL TABLE IF NOT EXISTS `sluice`.`t` ("));
+        assert!(ddl.starts_with("CREATE EXTERNAL TABLE IF NOT EXISTS `sluice`.`t_objects` ("));
         assert!(ddl.contains("PARTITIONED BY (`dt` string)"));
+        assert!(
+            ddl.contains("CREATE OR REPLACE VIEW \"sluice\".\"t\" AS\nSELECT \"first name\", ")
+        );
+    }
+
+    #[test]
+    fn the_view_keeps_one_copy_of_each_record_and_every_column() {
+        let d = dataset("[fields.\"say \\\"hi\\\"\"]\ntype = \"string\"\n");
+        let t = Table::new(&d, "s3://b/lake/").unwrap();
+        assert_eq!(
+            t.view_sql(),
+            "SELECT \"say \"\"hi\"\"\", \"_event_id\", \"_row\", \"_received_at\", \"_schema_version\", \"dt\" \
+             FROM (SELECT *, row_number() OVER (PARTITION BY \"dt\", \"_event_id\", \"_row\") AS \"_copy\" \
+             FROM \"t_objects\") WHERE \"_copy\" = 1"
+        );
+    }
+
+    #[test]
+    fn the_glue_view_names_the_query_and_trinos_types() {
+        let d = Dataset::from_path(std::path::Path::new("../../datasets/unicorns.toml")).unwrap();
+        let t = Table::new(&d, "s3://b/lake/").unwrap();
+        let text = t.glue_view_text("sluice");
+        let encoded = text
+            .strip_prefix("/* Presto View: ")
+            .and_then(|s| s.strip_suffix(" */"))
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(
+            &base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(json["originalSql"], t.view_sql());
+        assert_eq!(
+            (&json["catalog"], &json["schema"]),
+            (&"awsdatacatalog".into(), &"sluice".into())
+        );
+        let types: Vec<(&str, &str)> = json["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["name"].as_str().unwrap(), c["type"].as_str().unwrap()))
+            .collect();
+        assert_eq!(types[5], ("sighted_at", "timestamp(3)"));
+        assert_eq!(types[6], ("location", "row(lat double, lon double)"));
+        assert_eq!(types[7], ("tags", "array(varchar)"));
+        assert_eq!(types.last(), Some(&("dt", "varchar")));
+        assert_eq!(types.len(), t.columns.len() + 1);
+    }
+
+    #[test]
+    fn a_field_named_like_the_partition_is_refused() {
+        let d = dataset("[fields.DT]\ntype = \"string\"\n");
+        let e = Table::new(&d, "s3://b/").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "dataset t: field \"DT\" is the partition column's name in Athena"
+        );
     }
 }

@@ -12,7 +12,9 @@
 //! | object | Struct |
 //! | array | List |
 //!
-//! Every row also has `_event_id` (the request's), `_received_at` and `_schema_version`.
+//! Every row also has `_event_id` (the request's), `_row` (its place in the request, from 0: with
+//! `_event_id` the record's key, which readers deduplicate on while compaction runs),
+//! `_received_at` and `_schema_version`.
 //!
 //! ```
 //! use serde_json::json;
@@ -22,7 +24,7 @@
 //! let schema = lake::arrow_schema(&d);
 //! assert_eq!(schema.field(0).name(), "at");
 //! let stamp = lake::Stamp { event_id: "e1".into(), received_at: "2024-05-01T12:00:00Z".parse().unwrap(), body_sha256: String::new() };
-//! let row = lake::row(&d, &json!({"at": "2024-05-01T09:00:00-03:00"}), &stamp);
+//! let row = lake::row(&d, &json!({"at": "2024-05-01T09:00:00-03:00"}), &stamp, 0);
 //! assert_eq!(row["at"], json!(1_714_564_800_000_000_i64)); // 12:00 UTC, in microseconds
 //! let bytes = lake::parquet(&d, &[row]).unwrap();
 //! assert_eq!(&bytes[..4], b"PAR1");
@@ -40,6 +42,7 @@ use crate::dataset::{Dataset, Field, Format, Kind, Presence};
 
 /// The lake's own columns, after the dataset's.
 pub const EVENT_ID: &str = "_event_id";
+pub const ROW: &str = "_row";
 pub const RECEIVED_AT: &str = "_received_at";
 pub const SCHEMA_VERSION: &str = "_schema_version";
 
@@ -70,6 +73,7 @@ pub fn arrow_schema(d: &Dataset) -> Schema {
     let utc = Some(Arc::from(UTC));
     let mut fields: Vec<ArrowField> = d.fields.iter().map(arrow_field).collect();
     fields.push(ArrowField::new(EVENT_ID, DataType::Utf8, false));
+    fields.push(ArrowField::new(ROW, DataType::Int32, false));
     fields.push(ArrowField::new(
         RECEIVED_AT,
         DataType::Timestamp(TimeUnit::Microsecond, utc),
@@ -106,13 +110,15 @@ fn arrow_type(kind: &Kind) -> DataType {
     }
 }
 
-/// A validated record as a lake row: date-times as UTC microseconds, the stamp added.
-pub fn row(d: &Dataset, checked: &Value, stamp: &Stamp) -> Value {
+/// A validated record as a lake row: date-times as UTC microseconds, the stamp added; `index` is
+/// the record's place in its request (`_row`).
+pub fn row(d: &Dataset, checked: &Value, stamp: &Stamp, index: usize) -> Value {
     let mut out = Map::new();
     for f in &d.fields {
         out.insert(f.name.clone(), lake_value(&f.kind, &checked[&f.name]));
     }
     out.insert(EVENT_ID.into(), json!(stamp.event_id));
+    out.insert(ROW.into(), json!(index));
     out.insert(
         RECEIVED_AT.into(),
         json!(stamp.received_at.as_microsecond()),
@@ -163,7 +169,7 @@ pub fn parquet(d: &Dataset, rows: &[Value]) -> Result<Vec<u8>, LakeError> {
 /// let stamp = lake::Stamp { event_id: "e1".into(), received_at: "2024-05-01T12:00:00Z".parse().unwrap(), body_sha256: String::new() };
 /// let mut w = lake::ParquetWriter::new(&d, Vec::new()).unwrap();
 /// for n in 0..3 {
-///     w.write(&[lake::row(&d, &json!({"n": n}), &stamp)]).unwrap();
+///     w.write(&[lake::row(&d, &json!({"n": n}), &stamp, n as usize)]).unwrap();
 /// }
 /// let rows = lake::rows(w.finish().unwrap()).unwrap();
 /// assert_eq!(rows.len(), 3);
@@ -239,7 +245,7 @@ fn lake_error(dataset: &str, e: &dyn std::fmt::Display) -> LakeError {
 /// # use serde_json::json;
 /// let d = Dataset::from_toml("d.toml", "[dataset]\nname = \"d\"\nversion = 1\n[fields.n]\ntype = \"integer\"\n").unwrap();
 /// let stamp = lake::Stamp { event_id: "e1".into(), received_at: "2024-05-01T12:00:00Z".parse().unwrap(), body_sha256: String::new() };
-/// let bytes = lake::parquet(&d, &[lake::row(&d, &json!({"n": 7}), &stamp)]).unwrap();
+/// let bytes = lake::parquet(&d, &[lake::row(&d, &json!({"n": 7}), &stamp, 0)]).unwrap();
 /// let rows = lake::rows(bytes).unwrap();
 /// assert_eq!((rows[0]["n"].clone(), rows[0]["_received_at"].clone()), (json!(7), json!("2024-05-01T12:00:00Z")));
 /// ```

@@ -77,7 +77,7 @@ fn operation(d: &Dataset, shape: &str, summary: &str, body: Value) -> Value {
     let mut parameters = vec![json!({
         "name": "Idempotency-Key", "in": "header", "required": false,
         "description": "Names the stored object: a retry with the same key stores nothing twice. Else a UUIDv7.",
-        "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"},
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9-][A-Za-z0-9._-]{0,127}$"},
     })];
     if shape == "batch" {
         parameters.push(json!({

@@ -375,8 +375,8 @@ fn is_json(headers: &HeaderMap) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-/// The client's `Idempotency-Key` (it names the lake object, so 1-128 of `A-Z a-z 0-9 . _ -`),
-/// else a new UUIDv7.
+/// The client's `Idempotency-Key` (it names the lake object, so 1-128 of `A-Z a-z 0-9 . _ -`, not
+/// starting with `.` or `_`: Athena skips such objects as hidden files), else a new UUIDv7.
 fn event_id(headers: &HeaderMap) -> Result<(String, IdOrigin), Refusal> {
     let Some(v) = headers.get("idempotency-key") else {
         return Ok((uuid::Uuid::now_v7().to_string(), IdOrigin::Generated));
@@ -385,12 +385,12 @@ fn event_id(headers: &HeaderMap) -> Result<(String, IdOrigin), Refusal> {
         (1..=128).contains(&s.len())
             && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-            && !s.starts_with('.')
+            && !s.starts_with(['.', '_'])
     });
     ok.map(|s| (s.to_owned(), IdOrigin::Client)).ok_or_else(|| {
         detail(
             StatusCode::BAD_REQUEST,
-            "Idempotency-Key: 1-128 characters of A-Z, a-z, 0-9, '.', '_' and '-', not starting with '.'",
+            "Idempotency-Key: 1-128 characters of A-Z, a-z, 0-9, '.', '_' and '-', not starting with '.' or '_'",
         )
     })
 }

@@ -165,7 +165,8 @@ impl Api {
         };
         let rows: Vec<_> = records
             .iter()
-            .map(|r| lake::row(dataset, r, stamp))
+            .enumerate()
+            .map(|(i, r)| lake::row(dataset, r, stamp, i))
             .collect();
         let bytes = lake::parquet(dataset, &rows)?;
         put_if_absent(store, &key, "application/vnd.apache.parquet", bytes, stamp)

@@ -185,6 +185,16 @@ async fn a_retry_with_the_same_idempotency_key_writes_nothing_twice() -> Result<
         )
         .await?;
     assert_eq!(status, 400);
+    // A key starting with `_` would name an object Athena skips as hidden.
+    let (status, _) = s
+        .post_raw(
+            "/unicorns",
+            "application/json",
+            unicorn("Hidden").to_string(),
+            &[("idempotency-key", "_hidden")],
+        )
+        .await?;
+    assert_eq!(status, 400);
     Ok(())
 }
 

@@ -1,15 +1,15 @@
 //! `sluice athena ddl`: the Glue tables of the datasets, as Athena DDL; `sluice athena query`:
 //! one query through [`sluice_athena`], its rows printed.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use serde_json::Value;
 use sluice_api::Datasets;
 use sluice_api::catalog::Table;
-use sluice_athena::{Athena, Query, Rows};
+use sluice_athena::{Athena, Query};
+
+use crate::rows_out::{Format, print_rows};
 use sluice_edge::layout::{Area, Layout};
 
 #[derive(Debug, clap::Subcommand)]
@@ -28,17 +28,6 @@ pub enum Command {
         Polls with backoff (200 ms doubling, capped at 5 s) and stops the query at --timeout. AWS_* and AWS_ENDPOINT_URL are honoured."
     )]
     Query(QueryArgs),
-}
-
-/// How rows are printed.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum Format {
-    /// A header, then one line per row (NULL is an empty field, an empty string `""`).
-    Csv,
-    /// One JSON object per row.
-    Jsonl,
-    /// Aligned columns, for a terminal.
-    Table,
 }
 
 #[derive(Debug, clap::Args)]
@@ -99,8 +88,9 @@ fn query(a: &QueryArgs) -> Result<()> {
             .run(&q, deadline)
             .await
     })?;
+    let names: Vec<&str> = rows.columns.iter().map(|c| c.name.as_str()).collect();
     let mut out = std::io::stdout().lock();
-    print_rows(&rows, a.format, &mut out)?;
+    print_rows(&names, &rows.rows, a.format, &mut out)?;
     eprintln!(
         "{} rows, query {}, {} bytes scanned{}",
         rows.rows.len(),
@@ -108,73 +98,6 @@ fn query(a: &QueryArgs) -> Result<()> {
         rows.bytes_scanned.unwrap_or(0),
         if rows.reused { " (reused results)" } else { "" }
     );
-    Ok(())
-}
-
-/// A cell as text: strings bare, NULL empty.
-fn text(v: &Value) -> String {
-    match v {
-        Value::Null => String::new(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-fn print_rows(rows: &Rows, format: Format, out: &mut impl Write) -> Result<()> {
-    let names: Vec<&str> = rows.columns.iter().map(|c| c.name.as_str()).collect();
-    match format {
-        Format::Jsonl => {
-            for row in &rows.rows {
-                let object: serde_json::Map<String, Value> = names
-                    .iter()
-                    .map(|n| n.to_string())
-                    .zip(row.iter().cloned())
-                    .collect();
-                writeln!(out, "{}", Value::Object(object))?;
-            }
-        }
-        Format::Csv => {
-            let mut w = sluice_flatten::CsvWriter::new(out);
-            w.write_fields(names.iter().map(Some))?;
-            for row in &rows.rows {
-                // NULL is an empty field; an empty string is `""`.
-                let cells = row.iter().map(|v| (!v.is_null()).then(|| text(v)));
-                w.write_fields(cells)?;
-            }
-            w.flush()?;
-        }
-        Format::Table => {
-            let cells: Vec<Vec<String>> = rows
-                .rows
-                .iter()
-                .map(|r| r.iter().map(text).collect())
-                .collect();
-            let widths: Vec<usize> = names
-                .iter()
-                .enumerate()
-                .map(|(i, n)| {
-                    cells
-                        .iter()
-                        .map(|r| r[i].chars().count())
-                        .chain([n.chars().count()])
-                        .max()
-                        .unwrap_or(0)
-                })
-                .collect();
-            let line = |values: Vec<&str>| {
-                let padded: Vec<String> = values
-                    .iter()
-                    .zip(&widths)
-                    .map(|(v, w)| format!("{v:<w$}"))
-                    .collect();
-                padded.join("  ").trim_end().to_owned()
-            };
-            writeln!(out, "{}", line(names.clone()))?;
-            for r in &cells {
-                writeln!(out, "{}", line(r.iter().map(String::as_str).collect()))?;
-            }
-        }
-    }
     Ok(())
 }
 

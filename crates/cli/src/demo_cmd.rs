@@ -9,7 +9,8 @@
 //! table starts it over.
 //!
 //! Then the collection API, served over the same bucket: good and bad unicorns posted, a 422
-//! shown, and what landed under `lake/` read back from Parquet (`demo_collect`).
+//! shown, what landed under `lake/` read back from Parquet, and an example query over it with
+//! DataFusion, as `sluice query` runs it (`demo_collect`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -96,17 +97,28 @@ async fn demo(a: Args) -> Result<()> {
         _ => 0,
     };
     // S3: S3_ENDPOINT_URL, or a directory served in-process.
-    let client = match std::env::var("S3_ENDPOINT_URL")
+    let (client, query_location) = match std::env::var("S3_ENDPOINT_URL")
         .ok()
         .filter(|u| !u.is_empty())
     {
-        Some(_) => sluice_edge::s3_client(&aws_config::load_from_env().await),
+        Some(url) => {
+            let aws = aws_config::load_from_env().await;
+            let location = sluice_query::Location::bucket(BUCKET, &aws, Some(&url))?;
+            (sluice_edge::s3_client(&aws), location)
+        }
         None => {
             let root = a.dir.join("s3");
             if run == 0 {
                 let _ = std::fs::remove_dir_all(&root);
             }
-            sluice_testkit::serve_s3_in_background(root, ([127, 0, 0, 1], 0).into())?.client()
+            let endpoint =
+                sluice_testkit::serve_s3_in_background(root, ([127, 0, 0, 1], 0).into())?;
+            let location = sluice_query::Location::bucket(
+                BUCKET,
+                &endpoint.sdk_config(),
+                Some(&endpoint.url),
+            )?;
+            (endpoint.client(), location)
         }
     };
     let _ = client.create_bucket().bucket(BUCKET).send().await;
@@ -177,7 +189,7 @@ async fn demo(a: Args) -> Result<()> {
     .fetch_all(&pool)
     .await
     .unwrap_or_default();
-    let collected = crate::demo_collect::run(client, BUCKET, run).await?;
+    let collected = crate::demo_collect::run(client, BUCKET, &query_location, run).await?;
     std::fs::write(&counter, run.to_string())?;
     let report = json!({
         "run": run + 1,
@@ -196,6 +208,11 @@ async fn demo(a: Args) -> Result<()> {
                 .collect::<Vec<_>>(),
             "lake_objects": collected.objects.len(),
             "lake_rows": collected.rows.len(),
+            "query": {
+                "example": crate::demo_collect::EXAMPLE,
+                "columns": collected.query.columns,
+                "rows": collected.query.rows,
+            },
         },
     });
     if a.json {

@@ -1,5 +1,6 @@
 //! The demo's second half: the collection API served on this machine over the demo's bucket,
-//! good and bad unicorns posted through real HTTP, and what landed in the lake read back.
+//! good and bad unicorns posted through real HTTP, what landed in the lake read back, and an
+//! example query over it (`sluice query --example`).
 
 use std::sync::Arc;
 
@@ -16,7 +17,12 @@ pub struct Collected {
     pub objects: Vec<String>,
     /// Their rows, read back.
     pub rows: Vec<Value>,
+    /// [`EXAMPLE`]'s answer, over the bucket with DataFusion.
+    pub query: sluice_query::Answer,
 }
+
+/// The example query the demo ends with.
+pub const EXAMPLE: &str = "sightings-per-color";
 
 fn unicorn(name: &str, color: &str, horn: f64, day: u32) -> Value {
     json!({
@@ -32,12 +38,25 @@ fn unicorn(name: &str, color: &str, horn: f64, day: u32) -> Value {
 }
 
 /// Serves the API over `bucket`, posts, reads the lake back.
-pub async fn run(client: aws_sdk_s3::Client, bucket: &str, run: u64) -> Result<Collected> {
+pub async fn run(
+    client: aws_sdk_s3::Client,
+    bucket: &str,
+    location: &sluice_query::Location,
+    run: u64,
+) -> Result<Collected> {
     let datasets = Datasets::from_dir("datasets".as_ref())
         .or_else(|_| Datasets::from_dir(&sluice_testkit::workspace_root().join("datasets")))
         .context("the datasets/ directory")?;
+    let queries = [
+        "queries".into(),
+        sluice_testkit::workspace_root().join("queries"),
+    ];
+    let example = queries
+        .iter()
+        .find_map(|dir| sluice_query::examples::find(dir, EXAMPLE).ok().flatten())
+        .context("the queries/ directory")?;
     let api = Api {
-        datasets,
+        datasets: datasets.clone(),
         store: Some(LakeStore::new(client.clone(), bucket)),
         settings: Settings::default(),
     };
@@ -102,10 +121,13 @@ pub async fn run(client: aws_sdk_s3::Client, bucket: &str, run: u64) -> Result<C
         let bytes = o.body.collect().await?.into_bytes();
         rows.extend(sluice_api::lake::rows(bytes).with_context(|| key.clone())?);
     }
+    let lake = sluice_query::Lake::open(location, &Layout::default(), &datasets).await?;
+    let query = lake.query(&example.sql).await?;
     Ok(Collected {
         requests,
         objects,
         rows,
+        query,
     })
 }
 
@@ -153,5 +175,18 @@ pub fn print(c: &Collected, bucket: &str) {
             r["sighted_at"].as_str().unwrap_or(""),
             r["_received_at"].as_str().unwrap_or("")
         );
+    }
+    println!("query   sluice query --example {EXAMPLE} (DataFusion over s3://{bucket}/lake/):");
+    let names: Vec<&str> = c.query.columns.iter().map(String::as_str).collect();
+    let mut table = Vec::new();
+    // Writing to memory cannot fail.
+    let _ = crate::rows_out::print_rows(
+        &names,
+        &c.query.rows,
+        crate::rows_out::Format::Table,
+        &mut table,
+    );
+    for line in String::from_utf8_lossy(&table).lines() {
+        println!("        {line}");
     }
 }

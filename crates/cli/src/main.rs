@@ -8,11 +8,14 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 mod athena_cmd;
+mod compact_cmd;
 mod demo_cmd;
 mod demo_collect;
 mod flatten_cmd;
 mod load_cmd;
 mod plan_cmd;
+mod query_cmd;
+mod rows_out;
 mod serve_cmd;
 
 #[derive(Debug, Parser)]
@@ -96,6 +99,21 @@ enum Command {
         Prints its URL on stderr (--port 0 picks a free port). S3_ENDPOINT_URL for a local S3 endpoint."
     )]
     Serve(serve_cmd::Args),
+    /// SQL over the lake with DataFusion: the datasets' tables and views, as in Athena.
+    #[command(
+        after_help = "Example:\n  sluice query --dir target/demo/s3/sluice-demo \"SELECT color, count(*) AS n FROM unicorns GROUP BY color\"\n  \
+        BUCKET=my-lake sluice query --example sightings-per-color --format csv\n  sluice query --list\n\n\
+        Each dataset is a view (unicorns: one copy of each record, as compaction needs) over its table (unicorns_objects)."
+    )]
+    Query(query_cmd::Args),
+    /// Compact a dataset's closed partitions: per-request objects merged into objects of a
+    /// target size, safely while queries run (what the scheduled compaction function does).
+    #[command(
+        after_help = "Example:\n  BUCKET=my-lake sluice compact --dataset unicorns\n  \
+        sluice compact --bucket my-lake --dataset unicorns --before 2024-06-01 --target-mb 256\n\n\
+        Prints one JSON line per partition. Replaced objects are deleted by a run --grace-minutes after the commit; run it again to finish."
+    )]
+    Compact(compact_cmd::Args),
     /// Athena: the datasets' Glue tables.
     #[command(subcommand)]
     Athena(athena_cmd::Command),
@@ -125,6 +143,8 @@ fn main() -> Result<()> {
         Command::Demo(a) => demo_cmd::run(a),
         Command::Serve(a) => serve_cmd::run(a),
         Command::Athena(c) => athena_cmd::run(c),
+        Command::Query(a) => query_cmd::run(a),
+        Command::Compact(a) => compact_cmd::run(a),
         Command::Ingest {
             config,
             source,

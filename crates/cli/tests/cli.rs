@@ -135,7 +135,16 @@ fn athena_ddl_prints_each_datasets_table_where_the_layout_puts_it() -> Result<()
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        ddl.starts_with("CREATE EXTERNAL TABLE IF NOT EXISTS `sluice`.`unicorns` ("),
+        ddl.starts_with("CREATE EXTERNAL TABLE IF NOT EXISTS `sluice`.`unicorns_objects` ("),
+        "{ddl}"
+    );
+    // Then the view analysts query, over that table.
+    assert!(
+        ddl.contains("CREATE OR REPLACE VIEW \"sluice\".\"unicorns\" AS\nSELECT \"name\", "),
+        "{ddl}"
+    );
+    assert!(
+        ddl.contains(" FROM \"unicorns_objects\") WHERE \"_copy\" = 1;\n"),
         "{ddl}"
     );
     assert!(
@@ -479,6 +488,16 @@ async fn the_demo_runs_twice_inserting_then_updating() -> Result<()> {
         (api["lake_objects"].as_u64(), api["lake_rows"].as_u64()),
         (Some(3), Some(5))
     );
+    // It ends with an example query over what it posted, run by DataFusion over the bucket.
+    let query = &api["query"];
+    assert_eq!(query["example"], "sightings-per-color");
+    let sightings: u64 = query["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r[2].as_u64().unwrap())
+        .sum();
+    assert_eq!(sightings, 5, "{query}");
     let second = sluice(&args, None, &env)?;
     assert!(
         second.status.success(),
@@ -514,7 +533,8 @@ async fn the_demo_runs_twice_inserting_then_updating() -> Result<()> {
         text.contains("sluice demo, run 3")
             && text.contains("inserted")
             && text.contains("\"type\":\"string_too_short\"")
-            && text.contains("lake/unicorns/: 9 Parquet object(s), 15 row(s)"),
+            && text.contains("lake/unicorns/: 9 Parquet object(s), 15 row(s)")
+            && text.contains("query   sluice query --example sightings-per-color"),
         "{text}"
     );
     Ok(())
@@ -695,5 +715,155 @@ async fn serve_stores_accepted_records_in_the_lake_until_interrupted() -> Result
     assert_eq!(bucket.keys("analytics/lake/").await?, [key]);
     assert_eq!(post("{}".into()).await?.status().as_u16(), 422);
     interrupt(child)?;
+    Ok(())
+}
+
+/// Two requests' Parquet objects under `root` (a directory laid out as the bucket), `DAY`.
+fn lake_objects(names: &[&[&str]]) -> Vec<(String, Vec<u8>)> {
+    let datasets =
+        sluice_api::Datasets::from_dir(&sluice_testkit::workspace_root().join("datasets")).unwrap();
+    let d = datasets.get("unicorns").unwrap();
+    let day = jiff::civil::date(2024, 5, 1);
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, names)| {
+            let event = format!("e{i}");
+            let stamp = sluice_api::lake::Stamp {
+                event_id: event.clone(),
+                received_at: "2024-05-01T12:00:00Z".parse().unwrap(),
+                body_sha256: String::new(),
+            };
+            let rows: Vec<serde_json::Value> = names
+                .iter()
+                .enumerate()
+                .map(|(j, name)| {
+                    let u = serde_json::json!({"name": name, "rainbow": true, "color": "gold",
+                        "horn_length_cm": 20.5, "age_years": 7, "sighted_at": "2024-05-01T12:00:00Z",
+                        "location": {"lat": 1.0, "lon": 2.0}});
+                    let checked = sluice_api::validate::record(d, &u, &[]).unwrap();
+                    sluice_api::lake::row(d, &checked, &stamp, j)
+                })
+                .collect();
+            let key = sluice_edge::layout::Layout::default().lake_object("unicorns", day, &event);
+            (key, sluice_api::lake::parquet(d, &rows).unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn query_runs_sql_and_the_named_examples_over_a_directory() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    for (key, bytes) in lake_objects(&[&["Pip", "Ada"], &["Zed"]]) {
+        let path = root.path().join(key);
+        std::fs::create_dir_all(path.parent().unwrap())?;
+        std::fs::write(path, bytes)?;
+    }
+    let ws = sluice_testkit::workspace_root();
+    let (datasets, queries) = (ws.join("datasets"), ws.join("queries"));
+    let base = [
+        "query",
+        "--dir",
+        root.path().to_str().unwrap(),
+        "--datasets",
+        datasets.to_str().unwrap(),
+        "--queries",
+        queries.to_str().unwrap(),
+    ];
+    let run = |extra: &[&str]| -> Result<(bool, String, String)> {
+        let out = sluice(&[&base[..], extra].concat(), None, &[])?;
+        Ok((
+            out.status.success(),
+            String::from_utf8(out.stdout)?,
+            String::from_utf8(out.stderr)?,
+        ))
+    };
+    let (ok, out, err) = run(&[
+        "--format",
+        "csv",
+        "SELECT name, dt, _row FROM unicorns ORDER BY name",
+    ])?;
+    assert!(ok, "{err}");
+    assert_eq!(
+        out,
+        "name,dt,_row\nAda,2024-05-01,1\nPip,2024-05-01,0\nZed,2024-05-01,0\n"
+    );
+    let (ok, out, err) = run(&["--example", "sightings-per-color", "--format", "jsonl"])?;
+    assert!(ok, "{err}");
+    let row: serde_json::Value = serde_json::from_str(out.lines().next().unwrap())?;
+    assert_eq!(
+        (&row["color"], &row["sightings"]),
+        (&"gold".into(), &3.into()),
+        "{out}"
+    );
+    let (ok, out, _) = run(&["--list"])?;
+    assert!(
+        ok && out.contains("sightings-per-color") && out.contains("per day and color"),
+        "{out}"
+    );
+    let (ok, _, err) = run(&["--example", "nope"])?;
+    assert!(!ok && err.contains("no example \"nope\""), "{err}");
+    let (ok, _, err) = run(&["SELECT horn FROM unicorns"])?;
+    assert!(!ok && err.contains("horn"), "{err}");
+    Ok(())
+}
+
+/// `sluice compact` against the S3 endpoint: the first run merges and commits, the next one
+/// (its grace 0) deletes what was merged; `sluice query --bucket` answers the same throughout.
+#[tokio::test]
+async fn compact_merges_a_closed_day_and_queries_answer_the_same() -> Result<()> {
+    let bucket = sluice_testkit::bucket().await?;
+    for (key, bytes) in lake_objects(&[&["Pip", "Ada"], &["Zed"], &["Kit"]]) {
+        bucket.put(&key, bytes).await?;
+    }
+    let ep = &bucket.endpoint;
+    let env = [
+        ("S3_ENDPOINT_URL", ep.url.as_str()),
+        ("AWS_ACCESS_KEY_ID", ep.access_key.as_str()),
+        ("AWS_SECRET_ACCESS_KEY", ep.secret_key.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("BUCKET", bucket.name.as_str()),
+        ("DATASETS", "datasets"),
+    ];
+    let ws = sluice_testkit::workspace_root();
+    let in_ws = |args: &[&str]| -> Result<Output> {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        cmd.args(args).current_dir(&ws).envs(env.iter().copied());
+        Ok(cmd.output()?)
+    };
+    let count = || -> Result<String> {
+        let out = in_ws(&[
+            "query",
+            "--format",
+            "csv",
+            "SELECT count(*) AS n FROM unicorns",
+        ])?;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8(out.stdout)?)
+    };
+    assert_eq!(count()?, "n\n4\n");
+    let compact = ["compact", "--dataset", "unicorns", "--grace-minutes", "0"];
+    let out = in_ws(&compact)?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(
+        (&report["day"], &report["merged"], &report["rows"]),
+        (&"2024-05-01".into(), &3.into(), &4.into())
+    );
+    assert_eq!(count()?, "n\n4\n");
+    let out = in_ws(&compact)?;
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(report["retired"], 3, "{report}");
+    assert_eq!(count()?, "n\n4\n");
+    let keys = bucket.keys("lake/unicorns/").await?;
+    assert!(keys.iter().all(|k| !k.ends_with("/e0.parquet")), "{keys:?}");
     Ok(())
 }

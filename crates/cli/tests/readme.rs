@@ -34,6 +34,7 @@ fn every_variable_the_lambdas_read_is_in_the_reference() {
         .iter()
         .chain(sluice_ingest::config::ENV_VARS)
         .chain(sluice_api::config::ENV_VARS)
+        .chain(sluice_compact::config::ENV_VARS)
     {
         assert!(
             env.lines()

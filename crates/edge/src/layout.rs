@@ -209,6 +209,35 @@ impl Layout {
         )
     }
 
+    /// `lake/<dataset>/dt=YYYY-MM-DD/`: one day's objects.
+    pub fn lake_partition(&self, dataset: &str, day: Date) -> String {
+        format!("{}{dataset}/{}/", self.lake, partition(day))
+    }
+
+    /// `lake/<dataset>/dt=…/~c<generation>-<part>.parquet`: an object compaction wrote (`~` is
+    /// in no `Idempotency-Key`, so it names no request's object).
+    pub fn compacted_object(
+        &self,
+        dataset: &str,
+        day: Date,
+        generation: &str,
+        part: usize,
+    ) -> String {
+        format!(
+            "{}{COMPACTED_MARK}{generation}-{part:04}.parquet",
+            self.lake_partition(dataset, day)
+        )
+    }
+
+    /// `lake/<dataset>/dt=…/_compaction-<generation>.json`: a compaction's commit record, named
+    /// with `_` so that Athena skips it as a hidden file.
+    pub fn compaction_record(&self, dataset: &str, day: Date, generation: &str) -> String {
+        format!(
+            "{}{COMPACTION_RECORD}{generation}.json",
+            self.lake_partition(dataset, day)
+        )
+    }
+
     /// A lake key's parts: its dataset, its `dt=` day and its file name.
     pub fn parse_lake<'k>(&self, key: &'k str) -> Option<Partitioned<'k>> {
         parse_partitioned(key.strip_prefix(self.lake.as_str())?)
@@ -226,6 +255,44 @@ impl Layout {
     /// `idempotency/<dataset>/<key>.json`: the claim of an `Idempotency-Key`.
     pub fn claim(&self, dataset: &str, idempotency_key: &str) -> String {
         format!("{}{dataset}/{idempotency_key}.json", self.idempotency)
+    }
+}
+
+const COMPACTED_MARK: &str = "~c";
+const COMPACTION_RECORD: &str = "_compaction-";
+
+/// What an object in a lake partition is, by its file name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LakeFile<'k> {
+    /// One request's records: `<event id>.parquet`.
+    Request { event_id: &'k str },
+    /// Written by compaction: `~c<generation>-<part>.parquet`.
+    Compacted { generation: &'k str },
+    /// A compaction's commit record: `_compaction-<generation>.json`.
+    CompactionRecord { generation: &'k str },
+    /// Anything else (not read by the tables).
+    Other,
+}
+
+impl<'k> LakeFile<'k> {
+    /// Classifies a file name (the part after `dt=…/`).
+    pub fn of(file: &'k str) -> LakeFile<'k> {
+        if let Some(g) = file
+            .strip_prefix(COMPACTION_RECORD)
+            .and_then(|f| f.strip_suffix(".json"))
+        {
+            return LakeFile::CompactionRecord { generation: g };
+        }
+        let Some(stem) = file.strip_suffix(".parquet") else {
+            return LakeFile::Other;
+        };
+        match stem.strip_prefix(COMPACTED_MARK) {
+            Some(rest) => match rest.rsplit_once('-') {
+                Some((generation, _part)) => LakeFile::Compacted { generation },
+                None => LakeFile::Other,
+            },
+            None => LakeFile::Request { event_id: stem },
+        }
     }
 }
 
@@ -288,6 +355,46 @@ fn parse_partitioned(rest: &str) -> Option<Partitioned<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lake_files_are_told_apart_by_name() {
+        let l = Layout::default();
+        let day = jiff::civil::date(2024, 1, 15);
+        let parts = |key: String| {
+            let p = l
+                .parse_lake(&key)
+                .map(|p| (p.name.to_owned(), p.day, p.file.to_owned()));
+            (key, p)
+        };
+        let (key, p) = parts(l.compacted_object("d", day, "20240116T010000Z-ab12", 3));
+        assert_eq!(
+            key,
+            "lake/d/dt=2024-01-15/~c20240116T010000Z-ab12-0003.parquet"
+        );
+        let p = p.unwrap();
+        assert_eq!((p.0.as_str(), p.1), ("d", Some(day)));
+        assert_eq!(
+            LakeFile::of(&p.2),
+            LakeFile::Compacted {
+                generation: "20240116T010000Z-ab12"
+            }
+        );
+        let (key, p) = parts(l.compaction_record("d", day, "g1"));
+        assert_eq!(key, "lake/d/dt=2024-01-15/_compaction-g1.json");
+        assert_eq!(
+            LakeFile::of(&p.unwrap().2),
+            LakeFile::CompactionRecord { generation: "g1" }
+        );
+        let key = l.lake_object("d", day, "0190-abc");
+        assert!(key.starts_with(&l.lake_partition("d", day)));
+        assert_eq!(
+            LakeFile::of(l.parse_lake(&key).unwrap().file),
+            LakeFile::Request {
+                event_id: "0190-abc"
+            }
+        );
+        assert_eq!(LakeFile::of("notes.txt"), LakeFile::Other);
+    }
 
     #[test]
     fn every_key_parses_back_to_what_built_it() {

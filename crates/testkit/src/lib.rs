@@ -246,6 +246,23 @@ impl S3Endpoint {
             .then(|| self.client_as(S3_NO_LIST_ACCESS_KEY, S3_SECRET_KEY))
     }
 
+    /// An SDK configuration with this endpoint's credentials and region (not its URL: the
+    /// caller points the S3 client, or `sluice query`, at [`S3Endpoint::url`]).
+    pub fn sdk_config(&self) -> aws_config::SdkConfig {
+        let creds = Credentials::new(
+            &self.access_key,
+            &self.secret_key,
+            None,
+            None,
+            "sluice-testkit",
+        );
+        aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(creds))
+            .build()
+    }
+
     fn client_as(&self, access_key: &str, secret_key: &str) -> aws_sdk_s3::Client {
         let creds = Credentials::new(access_key, secret_key, None, None, "sluice-testkit");
         let conf = aws_sdk_s3::Config::builder()
@@ -581,5 +598,97 @@ async fn relay_gated(
         }
         to.write_all(&buf[..n]).await?;
         relayed += n as u64;
+    }
+}
+
+/// An HTTP proxy in front of an S3 endpoint that forwards the first `allowed` requests that
+/// change something (PUT, POST, DELETE) and then refuses every request (400 `Stopped`, which no
+/// SDK retries), as if the process had stopped there: a crash after exactly that many changes.
+/// Reads before the limit pass freely.
+#[derive(Debug, Clone)]
+pub struct StopAfter {
+    pub url: String,
+    changes: std::sync::Arc<AtomicU64>,
+}
+
+impl StopAfter {
+    /// Starts the proxy in front of `upstream` (an endpoint URL).
+    pub async fn start(upstream: &str, allowed: u64) -> Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let changes = std::sync::Arc::new(AtomicU64::new(0));
+        let state = (
+            upstream.trim_end_matches('/').to_owned(),
+            changes.clone(),
+            allowed,
+        );
+        let app = axum::Router::new()
+            .fallback(forward)
+            .with_state(std::sync::Arc::new((reqwest::Client::new(), state)));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok(StopAfter { url, changes })
+    }
+
+    /// Changes forwarded so far.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::SeqCst)
+    }
+
+    /// `endpoint` reached through this proxy.
+    pub fn endpoint(&self, endpoint: &S3Endpoint) -> S3Endpoint {
+        S3Endpoint {
+            url: self.url.clone(),
+            ..endpoint.clone()
+        }
+    }
+}
+
+type ProxyState = std::sync::Arc<(reqwest::Client, (String, std::sync::Arc<AtomicU64>, u64))>;
+
+async fn forward(
+    axum::extract::State(state): axum::extract::State<ProxyState>,
+    req: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let (http, (upstream, changes, allowed)) = &*state;
+    let changing = matches!(req.method().as_str(), "PUT" | "POST" | "DELETE");
+    let stopped = || {
+        (
+            axum::http::StatusCode::BAD_REQUEST,
+            "<Error><Code>Stopped</Code><Message>the process stopped here</Message></Error>",
+        )
+            .into_response()
+    };
+    if changes.load(Ordering::SeqCst) >= *allowed {
+        return stopped();
+    }
+    if changing && changes.fetch_add(1, Ordering::SeqCst) >= *allowed {
+        return stopped();
+    }
+    let (parts, body) = req.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, usize::MAX).await else {
+        return stopped();
+    };
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut out = http.request(parts.method.clone(), format!("{upstream}{path}"));
+    for (k, v) in &parts.headers {
+        if k != "transfer-encoding" && k != "content-length" {
+            out = out.header(k, v);
+        }
+    }
+    match out.body(body).send().await {
+        Ok(r) => {
+            let status = r.status();
+            let headers = r.headers().clone();
+            let bytes = r.bytes().await.unwrap_or_default();
+            let mut response = (status, bytes).into_response();
+            for (k, v) in &headers {
+                if k != "transfer-encoding" && k != "content-length" {
+                    response.headers_mut().insert(k, v.clone());
+                }
+            }
+            response
+        }
+        Err(_) => stopped(),
     }
 }
