@@ -200,12 +200,13 @@ impl Table {
              OUTPUTFORMAT 'org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat'\n\
              LOCATION '{location}'\n\
              TBLPROPERTIES (\n{properties}\n);\n\n\
-             CREATE OR REPLACE VIEW {view} AS\n{sql};\n",
+             CREATE OR REPLACE VIEW {view_database}.{view} AS\n{sql};\n",
             name = self.name,
             columns = columns.join(",\n"),
             location = self.location,
             properties = properties.join(",\n"),
-            view = format!("{}.{}", quoted(database), quoted(&self.view)),
+            view_database = quoted(database),
+            view = quoted(&self.view),
             sql = self.view_sql(),
         )
     }

@@ -65,7 +65,7 @@ impl Config {
         Ok(Config {
             bucket,
             datasets: get("DATASETS").unwrap_or_else(|| "datasets".into()).into(),
-            layout: Layout::from_lookup(&AREAS, &get),
+            layout: Layout::from_lookup(&AREAS, get),
             settings: Settings {
                 target_bytes: positive("COMPACT_TARGET_MB", 128)? << 20,
                 grace: SignedDuration::from_mins(minutes as i64),

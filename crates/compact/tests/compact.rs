@@ -26,7 +26,7 @@ fn datasets() -> Datasets {
 
 fn unicorn(n: usize) -> Value {
     json!({
-        "name": format!("u{n}"), "rainbow": n % 2 == 0, "color": "gold",
+        "name": format!("u{n}"), "rainbow": n.is_multiple_of(2), "color": "gold",
         "horn_length_cm": 10.0 + n as f64, "age_years": n, "sighted_at": "2024-05-01T09:00:00Z",
         "location": {"lat": 1.0, "lon": 2.0}, "tags": [], "observer_email": null,
     })

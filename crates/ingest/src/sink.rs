@@ -59,7 +59,8 @@ impl S3Out {
 #[derive(Debug)]
 enum Body {
     Plain(Vec<u8>),
-    Gzip(GzEncoder<Vec<u8>>),
+    // Boxed: the encoder's state is hundreds of bytes, the plain body's 24.
+    Gzip(Box<GzEncoder<Vec<u8>>>),
 }
 
 impl Write for Body {
@@ -116,7 +117,7 @@ impl ObjectWriter {
         metadata: HashMap<String, String>,
     ) -> io::Result<Self> {
         let body = if gzip {
-            Body::Gzip(GzEncoder::new(Vec::new(), Compression::fast()))
+            Body::Gzip(Box::new(GzEncoder::new(Vec::new(), Compression::fast())))
         } else {
             Body::Plain(Vec::new())
         };
