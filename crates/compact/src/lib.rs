@@ -37,7 +37,11 @@ pub mod config;
 pub mod merge;
 pub mod plan;
 
-use plan::{Commit, Listed, Settings};
+use futures_util::{StreamExt, TryStreamExt};
+use plan::{Commit, Listed, Settings, file_of};
+
+/// Request objects read at once while merging.
+const GETS_IN_FLIGHT: usize = 16;
 
 /// What failed, on which object.
 #[derive(Debug, thiserror::Error)]
@@ -215,8 +219,17 @@ impl Compactor {
                 l.key.clone(),
             )
         });
-        for l in &order {
+        // Committed objects (up to half the target each) one at a time; request objects (a few
+        // KB) read GETS_IN_FLIGHT at once, in order.
+        let split = order.partition_point(|l| !matches!(file_of(&l.key), LakeFile::Request { .. }));
+        for l in &order[..split] {
             merger.add(&l.key, self.get(&l.key).await?)?;
+        }
+        let mut requests = futures_util::stream::iter(&order[split..])
+            .map(|l| async move { self.get(&l.key).await.map(|bytes| (l, bytes)) })
+            .buffered(GETS_IN_FLIGHT);
+        while let Some((l, bytes)) = requests.try_next().await? {
+            merger.add(&l.key, bytes)?;
         }
         let (objects, counts) = merger.finish()?;
         let mut outputs = Vec::new();
@@ -365,23 +378,13 @@ impl Compactor {
         operation: &'static str,
         e: &dyn std::error::Error,
     ) -> CompactError {
-        let mut message = e.to_string();
-        let mut source = e.source();
-        while let Some(s) = source {
-            message = format!("{message}: {s}");
-            source = s.source();
-        }
         CompactError::S3 {
             bucket: self.bucket.clone(),
             key: key.to_owned(),
             operation,
-            message,
+            message: aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
         }
     }
-}
-
-fn file_of(key: &str) -> LakeFile<'_> {
-    LakeFile::of(key.rsplit_once('/').map_or(key, |(_, f)| f))
 }
 
 /// `20240502T010000Z-1a2b3c4d`: sorts by time, and two runs in one second do not collide.

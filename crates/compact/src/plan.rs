@@ -83,7 +83,8 @@ pub struct Plan {
     pub kept: Vec<String>,
 }
 
-fn file_of(key: &str) -> LakeFile<'_> {
+/// What the object at `key` is, by its file name.
+pub(crate) fn file_of(key: &str) -> LakeFile<'_> {
     LakeFile::of(key.rsplit_once('/').map_or(key, |(_, f)| f))
 }
 

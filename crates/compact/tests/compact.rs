@@ -12,7 +12,7 @@ use sluice_compact::plan::Settings;
 use sluice_compact::{CompactError, Compactor, Report};
 use sluice_edge::layout::{LakeFile, Layout};
 use sluice_query::{Lake, Location};
-use sluice_testkit::{S3Endpoint, StopAfter, TestBucket};
+use sluice_testkit::{Fault, S3Endpoint, S3Proxy, TestBucket};
 
 const DAY: &str = "2024-05-01";
 
@@ -188,7 +188,8 @@ async fn a_crash_after_any_change_loses_nothing_and_the_next_runs_finish() -> Re
     // The changes of an uninterrupted compaction: its objects, its commit, its deletions.
     let bucket = sluice_testkit::bucket().await?;
     seed(&bucket, 30).await?;
-    let counter = StopAfter::start(&bucket.endpoint.url, u64::MAX).await?;
+    let counter =
+        S3Proxy::start(&bucket.endpoint.url, Fault::StopAfter { allowed: u64::MAX }).await?;
     let c = compactor(
         &counter.endpoint(&bucket.endpoint),
         &bucket.name,
@@ -197,14 +198,14 @@ async fn a_crash_after_any_change_loses_nothing_and_the_next_runs_finish() -> Re
     let now = Timestamp::now();
     run(&c, now).await?;
     settle(&c, now).await?;
-    let changes = counter.changes();
+    let changes = counter.count();
     assert!(changes >= 4, "{changes} changes");
 
     for allowed in 0..changes {
         let bucket = sluice_testkit::bucket().await?;
         let want = seed(&bucket, 30).await?;
         let lake = lake(&bucket).await?;
-        let proxy = StopAfter::start(&bucket.endpoint.url, allowed).await?;
+        let proxy = S3Proxy::start(&bucket.endpoint.url, Fault::StopAfter { allowed }).await?;
         let crashing = compactor(&proxy.endpoint(&bucket.endpoint), &bucket.name, settings());
         let crashed = match run(&crashing, now).await {
             Ok(_) => settle(&crashing, now).await.is_err(),

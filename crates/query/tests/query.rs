@@ -205,6 +205,31 @@ async fn a_record_in_two_objects_is_one_row_of_the_view() -> Result<()> {
     Ok(())
 }
 
+/// Compaction deleting an object between a query's listing and its read: S3 answers 404, and
+/// the query is planned again over what is there.
+#[tokio::test]
+async fn an_object_gone_after_the_listing_is_listed_again() -> Result<()> {
+    let (bucket, _) = posted_lake().await?;
+    let key = bucket.keys("lake/unicorns/").await?.remove(0);
+    let proxy = sluice_testkit::S3Proxy::start(
+        &bucket.endpoint.url,
+        sluice_testkit::Fault::VanishOnce {
+            suffix: key.rsplit('/').next().unwrap().to_owned(),
+        },
+    )
+    .await?;
+    let through = proxy.endpoint(&bucket.endpoint);
+    let location = Location::bucket(&bucket.name, &through.sdk_config(), Some(&through.url))?;
+    let lake = Lake::open(&location, &Layout::default(), &datasets()).await?;
+    let a = lake.query("SELECT count(*) FROM unicorns").await?;
+    assert_eq!(a.rows, [vec![json!(5)]]);
+    assert!(
+        proxy.count() >= 2,
+        "the object was read again after its 404"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_directory_laid_out_as_the_bucket_is_a_lake() -> Result<()> {
     let d = datasets();

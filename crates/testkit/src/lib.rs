@@ -601,37 +601,57 @@ async fn relay_gated(
     }
 }
 
-/// An HTTP proxy in front of an S3 endpoint that forwards the first `allowed` requests that
-/// change something (PUT, POST, DELETE) and then refuses every request (400 `Stopped`, which no
-/// SDK retries), as if the process had stopped there: a crash after exactly that many changes.
-/// Reads before the limit pass freely.
-#[derive(Debug, Clone)]
-pub struct StopAfter {
-    pub url: String,
-    changes: std::sync::Arc<AtomicU64>,
+/// What an [`S3Proxy`] does to the requests it forwards.
+#[derive(Debug)]
+pub enum Fault {
+    /// Forward the first `allowed` requests that change something (PUT, POST, DELETE), then
+    /// refuse every request (400 `Stopped`, which no SDK retries), as if the process had stopped
+    /// there: a crash after exactly that many changes. Reads before the limit pass.
+    StopAfter { allowed: u64 },
+    /// Answer the first GET of a key ending in `suffix` with 404 `NoSuchKey`, as S3 does for an
+    /// object deleted after a reader listed it; everything else passes.
+    VanishOnce { suffix: String },
 }
 
-impl StopAfter {
+/// An HTTP proxy in front of an S3 endpoint that injects a [`Fault`]. It forwards requests with
+/// their signed headers as they are, so the endpoint checks the client's signature.
+#[derive(Debug, Clone)]
+pub struct S3Proxy {
+    pub url: String,
+    state: std::sync::Arc<ProxyState>,
+}
+
+#[derive(Debug)]
+struct ProxyState {
+    http: reqwest::Client,
+    upstream: String,
+    fault: Fault,
+    /// Changes forwarded (`StopAfter`), or GETs of the key seen (`VanishOnce`).
+    count: AtomicU64,
+}
+
+impl S3Proxy {
     /// Starts the proxy in front of `upstream` (an endpoint URL).
-    pub async fn start(upstream: &str, allowed: u64) -> Result<Self> {
+    pub async fn start(upstream: &str, fault: Fault) -> Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
-        let changes = std::sync::Arc::new(AtomicU64::new(0));
-        let state = (
-            upstream.trim_end_matches('/').to_owned(),
-            changes.clone(),
-            allowed,
-        );
+        let state = std::sync::Arc::new(ProxyState {
+            http: reqwest::Client::new(),
+            upstream: upstream.trim_end_matches('/').to_owned(),
+            fault,
+            count: AtomicU64::new(0),
+        });
         let app = axum::Router::new()
             .fallback(forward)
-            .with_state(std::sync::Arc::new((reqwest::Client::new(), state)));
+            .with_state(state.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Ok(StopAfter { url, changes })
+        Ok(S3Proxy { url, state })
     }
 
-    /// Changes forwarded so far.
-    pub fn changes(&self) -> u64 {
-        self.changes.load(Ordering::SeqCst)
+    /// Changes forwarded (`StopAfter`), or GETs of the key seen (`VanishOnce`; the first was
+    /// answered 404).
+    pub fn count(&self) -> u64 {
+        self.state.count.load(Ordering::SeqCst)
     }
 
     /// `endpoint` reached through this proxy.
@@ -643,34 +663,45 @@ impl StopAfter {
     }
 }
 
-type ProxyState = std::sync::Arc<(reqwest::Client, (String, std::sync::Arc<AtomicU64>, u64))>;
+fn s3_error(status: axum::http::StatusCode, code: &str) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let body = format!("<Error><Code>{code}</Code><Message>{code}</Message></Error>");
+    (status, [("content-type", "application/xml")], body).into_response()
+}
 
 async fn forward(
-    axum::extract::State(state): axum::extract::State<ProxyState>,
+    axum::extract::State(state): axum::extract::State<std::sync::Arc<ProxyState>>,
     req: axum::extract::Request,
 ) -> axum::response::Response {
+    use axum::http::StatusCode;
     use axum::response::IntoResponse;
-    let (http, (upstream, changes, allowed)) = &*state;
-    let changing = matches!(req.method().as_str(), "PUT" | "POST" | "DELETE");
-    let stopped = || {
-        (
-            axum::http::StatusCode::BAD_REQUEST,
-            "<Error><Code>Stopped</Code><Message>the process stopped here</Message></Error>",
-        )
-            .into_response()
-    };
-    if changes.load(Ordering::SeqCst) >= *allowed {
-        return stopped();
-    }
-    if changing && changes.fetch_add(1, Ordering::SeqCst) >= *allowed {
-        return stopped();
+    let stopped = || s3_error(StatusCode::BAD_REQUEST, "Stopped");
+    match &state.fault {
+        Fault::StopAfter { allowed } => {
+            let changing = matches!(req.method().as_str(), "PUT" | "POST" | "DELETE");
+            if state.count.load(Ordering::SeqCst) >= *allowed
+                || (changing && state.count.fetch_add(1, Ordering::SeqCst) >= *allowed)
+            {
+                return stopped();
+            }
+        }
+        Fault::VanishOnce { suffix } => {
+            if req.method() == "GET"
+                && req.uri().path().ends_with(suffix.as_str())
+                && state.count.fetch_add(1, Ordering::SeqCst) == 0
+            {
+                return s3_error(StatusCode::NOT_FOUND, "NoSuchKey");
+            }
+        }
     }
     let (parts, body) = req.into_parts();
     let Ok(body) = axum::body::to_bytes(body, usize::MAX).await else {
         return stopped();
     };
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut out = http.request(parts.method.clone(), format!("{upstream}{path}"));
+    let mut out = state
+        .http
+        .request(parts.method.clone(), format!("{}{path}", state.upstream));
     for (k, v) in &parts.headers {
         if k != "transfer-encoding" && k != "content-length" {
             out = out.header(k, v);
