@@ -12,8 +12,10 @@ help: ## List the targets
 demo: ## The whole pipeline locally (sample API → ingest → S3 → loader → Postgres); run again for the next window
 	scripts/with-services $(CARGO) run -q -p sluice-cli -- demo $(DEMO_ARGS)
 
-test: lint ## fmt check, clippy -D warnings, every test (starts Postgres if needed)
-	scripts/with-services $(CARGO) test --workspace
+test: lint-infra ## fmt check, clippy -D warnings (in the test build itself), every test (starts Postgres if needed)
+	scripts/lint-image
+	$(CARGO) fmt --all --check
+	RUSTC_WORKSPACE_WRAPPER=$(CURDIR)/scripts/clippy-rustc scripts/with-services $(CARGO) test --workspace
 
 lint: lint-infra ## cargo fmt --check, clippy with warnings as errors, cfn-lint + sam validate, hadolint
 	scripts/lint-image

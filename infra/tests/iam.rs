@@ -452,8 +452,7 @@ async fn stage_object(world: &World, from: &str, key: &str, to: &str) -> Result<
     let mut csv = get(key.to_owned()).await?;
     anyhow::ensure!(key.ends_with(".csv"), "a plain CSV object: {key}");
     csv.extend_from_slice(b"ragged\n");
-    let stem = key.trim_end_matches(".csv");
-    let manifest = format!("{stem}.manifest.json");
+    let manifest = sluice_edge::layout::manifest_key(key);
     let body = get(manifest.clone()).await?;
     admin
         .put_object()

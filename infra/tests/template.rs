@@ -112,6 +112,17 @@ fn grants_are_least_privilege() {
             .filter(|(a, _)| a.starts_with("s3:"))
             .collect()
     };
+    // The prefix a role may list (a condition keeps the rest of the lake's keys out).
+    let listing_prefix = |who: &str| -> String {
+        let (_, list) = st
+            .iter()
+            .find(|(w, s)| w == who && strings(&s["Action"]) == ["s3:ListBucket"])
+            .unwrap_or_else(|| panic!("{who} lists nothing"));
+        list["Condition"]["StringLike"]["s3:prefix"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{who} lists without a prefix condition"))
+            .to_owned()
+    };
     let pairs = |xs: &[(&str, &str)]| -> BTreeSet<(String, String)> {
         xs.iter()
             .map(|(a, r)| (a.to_string(), r.to_string()))
@@ -127,12 +138,8 @@ fn grants_are_least_privilege() {
             ("s3:ListBucket", "GetAtt:LakeBucket.Arn"),
         ])
     );
-    // Listing is for the state only: a prefix condition keeps the rest of the lake's keys out.
-    let list = st
-        .iter()
-        .find(|(w, s)| w == "IngestRole" && strings(&s["Action"]) == ["s3:ListBucket"])
-        .expect("IngestRole lists state/");
-    assert_eq!(list.1["Condition"]["StringLike"]["s3:prefix"], "state/*");
+    // Listing is for the state only (the watermarks and the sources' columns).
+    assert_eq!(listing_prefix("IngestRole"), "state/*");
     assert_eq!(
         grants("LoaderRole"),
         pairs(&[
@@ -162,11 +169,7 @@ fn grants_are_least_privilege() {
             ("s3:ListBucket", "GetAtt:LakeBucket.Arn"),
         ])
     );
-    let list = st
-        .iter()
-        .find(|(w, s)| w == "CompactRole" && strings(&s["Action"]) == ["s3:ListBucket"])
-        .expect("CompactRole lists lake/");
-    assert_eq!(list.1["Condition"]["StringLike"]["s3:prefix"], "lake/*");
+    assert_eq!(listing_prefix("CompactRole"), "lake/*");
     // Each function runs as its own role: no SAM-generated role, so no managed policy is
     // attached behind our back (AWSLambdaBasicExecutionRole and the VPC one grant on "*").
     let mut roles = BTreeSet::new();

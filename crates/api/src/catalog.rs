@@ -109,23 +109,12 @@ impl Table {
     /// The table properties: Parquet, and partition projection over `dt` by day from
     /// [`FIRST_DAY`] to now, each day's objects under `<location>dt=<day>/`.
     pub fn properties(&self) -> Vec<(String, String)> {
-        [
-            ("classification", "parquet".to_owned()),
-            ("parquet.compression", "SNAPPY".to_owned()),
-            ("projection.enabled", "true".to_owned()),
-            ("projection.dt.type", "date".to_owned()),
-            ("projection.dt.format", "yyyy-MM-dd".to_owned()),
-            ("projection.dt.range", format!("{FIRST_DAY},NOW")),
-            ("projection.dt.interval", "1".to_owned()),
-            ("projection.dt.interval.unit", "DAYS".to_owned()),
-            (
-                "storage.location.template",
-                format!("{}{PARTITION}=${{{PARTITION}}}/", self.location),
-            ),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect()
+        let mut p = vec![
+            ("classification".to_owned(), "parquet".to_owned()),
+            ("parquet.compression".to_owned(), "SNAPPY".to_owned()),
+        ];
+        p.extend(projection(&self.location));
+        p
     }
 
     /// The view's query, in the SQL both Athena (Trino) and DataFusion read: every column of the
@@ -182,11 +171,6 @@ impl Table {
             .iter()
             .map(|c| format!("  `{}` {}", c.name, c.hive_type))
             .collect();
-        let properties: Vec<String> = self
-            .properties()
-            .iter()
-            .map(|(k, v)| format!("  '{k}'='{v}'"))
-            .collect();
         let comment = self
             .description
             .as_ref()
@@ -204,10 +188,139 @@ impl Table {
             name = self.name,
             columns = columns.join(",\n"),
             location = self.location,
-            properties = properties.join(",\n"),
+            properties = property_lines(&self.properties()),
             view_database = quoted(database),
             view = quoted(&self.view),
             sql = self.view_sql(),
+        )
+    }
+}
+
+/// Partition projection over `dt` by day from [`FIRST_DAY`] to now, each day's objects under
+/// `<location>dt=<day>/`.
+fn projection(location: &str) -> Vec<(String, String)> {
+    [
+        ("projection.enabled", "true".to_owned()),
+        ("projection.dt.type", "date".to_owned()),
+        ("projection.dt.format", "yyyy-MM-dd".to_owned()),
+        ("projection.dt.range", format!("{FIRST_DAY},NOW")),
+        ("projection.dt.interval", "1".to_owned()),
+        ("projection.dt.interval.unit", "DAYS".to_owned()),
+        (
+            "storage.location.template",
+            format!("{location}{PARTITION}=${{{PARTITION}}}/"),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// `'k'='v'` lines for a DDL statement.
+fn property_lines(properties: &[(String, String)]) -> String {
+    properties
+        .iter()
+        .map(|(k, v)| format!("  '{k}'='{v}'"))
+        .collect::<Vec<_>>()
+        .join(",\n")
+}
+
+/// The suffix of an ingest source's raw table.
+pub const RAW_SUFFIX: &str = "_raw";
+
+/// An ingest source's raw CSV as Athena and `sluice query` read it: what the API returned,
+/// flattened, before any transform.
+///
+/// Athena's CSV reader maps columns by position, so the columns are the source's published
+/// list (`state/<source>.columns.json`), in the order every raw object's header keeps: an older
+/// object with fewer columns reads NULL for the later ones. Every column is `string`: the
+/// values are the API's text, exact numbers included. A column named `dt` is called `dt_raw`
+/// here (`dt` is the partition).
+///
+/// ```
+/// use sluice_api::catalog::RawTable;
+///
+/// let t = RawTable::new("hotmart-sales", vec!["id".into(), "purchase_price_value".into()], "s3://b/raw/");
+/// assert_eq!(t.name, "hotmart_sales_raw");
+/// assert_eq!(t.location, "s3://b/raw/hotmart-sales/");
+/// let ddl = t.ddl("sluice");
+/// assert!(ddl.contains("`purchase_price_value` string"));
+/// assert!(ddl.contains("'skip.header.line.count'='1'"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawTable {
+    /// The source's name, `[a-z0-9_]` (others as `_`), then [`RAW_SUFFIX`].
+    pub name: String,
+    pub source: String,
+    pub columns: Vec<String>,
+    /// `s3://<bucket>/<raw prefix><source>/`, with a trailing `/`.
+    pub location: String,
+}
+
+impl RawTable {
+    /// The raw table of `source` under `raw` (`s3://<bucket>/<raw prefix>`, trailing `/`).
+    pub fn new(source: &str, columns: Vec<String>, raw: &str) -> RawTable {
+        let base: String = source
+            .chars()
+            .map(|c| match c.to_ascii_lowercase() {
+                c @ ('a'..='z' | '0'..='9' | '_') => c,
+                _ => '_',
+            })
+            .collect();
+        let mut columns = columns;
+        // Positions are what Athena maps, so a column named like the partition can be renamed.
+        if let Some(i) = columns
+            .iter()
+            .position(|c| c.eq_ignore_ascii_case(PARTITION))
+        {
+            let mut name = format!("{PARTITION}{RAW_SUFFIX}");
+            while columns.contains(&name) {
+                name.push('_');
+            }
+            columns[i] = name;
+        }
+        RawTable {
+            name: format!("{base}{RAW_SUFFIX}"),
+            source: source.to_owned(),
+            columns,
+            location: format!("{raw}{source}/"),
+        }
+    }
+
+    /// The table properties: CSV with one header line, and partition projection over `dt`.
+    pub fn properties(&self) -> Vec<(String, String)> {
+        let mut p = vec![
+            ("classification".to_owned(), "csv".to_owned()),
+            ("skip.header.line.count".to_owned(), "1".to_owned()),
+        ];
+        p.extend(projection(&self.location));
+        p
+    }
+
+    /// Athena DDL, in `database`: `DROP TABLE IF EXISTS`, then `CREATE EXTERNAL TABLE` (the
+    /// columns grow as the source does, so the table is replaced; dropping an external table
+    /// deletes no object).
+    pub fn ddl(&self, database: &str) -> String {
+        let columns: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| format!("  `{}` string", c.replace('`', "``")))
+            .collect();
+        format!(
+            "DROP TABLE IF EXISTS `{database}`.`{name}`;\n\n\
+             CREATE EXTERNAL TABLE `{database}`.`{name}` (\n{columns}\n)\n\
+             COMMENT 'The raw CSV of ingest source {source}'\n\
+             PARTITIONED BY (`{PARTITION}` string)\n\
+             ROW FORMAT SERDE 'org.apache.hadoop.hive.serde2.OpenCSVSerde'\n\
+             WITH SERDEPROPERTIES ('separatorChar'=',', 'quoteChar'='\"')\n\
+             STORED AS TEXTFILE\n\
+             LOCATION '{location}'\n\
+             TBLPROPERTIES (\n{properties}\n);\n",
+            name = self.name,
+            source = self.source.replace('\'', "''"),
+            columns = columns.join(",\n"),
+            location = self.location,
+            properties = property_lines(&self.properties()),
         )
     }
 }
@@ -447,5 +560,29 @@ mod tests {
             e,
             "dataset t: field \"DT\" is the partition column's name in Athena"
         );
+    }
+
+    #[test]
+    fn a_raw_table_is_text_in_the_sources_order_with_dt_renamed() {
+        let cols = ["id", "dt", "dt_raw", "price"].map(String::from).to_vec();
+        let t = RawTable::new("Hotmart.Sales", cols, "s3://b/raw/");
+        assert_eq!(t.name, "hotmart_sales_raw");
+        assert_eq!(t.columns, ["id", "dt_raw_", "dt_raw", "price"]);
+        assert_eq!(t.location, "s3://b/raw/Hotmart.Sales/");
+        let props: std::collections::BTreeMap<_, _> = t.properties().into_iter().collect();
+        assert_eq!(
+            props["storage.location.template"],
+            "s3://b/raw/Hotmart.Sales/dt=${dt}/"
+        );
+        assert_eq!(props["skip.header.line.count"], "1");
+        let ddl = t.ddl("db");
+        assert!(ddl.starts_with("DROP TABLE IF EXISTS `db`.`hotmart_sales_raw`;"));
+        let body = ddl.split_once('(').unwrap().1.split_once(')').unwrap().0;
+        assert_eq!(
+            body.trim(),
+            "`id` string,\n  `dt_raw_` string,\n  `dt_raw` string,\n  `price` string"
+        );
+        assert!(ddl.contains("PARTITIONED BY (`dt` string)"));
+        assert!(ddl.contains("'org.apache.hadoop.hive.serde2.OpenCSVSerde'"));
     }
 }

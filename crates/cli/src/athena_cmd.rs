@@ -9,16 +9,20 @@ use sluice_api::Datasets;
 use sluice_api::catalog::Table;
 use sluice_athena::{Athena, Query};
 
+use crate::query_cmd;
 use crate::rows_out::{Format, print_rows};
 use sluice_edge::layout::{Area, Layout};
+use sluice_query::Lake;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Print `CREATE EXTERNAL TABLE` for each dataset: Parquet under the lake, partitioned by
-    /// `dt` with partition projection (the template creates the same tables).
+    /// `dt` with partition projection (the template creates the same tables). With --raw, also
+    /// each ingest source's raw CSV table, its columns read from the bucket.
     #[command(
         after_help = "Example:\n  sluice athena ddl --bucket my-lake > tables.sql\n  \
-        sluice athena ddl --bucket my-lake --dataset unicorns --database analytics"
+        sluice athena ddl --bucket my-lake --dataset unicorns --database analytics\n  \
+        sluice athena ddl --bucket my-lake --raw"
     )]
     Ddl(DdlArgs),
     /// Run one query in Athena and print its rows. Values go in --param (bound by Athena, never
@@ -65,6 +69,11 @@ pub struct DdlArgs {
     /// The Glue database.
     #[arg(long, default_value = "sluice")]
     database: String,
+    /// Also the raw CSV table of each ingest source (`<source>_raw`), from the columns its runs
+    /// published under the bucket's state/ (read over S3; S3_ENDPOINT_URL for a local endpoint).
+    /// Run it again when a source gains columns: it drops and creates the table.
+    #[arg(long)]
+    raw: bool,
 }
 
 pub fn run(command: Command) -> Result<()> {
@@ -116,8 +125,19 @@ fn ddl(a: &DdlArgs) -> Result<String> {
         out.push_str(&Table::new(d, &lake)?.ddl(&a.database));
         out.push('\n');
     }
-    match (found, &a.dataset) {
-        (false, Some(only)) => anyhow::bail!("no dataset {only:?} in {}", a.datasets.display()),
-        _ => Ok(out),
+    if let (false, Some(only)) = (found, &a.dataset) {
+        anyhow::bail!("no dataset {only:?} in {}", a.datasets.display());
     }
+    if a.raw {
+        let lake = tokio::runtime::Runtime::new()?.block_on(async {
+            let location = query_cmd::location(None, Some(&a.bucket)).await?;
+            let none = Datasets::default();
+            Ok::<_, anyhow::Error>(Lake::open(&location, &query_cmd::layout(), &none).await?)
+        })?;
+        for t in lake.raw_tables() {
+            out.push_str(&t.ddl(&a.database));
+            out.push('\n');
+        }
+    }
+    Ok(out)
 }

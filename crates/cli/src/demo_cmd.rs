@@ -214,6 +214,11 @@ async fn demo(a: Args) -> Result<()> {
                 "rows": collected.query.rows,
             },
         },
+        "raw_query": {
+            "sql": crate::demo_collect::RAW_QUERY,
+            "columns": collected.raw.columns,
+            "rows": collected.raw.rows,
+        },
     });
     if a.json {
         println!("{report}");

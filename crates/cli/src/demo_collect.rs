@@ -19,7 +19,13 @@ pub struct Collected {
     pub rows: Vec<Value>,
     /// [`EXAMPLE`]'s answer, over the bucket with DataFusion.
     pub query: sluice_query::Answer,
+    /// [`RAW_QUERY`]'s answer: the ingest's CSV as a table.
+    pub raw: sluice_query::Answer,
 }
+
+/// A query over the raw table of the demo's ingest source: what the API returned, before the
+/// loader's mapping.
+pub const RAW_QUERY: &str = "SELECT dt, count(*) AS records, count(DISTINCT \"transaction\") AS transactions, max(purchase_price_value) AS max_price_text FROM hotmart_sales_raw GROUP BY dt ORDER BY dt";
 
 /// The example query the demo ends with.
 pub const EXAMPLE: &str = "sightings-per-color";
@@ -123,11 +129,13 @@ pub async fn run(
     }
     let lake = sluice_query::Lake::open(location, &Layout::default(), &datasets).await?;
     let query = lake.query(&example.sql).await?;
+    let raw = lake.query(RAW_QUERY).await?;
     Ok(Collected {
         requests,
         objects,
         rows,
         query,
+        raw,
     })
 }
 
@@ -177,12 +185,22 @@ pub fn print(c: &Collected, bucket: &str) {
         );
     }
     println!("query   sluice query --example {EXAMPLE} (DataFusion over s3://{bucket}/lake/):");
-    let names: Vec<&str> = c.query.columns.iter().map(String::as_str).collect();
+    print_answer(&c.query);
+    println!(
+        "raw     sluice query over hotmart_sales_raw (the ingest's CSV in s3://{bucket}/raw/, every column text):"
+    );
+    println!("        {RAW_QUERY}");
+    print_answer(&c.raw);
+}
+
+/// An answer as an indented table.
+fn print_answer(answer: &sluice_query::Answer) {
+    let names: Vec<&str> = answer.columns.iter().map(String::as_str).collect();
     let mut table = Vec::new();
     // Writing to memory cannot fail.
     let _ = crate::rows_out::print_rows(
         &names,
-        &c.query.rows,
+        &answer.rows,
         crate::rows_out::Format::Table,
         &mut table,
     );

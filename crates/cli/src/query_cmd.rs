@@ -13,7 +13,8 @@ use crate::rows_out::{Format, print_rows};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The SQL. Each dataset is a view (`unicorns`: one copy of each record) over its table
-    /// (`unicorns_objects`), with `dt` the partition.
+    /// (`unicorns_objects`), with `dt` the partition; each ingest source's raw CSV is
+    /// `<source>_raw`.
     #[arg(required_unless_present_any = ["example", "list"])]
     sql: Option<String>,
     /// Run the named example query from --queries instead.
@@ -61,19 +62,9 @@ pub fn run(a: Args) -> Result<()> {
         .with_context(|| format!("datasets in {}", a.datasets.display()))?;
     let rt = tokio::runtime::Runtime::new()?;
     let answer = rt.block_on(async {
-        let location = match (&a.dir, &a.bucket) {
-            (Some(dir), _) => Location::Dir(dir.clone()),
-            (None, Some(bucket)) => {
-                let aws = aws_config::load_from_env().await;
-                let endpoint = std::env::var("S3_ENDPOINT_URL")
-                    .ok()
-                    .filter(|u| !u.is_empty());
-                Location::bucket(bucket, &aws, endpoint.as_deref())?
-            }
-            (None, None) => bail!("where is the lake? --dir DIR or --bucket BUCKET (or BUCKET)"),
-        };
-        let lake = Lake::open(&location, &Layout::from_env(&[Area::Lake]), &datasets).await?;
-        Ok(lake.query(&sql).await?)
+        let location = location(a.dir.as_ref(), a.bucket.as_deref()).await?;
+        let lake = Lake::open(&location, &layout(), &datasets).await?;
+        Ok::<_, anyhow::Error>(lake.query(&sql).await?)
     })?;
     let names: Vec<&str> = answer.columns.iter().map(String::as_str).collect();
     print_rows(
@@ -84,4 +75,24 @@ pub fn run(a: Args) -> Result<()> {
     )?;
     eprintln!("{} rows", answer.rows.len());
     Ok(())
+}
+
+/// The lake's root: `dir`, or `bucket` over S3 (`S3_ENDPOINT_URL` for a local endpoint).
+pub(crate) async fn location(dir: Option<&PathBuf>, bucket: Option<&str>) -> Result<Location> {
+    Ok(match (dir, bucket) {
+        (Some(dir), _) => Location::Dir(dir.clone()),
+        (None, Some(bucket)) => {
+            let aws = aws_config::load_from_env().await;
+            let endpoint = std::env::var("S3_ENDPOINT_URL")
+                .ok()
+                .filter(|u| !u.is_empty());
+            Location::bucket(bucket, &aws, endpoint.as_deref())?
+        }
+        (None, None) => bail!("where is the lake? --dir DIR or --bucket BUCKET (or BUCKET)"),
+    })
+}
+
+/// The prefixes the tables are read from (the lake, the raw CSV and the sources' columns).
+pub(crate) fn layout() -> Layout {
+    Layout::from_env(&[Area::Lake, Area::Raw, Area::State])
 }

@@ -360,7 +360,7 @@ async fn load_replays_an_s3_prefix() -> Result<()> {
         .put("raw/x/dt=2024-01-02/b.csv", "id,v\n2,c\n3,d\n")
         .await?;
     bucket
-        .put("raw/x/dt=2024-01-02/b.manifest.json", "{}")
+        .put("raw/x/dt=2024-01-02/_b.manifest.json", "{}")
         .await?;
     let ep = &bucket.endpoint;
     let env = [
@@ -445,6 +445,58 @@ async fn ingest_pulls_the_sample_api_into_s3() -> Result<()> {
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn athena_ddl_raw_prints_each_sources_raw_table_from_its_published_columns() -> Result<()> {
+    let bucket = sluice_testkit::bucket().await?;
+    let columns = serde_json::json!({
+        "format": "csv", "separator": "_", "arrays": "index", "max_depth": null,
+        "schema_hash": "0", "collisions": [],
+        "columns": [
+            {"name": "transaction", "path": ["transaction"], "types": ["string"]},
+            {"name": "dt", "path": ["dt"], "types": ["string"]},
+            {"name": "price_value", "path": ["price", "value"], "types": ["float"]},
+        ],
+    });
+    bucket
+        .put("state/hotmart-sales.columns.json", columns.to_string())
+        .await?;
+    bucket.put("state/hotmart-sales.json", "{}").await?;
+    let ep = &bucket.endpoint;
+    let env = [
+        ("S3_ENDPOINT_URL", ep.url.as_str()),
+        ("AWS_ACCESS_KEY_ID", ep.access_key.as_str()),
+        ("AWS_SECRET_ACCESS_KEY", ep.secret_key.as_str()),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    let datasets = sluice_testkit::workspace_root().join("datasets");
+    let args = [
+        "athena",
+        "ddl",
+        "--raw",
+        "--bucket",
+        &bucket.name,
+        "--datasets",
+        datasets.to_str().unwrap(),
+    ];
+    let out = tokio::task::block_in_place(|| sluice(&args, None, &env))?;
+    let ddl = String::from_utf8(out.stdout)?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let raw = ddl
+        .split_once("DROP TABLE IF EXISTS `sluice`.`hotmart_sales_raw`;")
+        .map(|(_, raw)| raw)
+        .unwrap_or_else(|| panic!("no raw table in {ddl}"));
+    let expected = "CREATE EXTERNAL TABLE `sluice`.`hotmart_sales_raw` (\n  `transaction` string,\n  \
+         `dt_raw` string,\n  `price_value` string\n)";
+    assert!(raw.contains(expected), "{raw}");
+    let location = format!("LOCATION 's3://{}/raw/hotmart-sales/'", bucket.name);
+    assert!(raw.contains(&location), "{raw}");
+    Ok(())
+}
+
 #[tokio::test]
 async fn the_demo_runs_twice_inserting_then_updating() -> Result<()> {
     let db = sluice_testkit::database().await?;
@@ -498,6 +550,20 @@ async fn the_demo_runs_twice_inserting_then_updating() -> Result<()> {
         .map(|r| r[2].as_u64().unwrap())
         .sum();
     assert_eq!(sightings, 5, "{query}");
+    // And a query over the ingest's raw CSV: every record the loader read, as the API sent it.
+    let raw = &r1["raw_query"];
+    let records: u64 = raw["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r[1].as_u64().unwrap())
+        .sum();
+    assert_eq!(records, count(&r1["rows"], "rows_read"), "{raw}");
+    assert_eq!(raw["columns"][3], "max_price_text");
+    assert!(
+        raw["rows"][0][3].is_string(),
+        "text, as the API sent it: {raw}"
+    );
     let second = sluice(&args, None, &env)?;
     assert!(
         second.status.success(),

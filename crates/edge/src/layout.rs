@@ -2,8 +2,8 @@
 //!
 //! | prefix (variable, default) | written by | keys |
 //! |---|---|---|
-//! | `RAW_PREFIX` (`raw/`) | ingest | `raw/<source>/dt=YYYY-MM-DD/<name>.csv[.gz]`, beside it `<stem>.manifest.json` and `<stem>.rejected.jsonl` |
-//! | `STATE_PREFIX` (`state/`) | ingest | `state/<source>.json` (the watermark) |
+//! | `RAW_PREFIX` (`raw/`) | ingest | `raw/<source>/dt=YYYY-MM-DD/<name>.csv[.gz]`, beside it `_<stem>.manifest.json` and `_<stem>.rejected.jsonl` |
+//! | `STATE_PREFIX` (`state/`) | ingest | `state/<source>.json` (the watermark), `state/<source>.columns.json` (the source's columns, in their order) |
 //! | `QUARANTINE_PREFIX` (`quarantine/`) | loader | `quarantine/<raw key without .gz>` |
 //! | `LAKE_PREFIX` (`lake/`) | API | `lake/<dataset>/dt=YYYY-MM-DD/<event id>.parquet` |
 //! | `REJECTED_PREFIX` (`rejected/`) | API | `rejected/<dataset>/dt=YYYY-MM-DD/<event id>.jsonl` |
@@ -29,6 +29,9 @@ use jiff::civil::Date;
 
 /// The key suffixes of the ingest's CSV objects, the only raw objects the loader takes.
 pub const CSV_SUFFIXES: [&str; 2] = [".csv", ".csv.gz"];
+
+/// The end of a source's columns key (see [`Layout::columns`]).
+pub const COLUMNS_SUFFIX: &str = ".columns.json";
 
 /// The bucket's prefixes. [`Layout::default`] is what the template and the demo use.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,6 +189,20 @@ impl Layout {
         format!("{}{source}.json", self.state)
     }
 
+    /// `state/<source>.columns.json`: the source's columns in the order every raw object's
+    /// header keeps (known ones first, new ones appended), which the raw tables read.
+    pub fn columns(&self, source: &str) -> String {
+        format!("{}{source}{COLUMNS_SUFFIX}", self.state)
+    }
+
+    /// The source whose columns `key` holds (`state/<source>.columns.json`).
+    pub fn columns_source<'k>(&self, key: &'k str) -> Option<&'k str> {
+        let source = key
+            .strip_prefix(self.state.as_str())?
+            .strip_suffix(COLUMNS_SUFFIX)?;
+        (!source.is_empty() && !source.contains('/')).then_some(source)
+    }
+
     /// `quarantine/<key without .gz>`: the rows of a raw object that could not load, as CSV.
     pub fn quarantine(&self, raw_key: &str) -> String {
         format!(
@@ -321,15 +338,26 @@ pub fn object_stem(key: &str) -> &str {
         .unwrap_or(key)
 }
 
-/// `<stem>.manifest.json`: the schema of a raw object, written beside it.
+/// `_<stem>.manifest.json`: the schema of a raw object, written beside it. The leading `_`
+/// hides it from Athena, which reads every other object under a table's location as rows.
 pub fn manifest_key(key: &str) -> String {
-    format!("{}.manifest.json", object_stem(key))
+    sidecar(key, "manifest.json")
 }
 
-/// `<stem>.rejected.jsonl`: the records of a raw object that could not be flattened, one JSON
-/// line each (outside the loader's CSV suffixes).
+/// `_<stem>.rejected.jsonl`: the records of a raw object that could not be flattened, one JSON
+/// line each (outside the loader's CSV suffixes, hidden from Athena like the manifest).
 pub fn rejected_key(key: &str) -> String {
-    format!("{}.rejected.jsonl", object_stem(key))
+    sidecar(key, "rejected.jsonl")
+}
+
+/// `<dir>/_<stem>.<what>`.
+fn sidecar(key: &str, what: &str) -> String {
+    let stem = object_stem(key);
+    let (dir, file) = stem.rsplit_once('/').map_or(("", stem), |(d, f)| (d, f));
+    match dir {
+        "" => format!("_{file}.{what}"),
+        _ => format!("{dir}/_{file}.{what}"),
+    }
 }
 
 /// `raw` → `raw/`; empty stays empty (the whole bucket).
@@ -462,16 +490,32 @@ mod tests {
     fn sidecars_sit_beside_their_object_outside_the_csv_suffixes() {
         assert_eq!(
             manifest_key("raw/s/dt=2024-01-01/a_b_r.csv"),
-            "raw/s/dt=2024-01-01/a_b_r.manifest.json"
+            "raw/s/dt=2024-01-01/_a_b_r.manifest.json"
         );
         assert_eq!(
             manifest_key("raw/s/x_p2.csv.gz"),
-            "raw/s/x_p2.manifest.json"
+            "raw/s/_x_p2.manifest.json"
         );
-        assert_eq!(rejected_key("raw/s/x.csv.gz"), "raw/s/x.rejected.jsonl");
+        assert_eq!(rejected_key("raw/s/x.csv.gz"), "raw/s/_x.rejected.jsonl");
+        assert_eq!(manifest_key("x.csv"), "_x.manifest.json");
         let l = Layout::default();
         assert_eq!(l.source_of(&manifest_key("raw/s/x.csv")), None);
         assert_eq!(l.source_of(&rejected_key("raw/s/x.csv")), None);
+    }
+
+    #[test]
+    fn a_sources_columns_are_state() {
+        let l = Layout::default().with(Area::State, "st");
+        assert_eq!(l.columns("hotmart"), "st/hotmart.columns.json");
+        assert_eq!(l.columns_source("st/hotmart.columns.json"), Some("hotmart"));
+        for key in [
+            "st/hotmart.json",
+            "st/.columns.json",
+            "st/a/b.columns.json",
+            "raw/a.columns.json",
+        ] {
+            assert_eq!(l.columns_source(key), None, "{key}");
+        }
     }
 
     #[test]

@@ -6,6 +6,11 @@
 //! A record that adds columns in the middle of a run closes the current object and opens the
 //! next one (`…_p2.csv`) whose header has them: no row is ever wider or narrower than its
 //! header, and the loader's `evolve` adds the columns.
+//!
+//! A source's columns keep one order across runs: a run starts from the columns published in
+//! `state/<source>.columns.json`, and appends new ones there (a conditional write) before an
+//! object's header holds them. Every raw object's header is therefore a prefix of the source's
+//! columns, which is what Athena's CSV tables need: they map columns by position.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
@@ -13,7 +18,7 @@ use std::time::Instant;
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use sluice_edge::layout::{Layout, utc_day};
-use sluice_flatten::{Flattener, InputFormat, RecordReader};
+use sluice_flatten::{Flattener, InputFormat, Manifest, RecordReader, Schema};
 use tokio_util::sync::CancellationToken;
 
 use crate::http::{Api, ApiCounters, FetchError};
@@ -124,7 +129,7 @@ pub struct RunSummary {
     pub pages: u64,
     pub records: u64,
     /// Records set aside because they cannot be flattened (beside their object, in
-    /// `<stem>.rejected.jsonl`).
+    /// `_<stem>.rejected.jsonl`).
     pub rejected: u64,
     pub objects: Vec<ObjectInfo>,
     /// Chunks halved because the API could not answer them.
@@ -155,10 +160,27 @@ impl Lake {
 
     /// Reads the state object and its ETag (`None` when there is none yet).
     pub async fn read_state(&self, source: &str) -> Result<Option<(State, String)>, RunError> {
-        let key = self.state_key(source);
+        self.read_json(&self.state_key(source), "a sluice state object")
+            .await
+    }
+
+    /// Reads the source's published columns and their ETag (`None` before its first object).
+    pub async fn read_columns(&self, source: &str) -> Result<Option<(Schema, String)>, RunError> {
+        let got: Option<(Manifest, String)> = self
+            .read_json(&self.layout.columns(source), "a sluice columns object")
+            .await?;
+        Ok(got.map(|(m, etag)| (Schema::from_manifest(&m), etag)))
+    }
+
+    /// Reads a JSON object of ours and its ETag (`None` when there is none).
+    async fn read_json<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+        what: &str,
+    ) -> Result<Option<(T, String)>, RunError> {
         let err = |message: String| RunError::State {
             bucket: self.out.bucket.clone(),
-            key: key.clone(),
+            key: key.to_owned(),
             message,
         };
         let got = self
@@ -166,7 +188,7 @@ impl Lake {
             .client
             .get_object()
             .bucket(&self.out.bucket)
-            .key(&key)
+            .key(key)
             .send()
             .await;
         let obj = match got {
@@ -174,9 +196,9 @@ impl Lake {
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 403) => {
                 // S3 answers 403 for a missing key when the role may not list the bucket. A
-                // denial is never taken for "no state": a listing of the key must say so.
+                // denial is never taken for "none yet": a listing of the key must say so.
                 let denied = aws_sdk_s3::error::DisplayErrorContext(e).to_string();
-                return match self.state_exists(&key).await {
+                return match self.state_exists(key).await {
                     Ok(false) => Ok(None),
                     Ok(true) => Err(err(denied)),
                     Err(list) => Err(err(format!("{denied}; listing the key: {list}"))),
@@ -191,9 +213,9 @@ impl Lake {
             .await
             .map_err(|e| err(e.to_string()))?
             .into_bytes();
-        let state: State = serde_json::from_slice(&body)
-            .map_err(|e| err(format!("not a sluice state object: {e}")))?;
-        Ok(Some((state, etag)))
+        let value: T =
+            serde_json::from_slice(&body).map_err(|e| err(format!("not {what}: {e}")))?;
+        Ok(Some((value, etag)))
     }
 
     /// Whether the state object `key` exists, by a listing of exactly that key (what the
@@ -220,14 +242,36 @@ impl Lake {
         state: &State,
         etag: Option<&str>,
     ) -> Result<Option<String>, RunError> {
-        let key = self.state_key(source);
         let body = serde_json::to_vec_pretty(state).expect("state serialises");
+        self.put_if(&self.state_key(source), body, etag).await
+    }
+
+    /// Publishes the source's columns if they are still the version `etag` names (`None`: if
+    /// there are none). Returns the new ETag, or `None` when another run published first.
+    pub async fn publish_columns(
+        &self,
+        source: &str,
+        columns: &Manifest,
+        etag: Option<&str>,
+    ) -> Result<Option<String>, RunError> {
+        let body = serde_json::to_vec_pretty(columns).expect("columns serialise");
+        self.put_if(&self.layout.columns(source), body, etag).await
+    }
+
+    /// A conditional PUT: `If-Match: etag`, or `If-None-Match: *` without one. `None` when the
+    /// condition failed (412, or 409 for a concurrent conditional write).
+    async fn put_if(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        etag: Option<&str>,
+    ) -> Result<Option<String>, RunError> {
         let mut req = self
             .out
             .client
             .put_object()
             .bucket(&self.out.bucket)
-            .key(&key)
+            .key(key)
             .content_type("application/json")
             .body(body.into());
         req = match etag {
@@ -244,7 +288,7 @@ impl Lake {
             }
             Err(e) => Err(RunError::State {
                 bucket: self.out.bucket.clone(),
-                key,
+                key: key.to_owned(),
                 message: aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
             }),
         }
@@ -273,6 +317,18 @@ struct Writer<'a> {
     open_rejected_count: u64,
     max_bad_records: u64,
     started: Timestamp,
+    /// How many of the flattener's columns are published, as of which version.
+    published: Published,
+}
+
+/// Conditional writes of the columns a run tries before it fails (each lost to another run).
+const PUBLISH_ATTEMPTS: u32 = 8;
+
+/// The source's published columns, as this run last read or wrote them.
+#[derive(Debug, Default)]
+struct Published {
+    len: usize,
+    etag: Option<String>,
 }
 
 impl Writer<'_> {
@@ -297,7 +353,59 @@ impl Writer<'_> {
         self.lake.layout.raw_object(&self.source, day, &file)
     }
 
-    fn open_object(&mut self) -> Result<(), RunError> {
+    /// Publishes the columns the flattener has beyond the published ones. When another run
+    /// published first, this one takes its columns and appends its own after them: `record`
+    /// (the one that added them) is flattened again, so its row matches the new order.
+    async fn publish_columns(&mut self, record: Option<&[u8]>) -> Result<(), RunError> {
+        let mut conflicts = 0;
+        while self.flattener.schema().len() > self.published.len {
+            let manifest = self.flattener.manifest();
+            let etag = self.published.etag.as_deref();
+            if let Some(etag) = self
+                .lake
+                .publish_columns(&self.source, &manifest, etag)
+                .await?
+            {
+                self.published = Published {
+                    len: manifest.columns.len(),
+                    etag: Some(etag),
+                };
+                continue;
+            }
+            conflicts += 1;
+            if conflicts > PUBLISH_ATTEMPTS {
+                return Err(RunError::State {
+                    bucket: self.lake.out.bucket.clone(),
+                    key: self.lake.layout.columns(&self.source),
+                    message: format!(
+                        "the columns changed under {PUBLISH_ATTEMPTS} writes in a row; giving up"
+                    ),
+                });
+            }
+            let (theirs, etag) = match self.lake.read_columns(&self.source).await? {
+                Some((schema, etag)) => (schema, Some(etag)),
+                None => (Schema::default(), None),
+            };
+            tracing::info!(source = %self.source, columns = theirs.len(), "another run published columns first; appending ours after them");
+            self.flattener = Flattener::with_schema(self.flattener.options().clone(), &theirs);
+            self.published = Published {
+                len: theirs.len(),
+                etag,
+            };
+            if let Some(r) = record {
+                self.flattener.flatten(r).map_err(|f| RunError::State {
+                    bucket: self.lake.out.bucket.clone(),
+                    key: self.lake.layout.columns(&self.source),
+                    message: format!("a record flattened once failed again: {}", f.message),
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens the next object, its header the columns so far (published first).
+    async fn open_object(&mut self, record: Option<&[u8]>) -> Result<(), RunError> {
+        self.publish_columns(record).await?;
         let part = self.done.len() + 1;
         let key = self.key(part);
         let schema = self.flattener.schema();
@@ -339,7 +447,7 @@ impl Writer<'_> {
 
     /// Sets a record aside that cannot be flattened, to be written beside the open object;
     /// past the source's `max_bad_records` the run fails with `reason` instead.
-    fn set_aside(&mut self, url: &str, reason: String, record: &[u8]) -> Result<(), String> {
+    async fn set_aside(&mut self, url: &str, reason: String, record: &[u8]) -> Result<(), String> {
         if self.rejected >= self.max_bad_records {
             return Err(format!(
                 "{reason} (and more than max_bad_records = {} records could not be flattened)",
@@ -347,7 +455,7 @@ impl Writer<'_> {
             ));
         }
         if self.open.is_none() {
-            self.open_object().map_err(|e| e.to_string())?;
+            self.open_object(None).await.map_err(|e| e.to_string())?;
         }
         self.rejected += 1;
         self.open_rejected_count += 1;
@@ -434,7 +542,7 @@ impl Writer<'_> {
                     f.message
                 );
                 let bytes = rec.bytes.to_vec();
-                self.set_aside(url, reason, &bytes).map_err(perr)?;
+                self.set_aside(url, reason, &bytes).await.map_err(perr)?;
                 continue;
             }
             let width = self.flattener.schema().len();
@@ -442,7 +550,7 @@ impl Writer<'_> {
                 self.close_object().await?;
             }
             if self.open.is_none() {
-                self.open_object()?;
+                self.open_object(Some(rec.bytes)).await?;
             }
             let w = self.open.as_mut().expect("open object");
             w.write_row(self.flattener.row())
@@ -497,13 +605,24 @@ pub async fn run_until(
     let source = &api.source;
     let before = api.counters();
     let (window, mut progress) = plan_window(lake, source, kind, run_id).await?;
+    let (flattener, published) = match lake.read_columns(&source.name).await? {
+        Some((schema, etag)) => (
+            Flattener::with_schema(source.flatten.clone(), &schema),
+            Published {
+                len: schema.len(),
+                etag: Some(etag),
+            },
+        ),
+        None => (Flattener::new(source.flatten.clone()), Published::default()),
+    };
     let mut writer = Writer {
         lake,
         source: source.name.clone(),
         run_id: run_id.to_owned(),
         window,
         gzip: source.gzip,
-        flattener: Flattener::new(source.flatten.clone()),
+        flattener,
+        published,
         open: None,
         open_hash: String::new(),
         done: Vec::new(),
@@ -521,8 +640,10 @@ pub async fn run_until(
         Ok(Ended::Done)
             if writer.open.is_none() && writer.done.is_empty() && source.write_empty =>
         {
-            writer.open_object()?;
-            writer.close_object().await.map(|()| Ended::Done)
+            match writer.open_object(None).await {
+                Ok(()) => writer.close_object().await.map(|()| Ended::Done),
+                Err(e) => Err(e),
+            }
         }
         Ok(Ended::Done) => writer.close_object().await.map(|()| Ended::Done),
         other => other,

@@ -1,9 +1,7 @@
 //! The handler with the event files `cargo lambda invoke --data-file` uses.
 
-mod common;
-
+use crate::common::*;
 use anyhow::Result;
-use common::*;
 use serde_json::{Value, json};
 use sluice_ingest::{RunStatus, handle};
 
@@ -58,7 +56,7 @@ async fn the_backfill_event_fetches_its_window_only() -> Result<()> {
     .await?;
     assert_eq!(s.runs[0].status, RunStatus::Backfilled);
     assert_eq!(s.records, 300);
-    assert!(e.bucket.keys("state/").await?.is_empty());
+    assert!(watermarks(&e.bucket).await?.is_empty());
     Ok(())
 }
 

@@ -1,14 +1,14 @@
 //! Runs against the sample API (a real HTTP server) into a real S3 endpoint.
 
-mod common;
-
 use std::collections::HashSet;
 
+use crate::common::*;
 use anyhow::Result;
-use common::*;
 use sluice_ingest::run::{run, run_until};
 use sluice_ingest::{RunKind, RunStatus, State};
+use sluice_sample_api::data::BASE_TS;
 use sluice_sample_api::{Fault, Rules};
+use sluice_testkit::{Hook, S3Proxy};
 
 fn state(bytes: &[u8]) -> State {
     serde_json::from_slice(bytes).unwrap()
@@ -138,7 +138,7 @@ async fn persistent_server_errors_fail_the_run_and_keep_the_watermark() -> Resul
     .unwrap_err();
     assert!(err.to_string().contains("HTTP 500"), "{err}");
     assert!(err.is_retryable());
-    assert!(e.bucket.keys("state/").await?.is_empty());
+    assert!(watermarks(&e.bucket).await?.is_empty());
     Ok(())
 }
 
@@ -162,7 +162,7 @@ async fn a_bad_page_fails_the_run_and_the_next_completes_it(
     );
     assert!(msg.contains(says), "{msg}");
     assert!(
-        e.bucket.keys("state/").await?.is_empty(),
+        watermarks(&e.bucket).await?.is_empty(),
         "the watermark did not move past records never fetched"
     );
     assert!(
@@ -229,7 +229,7 @@ async fn a_window_too_small_to_split_fails_the_run() -> Result<()> {
     .await
     .unwrap_err();
     assert!(err.to_string().contains("HTTP 502"), "{err}");
-    assert!(e.bucket.keys("state/").await?.is_empty());
+    assert!(watermarks(&e.bucket).await?.is_empty());
     Ok(())
 }
 
@@ -404,7 +404,7 @@ async fn a_backfill_leaves_the_watermark_and_an_empty_window_writes_nothing() ->
     let end = "2023-11-16T00:00:00Z".parse()?;
     let s = run(api, &e.ingest.lake, RunKind::Backfill { start, end }, "b").await?;
     assert_eq!((s.status, s.records), (RunStatus::Backfilled, 200));
-    assert!(e.bucket.keys("state/").await?.is_empty());
+    assert!(watermarks(&e.bucket).await?.is_empty());
     let before = e.bucket.keys("raw/").await?;
     let (start, end) = (
         "2020-01-01T00:00:00Z".parse()?,
@@ -587,7 +587,7 @@ async fn a_cursor_sent_again_stops_the_run_instead_of_looping() -> Result<()> {
     assert!(err.to_string().contains("again"), "{err}");
     assert!(err.is_retryable());
     assert!(e.api.stats().page_requests <= 3, "{:?}", e.api.stats());
-    assert!(e.bucket.keys("state/").await?.is_empty());
+    assert!(watermarks(&e.bucket).await?.is_empty());
     Ok(())
 }
 
@@ -607,7 +607,7 @@ async fn a_response_over_the_body_limit_is_a_clear_error() -> Result<()> {
         "{msg}"
     );
     assert!(msg.contains("/payments/api/v1/sales/history"), "{msg}");
-    assert!(e.bucket.keys("state/").await?.is_empty());
+    assert!(watermarks(&e.bucket).await?.is_empty());
     Ok(())
 }
 
@@ -666,7 +666,7 @@ async fn a_stop_before_the_deadline_abandons_the_chunk_under_way_only() -> Resul
     let running = run_until(api, &e.ingest.lake, RunKind::Scheduled { now }, "a", &stop);
     let stopping = async {
         // Once the first chunk is recorded, the deadline comes.
-        while e.bucket.keys("state/").await?.is_empty() {
+        while watermarks(&e.bucket).await?.is_empty() {
             tokio::task::yield_now().await;
         }
         stop.cancel();
@@ -745,6 +745,116 @@ async fn records_that_cannot_be_flattened_are_set_aside_up_to_a_limit() -> Resul
         .await
         .unwrap_err();
     assert!(err.to_string().contains("max_bad_records = 1"), "{err}");
-    assert!(strict.bucket.keys("state/").await?.is_empty());
+    assert!(watermarks(&strict.bucket).await?.is_empty());
+    Ok(())
+}
+
+/// The source's published columns (`state/hotmart-sales.columns.json`), by name.
+async fn published(e: &Env) -> Result<Vec<String>> {
+    let bytes = e.bucket.get("state/hotmart-sales.columns.json").await?;
+    let m: sluice_flatten::Manifest = serde_json::from_slice(&bytes)?;
+    Ok(m.columns.into_iter().map(|c| c.name).collect())
+}
+
+/// Sales approved in `[BASE_TS + from min, BASE_TS + to min)` (the sample's item `i` is ordered
+/// in minute `i` and approved at or after it).
+fn items(from: i64, to: i64) -> RunKind {
+    let at = |m: i64| jiff::Timestamp::from_millisecond(BASE_TS + m * 60_000).unwrap();
+    RunKind::Backfill {
+        start: at(from),
+        end: at(to),
+    }
+}
+
+#[tokio::test]
+async fn a_sources_columns_keep_their_order_across_runs() -> Result<()> {
+    let e = env(400, "").await?;
+    e.api.set_rules(Rules {
+        grow_schema_at: Some(200),
+        ..Rules::default()
+    });
+    let api = &e.ingest.apis["hotmart-sales"];
+    // The later items first (from item 200 on they have the coupon), then the earlier ones
+    // (approved before minute 200: none has).
+    let late = run(api, &e.ingest.lake, items(200, 100_000), "late").await?;
+    let early = run(api, &e.ingest.lake, items(0, 200), "early").await?;
+    assert_eq!(late.records + early.records, 400);
+    let columns = published(&e).await?;
+    let objects = csv_objects(&e.bucket).await?;
+    // Every header is a prefix of the source's columns (the late run's first object ends
+    // before the coupon's columns, its `_p2` has them).
+    for (key, header, _) in &objects {
+        assert_eq!(header[..], columns[..header.len()], "{key}");
+    }
+    assert!(columns.iter().any(|c| c.starts_with("coupon_")));
+    // The early run saw no coupon, and its header has the coupon's columns where the late run
+    // put them.
+    let (_, header, _) = objects.iter().find(|(k, ..)| k.contains("_early")).unwrap();
+    assert_eq!(header, &columns);
+    // The early items have no coupon: its columns are there, empty.
+    let codes: usize = objects
+        .iter()
+        .filter_map(|(_, h, rows)| {
+            let i = h.iter().position(|c| c == "coupon_code")?;
+            Some(rows.iter().filter(|r| r[i].is_some()).count())
+        })
+        .sum();
+    assert_eq!(codes, 200, "only items 200.. have a code");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_run_that_meets_columns_published_meanwhile_appends_its_own_after_them() -> Result<()> {
+    let mut e = env(100, "").await?;
+    // Another run publishes its columns between this run's read of them and its first write.
+    let theirs = {
+        let mut f =
+            sluice_flatten::Flattener::new(e.ingest.apis["hotmart-sales"].source.flatten.clone());
+        assert!(f.flatten(br#"{"zz_theirs":{"first":1},"id":"x"}"#).is_ok());
+        serde_json::to_vec(&f.manifest())?
+    };
+    let (client, bucket) = (e.bucket.client.clone(), e.bucket.name.clone());
+    let first = Hook(std::sync::Arc::new(move || {
+        let (client, bucket, body) = (client.clone(), bucket.clone(), theirs.clone());
+        Box::pin(async move {
+            client
+                .put_object()
+                .bucket(bucket)
+                .key("state/hotmart-sales.columns.json")
+                .body(body.into())
+                .send()
+                .await
+                .expect("the other run's columns");
+        })
+    }));
+    let proxy = S3Proxy::start(
+        &e.bucket.endpoint.url,
+        sluice_testkit::Fault::BeforeFirstPut {
+            suffix: ".columns.json".into(),
+            first,
+        },
+    )
+    .await?;
+    e.ingest.lake.out.client = proxy.endpoint(&e.bucket.endpoint).client();
+    let api = &e.ingest.apis["hotmart-sales"];
+    let s = run(api, &e.ingest.lake, items(0, 100_000), "ours").await?;
+    assert_eq!(s.records, 100);
+    assert!(
+        proxy.count() >= 2,
+        "the run published again after the conflict"
+    );
+    let columns = published(&e).await?;
+    assert_eq!(columns[..2], ["zz_theirs_first", "id"], "theirs first");
+    let objects = csv_objects(&e.bucket).await?;
+    assert_eq!(objects.len(), 1);
+    let (_, header, rows) = &objects[0];
+    assert_eq!(header, &columns);
+    // Our values sit under our own names, whatever their position.
+    let code = header.iter().position(|c| c == "transaction").unwrap();
+    assert!(
+        rows.iter()
+            .all(|r| r[code].as_deref().is_some_and(|v| v.starts_with("HP")))
+    );
+    assert!(rows.iter().all(|r| r[0].is_none()), "theirs is empty here");
     Ok(())
 }

@@ -1,9 +1,7 @@
 //! Bad input: a clear error naming the line and column, nothing lost. Rows that cannot load are
 //! quarantined with `_line` and `_error`; the rest load; above MAX_REJECT_RATIO nothing does.
 
-mod common;
-
-use common::balanced;
+use crate::common::balanced;
 use sluice_flatten::{CsvReader, CsvRecord};
 use sluice_loader::HandlerError;
 
@@ -24,7 +22,7 @@ fn text(f: &Option<Vec<u8>>) -> String {
 
 #[tokio::test]
 async fn bad_rows_are_quarantined_with_line_and_reason_and_the_rest_load() -> anyhow::Result<()> {
-    let env = common::env_with(&[("MAX_REJECT_RATIO", "0.8")], &[]).await?;
+    let env = crate::common::env_with(&[("MAX_REJECT_RATIO", "0.8")], &[]).await?;
     let big = "x".repeat(150_000);
     let mut csv = Vec::new();
     csv.extend_from_slice(b"id,status,price,updated_at\n");
@@ -112,7 +110,7 @@ async fn bad_rows_are_quarantined_with_line_and_reason_and_the_rest_load() -> an
 /// others load (the `COPY` aborted, and the object went to the dead-letter queue).
 #[tokio::test]
 async fn values_the_table_cannot_hold_reject_their_row_only() -> anyhow::Result<()> {
-    let env = common::env_with(&[("MAX_REJECT_RATIO", "0.9")], &[]).await?;
+    let env = crate::common::env_with(&[("MAX_REJECT_RATIO", "0.9")], &[]).await?;
     sqlx::query(
         "CREATE TABLE plain (id text PRIMARY KEY, \
          code varchar(3) CONSTRAINT code_upper CHECK (code = upper(code)), n smallint, \
@@ -166,7 +164,7 @@ async fn values_the_table_cannot_hold_reject_their_row_only() -> anyhow::Result<
 #[tokio::test]
 async fn above_the_reject_ratio_nothing_is_committed_and_the_error_names_lines()
 -> anyhow::Result<()> {
-    let env = common::env().await?;
+    let env = crate::common::env().await?;
     // The table exists with one row; the bad file must not change it.
     env.put_and_load(
         "raw/sales/seed.csv",
@@ -214,7 +212,7 @@ async fn above_the_reject_ratio_nothing_is_committed_and_the_error_names_lines()
 
 #[tokio::test]
 async fn empty_header_only_bom_and_crlf_files() -> anyhow::Result<()> {
-    let env = common::env().await?;
+    let env = crate::common::env().await?;
     // Empty: nothing to do, but recorded, so a redelivery is a skip.
     let s = env.put_and_load("raw/plain/empty.csv", "").await?;
     assert_eq!((s.loaded, s.rows.rows_read), (1, 0));
@@ -250,7 +248,7 @@ async fn empty_header_only_bom_and_crlf_files() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn files_that_are_not_csv_fail_permanently_with_a_reason() -> anyhow::Result<()> {
-    let env = common::env().await?;
+    let env = crate::common::env().await?;
     let gz_garbage = [0x1f, 0x8b, 0x08, 0x00, 0xde, 0xad, 0xbe, 0xef, 0x00];
     let cases: [(&str, Vec<u8>, &str); 6] = [
         ("raw/plain/f.csv", b"id\x00,v\n1,2\n".to_vec(), "NUL bytes"),

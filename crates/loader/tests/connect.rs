@@ -36,8 +36,6 @@ async fn a_username_and_password_secret_connects_with_the_endpoint_from_the_envi
     Ok(())
 }
 
-mod common;
-
 use std::path::Path;
 use std::sync::Arc;
 
@@ -144,7 +142,7 @@ async fn a_rotated_password_is_read_again_from_the_secret() -> Result<()> {
         .unwrap_or_default()
         .to_owned();
     let mappings = tempfile::tempdir()?;
-    std::fs::write(mappings.path().join("sales.toml"), common::SALES)?;
+    std::fs::write(mappings.path().join("sales.toml"), crate::common::SALES)?;
     let cfg = Arc::new(config(&[
         ("DATABASE_SECRET_ARN", arn.clone()),
         ("MAPPINGS", mappings.path().display().to_string()),
@@ -161,7 +159,7 @@ async fn a_rotated_password_is_read_again_from_the_secret() -> Result<()> {
             bucket
                 .put(
                     key,
-                    common::sales_csv(from..from + 10, "NEW", "2024-01-01T00:00:00Z"),
+                    crate::common::sales_csv(from..from + 10, "NEW", "2024-01-01T00:00:00Z"),
                 )
                 .await?;
             let object = ObjectRef {

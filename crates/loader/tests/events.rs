@@ -2,8 +2,6 @@
 //! EventBridge delivery, replay, keys the loader leaves alone; Hotmart records through the
 //! built-in mapping.
 
-mod common;
-
 use sluice_flatten::{CsvPipeline, InputFormat, Options};
 use sluice_loader::handle;
 
@@ -34,11 +32,11 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 
 #[tokio::test]
 async fn s3_notification_fixture_loads_the_decoded_key() -> anyhow::Result<()> {
-    let env = common::env().await?;
+    let env = crate::common::env().await?;
     // The fixture's key is form-encoded: `%3D` is `=`, `+` a space, `%C3%A9` é, `%2B` a plus.
     let key = "raw/hotmart-sales/dt=2024-01-15/20240115T100000Z_20240115T100700Z_run é+1.csv";
     env.bucket.put(key, hotmart_csv("APPROVED")).await?;
-    let ev = common::fixture("s3-object-created.json", &env.bucket.name)?;
+    let ev = crate::common::fixture("s3-object-created.json", &env.bucket.name)?;
     let s = handle(&ev, &env.loader, &env.store).await?;
     assert_eq!(
         (s.objects, s.loaded, s.rows.inserted, s.rows.rows_read),
@@ -110,17 +108,17 @@ async fn s3_notification_fixture_loads_the_decoded_key() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn eventbridge_fixture_loads_gzip_and_a_later_file_updates() -> anyhow::Result<()> {
-    let env = common::env().await?;
+    let env = crate::common::env().await?;
     let first = "raw/hotmart-sales/dt=2024-01-15/20240115T100000Z_20240115T100700Z_run é+1.csv";
     env.bucket
         .put(first, hotmart_csv("WAITING_PAYMENT"))
         .await?;
-    let s3 = common::fixture("s3-object-created.json", &env.bucket.name)?;
+    let s3 = crate::common::fixture("s3-object-created.json", &env.bucket.name)?;
     handle(&s3, &env.loader, &env.store).await?;
 
     let key = "raw/hotmart-sales/dt=2024-01-15/20240115T100700Z_20240115T101400Z_run 2.csv.gz";
     env.bucket.put(key, gzip(&hotmart_csv("APPROVED"))).await?;
-    let ev = common::fixture("s3-eventbridge-object-created.json", &env.bucket.name)?;
+    let ev = crate::common::fixture("s3-eventbridge-object-created.json", &env.bucket.name)?;
     let s = handle(&ev, &env.loader, &env.store).await?;
     assert_eq!(s.results[0].key, key);
     // Both rows are rewritten or one is unchanged, depending on whether the second object's
@@ -139,10 +137,10 @@ async fn eventbridge_fixture_loads_gzip_and_a_later_file_updates() -> anyhow::Re
 
 #[tokio::test]
 async fn replay_fixture_takes_the_key_as_is() -> anyhow::Result<()> {
-    let env = common::env().await?;
+    let env = crate::common::env().await?;
     let key = "raw/hotmart-sales/dt=2024-01-15/20240115T101400Z_20240115T102100Z_run 3.csv";
     env.bucket.put(key, hotmart_csv("APPROVED")).await?;
-    let ev = common::fixture("loader-replay.json", &env.bucket.name)?;
+    let ev = crate::common::fixture("loader-replay.json", &env.bucket.name)?;
     let s = handle(&ev, &env.loader, &env.store).await?;
     assert_eq!((s.loaded, s.rows.inserted), (1, 2));
     Ok(())
@@ -150,7 +148,7 @@ async fn replay_fixture_takes_the_key_as_is() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn keys_outside_the_prefix_or_suffix_are_ignored() -> anyhow::Result<()> {
-    let env = common::env().await?;
+    let env = crate::common::env().await?;
     for key in [
         "state/hotmart-sales.json",
         "raw/hotmart-sales/x.json",
@@ -160,7 +158,7 @@ async fn keys_outside_the_prefix_or_suffix_are_ignored() -> anyhow::Result<()> {
         assert_eq!((s.ignored, s.loaded), (1, 0), "{key}");
     }
     // Removal events in a notification are not loads.
-    let mut ev = common::fixture("s3-object-created.json", &env.bucket.name)?;
+    let mut ev = crate::common::fixture("s3-object-created.json", &env.bucket.name)?;
     ev["Records"][0]["eventName"] = "ObjectRemoved:Delete".into();
     assert_eq!(handle(&ev, &env.loader, &env.store).await?.objects, 0);
     assert!(!env.table_exists("hotmart_sales").await?);
@@ -169,7 +167,7 @@ async fn keys_outside_the_prefix_or_suffix_are_ignored() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn a_source_without_mapping_is_a_permanent_error() -> anyhow::Result<()> {
-    let env = common::env().await?;
+    let env = crate::common::env().await?;
     env.bucket.put("raw/unknown/a.csv", "id\n1\n").await?;
     let e = env.replay("raw/unknown/a.csv").await.unwrap_err();
     let e = e.downcast::<sluice_loader::HandlerError>()?;

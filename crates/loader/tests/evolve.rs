@@ -1,8 +1,6 @@
 //! Schema changes and readers: new columns are added in a short transaction of their own, so a
 //! long load does not keep readers of the table waiting behind `ALTER TABLE`'s lock.
 
-mod common;
-
 use anyhow::Result;
 use sluice_loader::{ObjectRef, ObjectStatus, S3Store};
 use sluice_testkit::{GateProxy, S3Endpoint};
@@ -19,7 +17,7 @@ type = "bigint"
 
 #[tokio::test]
 async fn new_columns_are_committed_before_the_load_and_hold_no_lock_during_it() -> Result<()> {
-    let env = common::env_with(&[], &[("wide", WIDE)]).await?;
+    let env = crate::common::env_with(&[], &[("wide", WIDE)]).await?;
     env.put_and_load("raw/wide/1.csv", "id,v\nk0,first\n")
         .await?;
     // ~32 MB with a new column, read through a proxy that holds the body after 16 MB: well

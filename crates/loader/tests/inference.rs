@@ -1,10 +1,8 @@
 //! Inferred types never change a value's text on its way in.
 
-mod common;
-
 #[tokio::test]
 async fn numbers_postgres_would_rewrite_stay_text() -> anyhow::Result<()> {
-    let env = common::env().await?;
+    let env = crate::common::env().await?;
     // No mapping types these columns: `plain` infers everything but the key's uniqueness.
     let csv = "id,cpf,amount,sci\n0123,01234567890,+1.50,1e3\n123,12345678901,2.50,2e3\n";
     let s = env.put_and_load("raw/plain/a.csv", csv).await?;
@@ -31,7 +29,7 @@ async fn numbers_postgres_would_rewrite_stay_text() -> anyhow::Result<()> {
 }
 
 /// The types of `table`'s columns, in order.
-async fn types(env: &common::Env, table: &str) -> anyhow::Result<Vec<String>> {
+async fn types(env: &crate::common::Env, table: &str) -> anyhow::Result<Vec<String>> {
     Ok(sqlx::query_scalar(
         "SELECT format_type(atttypid, atttypmod) FROM pg_attribute \
          WHERE attrelid = $1::regclass AND attnum > 0 ORDER BY attnum",
@@ -50,7 +48,7 @@ async fn json_strings_stay_text_by_the_manifest() -> anyhow::Result<()> {
 name = "codes"
 key = ["id"]
 "#;
-    let env = common::env_with(&[], &[("codes", more)]).await?;
+    let env = crate::common::env_with(&[], &[("codes", more)]).await?;
     let csv = "id,code,qty\nk1,123,1\nk2,456,2\n";
     let manifest = serde_json::json!({
         "columns": [
@@ -62,7 +60,7 @@ key = ["id"]
     });
     env.bucket
         .put(
-            "raw/codes/dt=2024-01-01/a.manifest.json",
+            "raw/codes/dt=2024-01-01/_a.manifest.json",
             manifest.to_string(),
         )
         .await?;
@@ -80,7 +78,7 @@ key = ["id"]
 /// value keeps its text. Columns a user typed, and tables under `freeze`, are not touched.
 #[tokio::test]
 async fn a_value_that_outgrows_an_inferred_column_widens_it_under_evolve() -> anyhow::Result<()> {
-    let env = common::env_with(&[], &[("frozen", common::FROZEN)]).await?;
+    let env = crate::common::env_with(&[], &[("frozen", crate::common::FROZEN)]).await?;
     let header = "id,n,at,flag\n";
     env.put_and_load(
         "raw/plain/a.csv",

@@ -1,22 +1,22 @@
 //! The ledger's identity: an object version is loaded once into each target table.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::sales_csv;
+use crate::common::sales_csv;
 use sluice_loader::{Loader, ObjectRef, ObjectStatus};
 use sluice_transform::Mapping;
 
 /// The `sales` mapping, pointed at `table`.
 fn sales_into(table: &str) -> Mapping {
-    Mapping::from_toml(&common::SALES.replace("name = \"sales\"", &format!("name = \"{table}\"")))
-        .unwrap()
+    Mapping::from_toml(
+        &crate::common::SALES.replace("name = \"sales\"", &format!("name = \"{table}\"")),
+    )
+    .unwrap()
 }
 
 #[tokio::test]
 async fn the_same_object_loads_once_into_each_target_table() -> anyhow::Result<()> {
-    let env = common::env().await?;
+    let env = crate::common::env().await?;
     let key = "raw/sales/a.csv";
     env.bucket
         .put(key, sales_csv(0..10, "NEW", "2024-01-01T00:00:00Z"))
@@ -45,7 +45,7 @@ async fn the_same_object_loads_once_into_each_target_table() -> anyhow::Result<(
 
 #[tokio::test]
 async fn a_ledger_keyed_without_the_target_migrates_in_place() -> anyhow::Result<()> {
-    let env = common::env().await?;
+    let env = crate::common::env().await?;
     env.put_and_load(
         "raw/sales/a.csv",
         sales_csv(0..5, "NEW", "2024-01-01T00:00:00Z"),

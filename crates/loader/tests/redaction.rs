@@ -1,8 +1,6 @@
 //! Redacted columns never leave the loader in the clear: not in the table, not in quarantine,
 //! not in error messages; and a hash needs a salt.
 
-mod common;
-
 use sluice_transform::Redact;
 
 const PII: &str = r#"
@@ -28,7 +26,7 @@ const CSV: &str = "id,email,cpf,score\n\
 
 #[tokio::test]
 async fn quarantine_files_and_errors_keep_redacted_values_redacted() -> anyhow::Result<()> {
-    let env = common::env_with(
+    let env = crate::common::env_with(
         &[("REDACT_SALT", "pepper"), ("MAX_REJECT_RATIO", "0.9")],
         &[("people", PII)],
     )
@@ -62,7 +60,7 @@ async fn quarantine_files_and_errors_keep_redacted_values_redacted() -> anyhow::
 
 #[tokio::test]
 async fn a_redacted_value_is_not_quoted_in_the_error() -> anyhow::Result<()> {
-    let env = common::env_with(&[("REDACT_SALT", "pepper")], &[("people", PII)]).await?;
+    let env = crate::common::env_with(&[("REDACT_SALT", "pepper")], &[("people", PII)]).await?;
     let csv = "id,email,cpf,score\np1,ana@example.com,not-a-cpf,1\n";
     let e = env.put_and_load("raw/people/a.csv", csv).await.unwrap_err();
     let msg = e.to_string();
@@ -73,7 +71,7 @@ async fn a_redacted_value_is_not_quoted_in_the_error() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn hashing_without_a_salt_is_refused() -> anyhow::Result<()> {
-    let env = common::env_with(&[], &[("people", PII)]).await?;
+    let env = crate::common::env_with(&[], &[("people", PII)]).await?;
     let e = env.put_and_load("raw/people/a.csv", CSV).await.unwrap_err();
     let msg = e.to_string();
     assert!(msg.contains("REDACT_SALT"), "{msg}");

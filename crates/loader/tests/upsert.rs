@@ -2,9 +2,7 @@
 //! updates, in-file duplicates, the ordering guard, concurrency, a connection killed mid-COPY,
 //! schema evolution and a 100k-row file.
 
-mod common;
-
-use common::{balanced, sales_csv};
+use crate::common::{balanced, sales_csv};
 use sluice_loader::{Config, LoadPath, Loader, S3Store};
 
 const DIRECT: Option<LoadPath> = Some(LoadPath::Direct);
@@ -12,7 +10,7 @@ const STAGED: Option<LoadPath> = Some(LoadPath::Staged);
 
 #[tokio::test]
 async fn fresh_load_then_redelivery_changes_nothing() -> anyhow::Result<()> {
-    let env = common::env().await?;
+    let env = crate::common::env().await?;
     let csv = sales_csv(0..100, "NEW", "2024-01-01T00:00:00Z");
     let s = env.put_and_load("raw/sales/a.csv", csv).await?;
     assert_eq!(
@@ -50,7 +48,7 @@ async fn fresh_load_then_redelivery_changes_nothing() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn a_new_version_updates_changed_rows_only() -> anyhow::Result<()> {
-    let env = common::env().await?;
+    let env = crate::common::env().await?;
     env.put_and_load(
         "raw/sales/a.csv",
         sales_csv(0..10, "NEW", "2024-01-01T00:00:00Z"),
@@ -58,7 +56,7 @@ async fn a_new_version_updates_changed_rows_only() -> anyhow::Result<()> {
     .await?;
     // Same keys plus five new ones; rows 0..3 change status and time.
     let mut csv = sales_csv(0..3, "PAID", "2024-01-02T00:00:00Z");
-    csv.push_str(&sales_csv(3..15, "NEW", "2024-01-01T00:00:00Z")[common::HEADER.len()..]);
+    csv.push_str(&sales_csv(3..15, "NEW", "2024-01-01T00:00:00Z")[crate::common::HEADER.len()..]);
     // The same key rewritten by a content change counts as a new version of the object.
     let s = env.put_and_load("raw/sales/a.csv", csv).await?;
     assert_eq!(
@@ -96,7 +94,7 @@ async fn lineage_follows_changes_only() -> anyhow::Result<()> {
         name = "loaded_at"
         kind = "load_time"
     "#;
-    let env = common::env_with(&[], &[("lin", lineage)]).await?;
+    let env = crate::common::env_with(&[], &[("lin", lineage)]).await?;
     env.put_and_load("raw/lin/1.csv", "id,v\na,1\nb,1\n")
         .await?;
     let s = env
@@ -119,7 +117,7 @@ async fn lineage_follows_changes_only() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn the_direct_path_keeps_quarantine_and_stages_repeats() -> anyhow::Result<()> {
-    let env = common::env_with(&[("MAX_REJECT_RATIO", "0.5")], &[]).await?;
+    let env = crate::common::env_with(&[("MAX_REJECT_RATIO", "0.5")], &[]).await?;
     let csv = "id,status,price,updated_at\n\
                a,NEW,1,2024-01-01T00:00:00Z\n\
                b,NEW,oops,2024-01-01T00:00:00Z\n\
@@ -184,7 +182,7 @@ impl sluice_loader::Store for CountingStore {
 #[tokio::test]
 async fn the_path_is_chosen_without_reading_the_object_twice() -> anyhow::Result<()> {
     // Small batches, so the first one is decided long before the end of the file.
-    let env = common::env_with(&[("COPY_BATCH_BYTES", "1024")], &[]).await?;
+    let env = crate::common::env_with(&[("COPY_BATCH_BYTES", "1024")], &[]).await?;
     let store = CountingStore {
         inner: env.store.clone(),
         opens: 0.into(),
@@ -227,14 +225,14 @@ async fn the_path_is_chosen_without_reading_the_object_twice() -> anyhow::Result
     );
 
     // New keys out of order: direct, one read.
-    let mut csv = String::from(common::HEADER);
+    let mut csv = String::from(crate::common::HEADER);
     csv.push_str("zz,NEW,1,2024-01-01T00:00:00Z\nyy,NEW,1,2024-01-01T00:00:00Z\n");
     env.bucket.put("raw/sales/3.csv", csv).await?;
     let (path, opens, s) = load("raw/sales/3.csv").await?;
     assert_eq!((path, opens, s.rows.inserted), (DIRECT, 1, 2));
 
     // A key repeated within the first batch: staging, same read.
-    let mut csv = String::from(common::HEADER);
+    let mut csv = String::from(crate::common::HEADER);
     csv.push_str("xa,NEW,1,2024-01-01T00:00:00Z\nxb,NEW,1,2024-01-01T00:00:00Z\n");
     csv.push_str("xa,PAID,1,2024-01-01T00:00:00Z\n");
     env.bucket.put("raw/sales/3b.csv", csv).await?;
@@ -276,7 +274,7 @@ async fn the_path_is_chosen_without_reading_the_object_twice() -> anyhow::Result
 
 #[tokio::test]
 async fn the_last_row_of_a_file_wins_for_a_key() -> anyhow::Result<()> {
-    let env = common::env().await?;
+    let env = crate::common::env().await?;
     let csv = "id,status,price,updated_at\n\
                a,NEW,1,2024-01-01T00:00:00Z\n\
                b,NEW,1,2024-01-01T00:00:00Z\n\
@@ -307,7 +305,7 @@ key = ["id"]
 [columns.id]
 type = "numeric"
 "#;
-    let env = common::env_with(&[], &[("amounts", numeric)]).await?;
+    let env = crate::common::env_with(&[], &[("amounts", numeric)]).await?;
     let s = env
         .put_and_load(
             "raw/amounts/a.csv",
@@ -357,7 +355,7 @@ type = "numeric"
 
 #[tokio::test]
 async fn an_older_file_after_a_newer_one_changes_nothing() -> anyhow::Result<()> {
-    let env = common::env().await?;
+    let env = crate::common::env().await?;
     let newer = sales_csv(0..50, "PAID", "2024-01-02T00:00:00Z");
     let older = sales_csv(0..50, "NEW", "2024-01-01T00:00:00Z");
     let s = env.put_and_load("raw/sales/newer.csv", newer).await?;
@@ -389,13 +387,13 @@ async fn concurrent_loads_of_overlapping_keys_equal_serial_application() -> anyh
     let n = 20_000;
     let (a, b) = overlapping(n);
     // Reference: A then B, serially, in a database of its own.
-    let serial = common::env().await?;
+    let serial = crate::common::env().await?;
     serial.put_and_load("raw/sales/a.csv", a.clone()).await?;
     serial.put_and_load("raw/sales/b.csv", b.clone()).await?;
     let expected = serial.rows("sales", "id, status, updated_at::text").await?;
 
     for round in 0..3 {
-        let env = common::env().await?;
+        let env = crate::common::env().await?;
         // Guarded table: the result is the same whatever the commit order.
         env.bucket.put("raw/sales/a.csv", a.clone()).await?;
         env.bucket.put("raw/sales/b.csv", b.clone()).await?;
@@ -422,7 +420,7 @@ async fn concurrent_loads_of_overlapping_keys_equal_serial_application() -> anyh
     }
 
     // Without a guard the last commit wins, but each key's row comes from one whole file.
-    let env = common::env().await?;
+    let env = crate::common::env().await?;
     let plain = |csv: &str| csv.replace("id,status,price,updated_at", "id,status,price,ts");
     env.bucket.put("raw/plain/a.csv", plain(&a)).await?;
     env.bucket.put("raw/plain/b.csv", plain(&b)).await?;
@@ -463,7 +461,7 @@ async fn concurrent_loads_of_overlapping_keys_equal_serial_application() -> anyh
 
 #[tokio::test]
 async fn a_connection_killed_mid_copy_is_retried_to_completion() -> anyhow::Result<()> {
-    let env = common::env_with(&[("COPY_BATCH_BYTES", "16384")], &[]).await?;
+    let env = crate::common::env_with(&[("COPY_BATCH_BYTES", "16384")], &[]).await?;
     // The table exists first, so the big load goes straight to COPY.
     env.put_and_load(
         "raw/sales/seed.csv",
@@ -532,7 +530,7 @@ async fn a_connection_killed_mid_copy_is_retried_to_completion() -> anyhow::Resu
 
 #[tokio::test]
 async fn an_unreachable_database_is_a_retryable_failure() -> anyhow::Result<()> {
-    let env = common::env().await?;
+    let env = crate::common::env().await?;
     env.bucket
         .put(
             "raw/sales/a.csv",
@@ -568,7 +566,7 @@ async fn an_unreachable_database_is_a_retryable_failure() -> anyhow::Result<()> 
 
 #[tokio::test]
 async fn evolve_adds_columns_and_freeze_quarantines_their_values() -> anyhow::Result<()> {
-    let env = common::env_with(&[], &[("frozen", common::FROZEN)]).await?;
+    let env = crate::common::env_with(&[], &[("frozen", crate::common::FROZEN)]).await?;
     env.put_and_load("raw/plain/1.csv", "id,a\n1,x\n").await?;
     let s = env
         .put_and_load("raw/plain/2.csv", "id,a,b\n2,y,42\n")
@@ -608,7 +606,7 @@ async fn evolve_adds_columns_and_freeze_quarantines_their_values() -> anyhow::Re
 
 #[tokio::test]
 async fn a_table_without_a_unique_key_names_the_index_to_create() -> anyhow::Result<()> {
-    let env = common::env().await?;
+    let env = crate::common::env().await?;
     sqlx::query("CREATE TABLE plain (id text, v text)")
         .execute(&env.db.pool)
         .await?;
@@ -632,7 +630,7 @@ async fn a_table_without_a_unique_key_names_the_index_to_create() -> anyhow::Res
 
 #[tokio::test]
 async fn a_100k_row_file_loads() -> anyhow::Result<()> {
-    let env = common::env().await?;
+    let env = crate::common::env().await?;
     let n = 100_000;
     let s = env
         .put_and_load(
@@ -661,7 +659,7 @@ async fn a_100k_row_file_loads() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn types_guessed_from_the_first_rows_are_checked_by_the_load() -> anyhow::Result<()> {
-    let env = common::env().await?;
+    let env = crate::common::env().await?;
     let store = CountingStore {
         inner: env.store.clone(),
         opens: 0.into(),

@@ -7,6 +7,11 @@
 //! - `<dataset>`: the view that keeps one copy of each record while compaction runs
 //!   ([`sluice_api::catalog::Table::view_sql`], the SQL of the Glue view).
 //!
+//! and for each ingest source that has published its columns (`state/<source>.columns.json`),
+//! `<source>_raw` over its raw CSV ([`sluice_api::catalog::RawTable`]): every column text, in
+//! the source's order, `dt` from the keys. Gzipped raw objects (`.csv.gz`) are left out: reading
+//! them needs DataFusion's compression codecs, which this build leaves out (Athena reads them).
+//!
 //! DataFusion is compiled only here and in the `sluice` command: no Lambda links this crate.
 //!
 //! ```no_run
@@ -25,6 +30,8 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{Field, Schema};
+use datafusion::datasource::file_format::csv::CsvFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
@@ -33,9 +40,11 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
+use futures_util::TryStreamExt;
+use object_store::ObjectStoreExt;
 use serde_json::Value;
 use sluice_api::Datasets;
-use sluice_api::catalog::{self, CatalogError, PARTITION, Table};
+use sluice_api::catalog::{self, CatalogError, PARTITION, RawTable, Table};
 use sluice_edge::layout::{Area, Layout};
 
 pub mod examples;
@@ -79,13 +88,16 @@ pub struct Answer {
 pub struct Lake {
     ctx: SessionContext,
     tables: Vec<Table>,
+    raw: Vec<RawTable>,
 }
 
 impl std::fmt::Debug for Lake {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let names: Vec<&str> = self.tables.iter().map(|t| t.view.as_str()).collect();
+        let raw: Vec<&str> = self.raw.iter().map(|t| t.name.as_str()).collect();
         f.debug_struct("Lake")
             .field("views", &names)
+            .field("raw", &raw)
             .finish_non_exhaustive()
     }
 }
@@ -129,12 +141,28 @@ impl Lake {
             ctx.sql(&view).await.map_err(registering)?;
             tables.push(table);
         }
-        Ok(Lake { ctx, tables })
+        let root = location.url()?;
+        let raw = raw_tables(&ctx, &root, layout).await?;
+        for table in &raw {
+            let registering = |source| QueryError::Register {
+                table: table.name.clone(),
+                source,
+            };
+            let listing = raw_listing(table).map_err(registering)?;
+            ctx.register_table(table.name.as_str(), Arc::new(listing))
+                .map_err(registering)?;
+        }
+        Ok(Lake { ctx, tables, raw })
     }
 
     /// The registered tables (each with its view).
     pub fn tables(&self) -> &[Table] {
         &self.tables
+    }
+
+    /// The ingest sources' raw tables.
+    pub fn raw_tables(&self) -> &[RawTable] {
+        &self.raw
     }
 
     /// Runs `sql` and collects its batches: planned again (the objects listed again) when an
@@ -206,6 +234,91 @@ fn listing_table(
     let config = ListingTableConfig::new(url)
         .with_listing_options(options)
         .with_schema(Arc::new(schema));
+    ListingTable::try_new(config)
+}
+
+/// The raw table of each source whose columns are under the state prefix of `root`.
+async fn raw_tables(
+    ctx: &SessionContext,
+    root: &str,
+    layout: &Layout,
+) -> Result<Vec<RawTable>, QueryError> {
+    let state = format!("{root}{}", layout.prefix(Area::State));
+    let failed = |location: &str, message: String| QueryError::Location {
+        location: location.to_owned(),
+        message,
+    };
+    let url = ListingTableUrl::parse(&state).map_err(|e| failed(&state, e.to_string()))?;
+    let store = ctx
+        .runtime_env()
+        .object_store(&url)
+        .map_err(|e| failed(&state, e.to_string()))?;
+    let listed: Vec<_> = match store.list(Some(url.prefix())).try_collect().await {
+        Ok(listed) => listed,
+        Err(object_store::Error::NotFound { .. }) => Vec::new(),
+        Err(e) => return Err(failed(&state, e.to_string())),
+    };
+    let raw = format!("{root}{}", layout.prefix(Area::Raw));
+    let mut tables = Vec::new();
+    for meta in listed {
+        let Some(rest) = meta.location.as_ref().strip_prefix(url.prefix().as_ref()) else {
+            continue;
+        };
+        let key = format!(
+            "{}{}",
+            layout.prefix(Area::State),
+            rest.trim_start_matches('/')
+        );
+        let Some(source) = layout.columns_source(&key) else {
+            continue;
+        };
+        let at = format!("{root}{key}");
+        let read = async { store.get(&meta.location).await?.bytes().await };
+        let bytes = read.await.map_err(|e| failed(&at, e.to_string()))?;
+        let columns = column_names(&bytes).map_err(|message| failed(&at, message))?;
+        tables.push(RawTable::new(source, columns, &raw));
+    }
+    tables.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(tables)
+}
+
+/// The names in a columns object (`{"columns": [{"name": …}, …], …}`).
+fn column_names(bytes: &[u8]) -> Result<Vec<String>, String> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    let columns = value["columns"]
+        .as_array()
+        .ok_or("no \"columns\" array: not a sluice columns object")?;
+    columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            c["name"]
+                .as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| format!("columns[{i}] has no \"name\""))
+        })
+        .collect()
+}
+
+/// A listing table over a source's raw CSV: a header line, every column text, rows of older
+/// objects (fewer columns) padded with NULL, quoted line breaks kept.
+fn raw_listing(table: &RawTable) -> Result<ListingTable, DataFusionError> {
+    let url = ListingTableUrl::parse(&table.location)?;
+    let format = CsvFormat::default()
+        .with_has_header(true)
+        .with_truncated_rows(true)
+        .with_newlines_in_values(true);
+    let options = ListingOptions::new(Arc::new(format))
+        .with_file_extension(".csv")
+        .with_table_partition_cols(vec![(PARTITION.to_owned(), DataType::Utf8)]);
+    let fields: Vec<Field> = table
+        .columns
+        .iter()
+        .map(|c| Field::new(c, DataType::Utf8, true))
+        .collect();
+    let config = ListingTableConfig::new(url)
+        .with_listing_options(options)
+        .with_schema(Arc::new(Schema::new(fields)));
     ListingTable::try_new(config)
 }
 

@@ -281,3 +281,79 @@ async fn a_bad_query_names_what_is_wrong() -> Result<()> {
     assert_eq!(a.rows, [vec![json!(0)]]);
     Ok(())
 }
+
+/// The sample API's `n` sales (items from `grow_at` on have a coupon) ingested in two runs:
+/// those approved before minute `grow_at` (none has a coupon), then the rest.
+async fn ingested(n: u64, grow_at: u64) -> Result<TestBucket> {
+    use sluice_ingest::run::run;
+    use sluice_ingest::{Api, Credentials, Lake as RawLake, RunKind, S3Out, Sources};
+    use sluice_sample_api::data::BASE_TS;
+
+    let api = sluice_sample_api::SampleApi::start(sluice_sample_api::Settings {
+        n,
+        ..Default::default()
+    })
+    .await?;
+    api.set_rules(sluice_sample_api::Rules {
+        grow_schema_at: Some(grow_at),
+        ..Default::default()
+    });
+    let toml = format!(
+        "[source.hotmart-sales]\npreset = \"hotmart-sales\"\nbase_url = \"{}\"\n\
+         [source.hotmart-sales.window]\ninitial_start = \"2023-11-14T00:00:00Z\"\n",
+        api.base_url()
+    );
+    let source = Sources::from_toml(&toml)?
+        .get("hotmart-sales")
+        .unwrap()
+        .clone();
+    let creds = Credentials::resolve(&source, sluice_sample_api::hotmart_env, None)?;
+    let client = Api::new(source, creds)?;
+    let bucket = sluice_testkit::bucket().await?;
+    let out = RawLake {
+        out: S3Out {
+            client: bucket.client.clone(),
+            bucket: bucket.name.clone(),
+            part_size: 8 << 20,
+        },
+        layout: Layout::default(),
+    };
+    let at = |i: u64| jiff::Timestamp::from_millisecond(BASE_TS + i as i64 * 60_000).unwrap();
+    for (from, to, id) in [(0, grow_at, "early"), (grow_at, n * 100, "late")] {
+        let kind = RunKind::Backfill {
+            start: at(from),
+            end: at(to),
+        };
+        run(&client, &out, kind, id).await?;
+    }
+    Ok(bucket)
+}
+
+#[tokio::test]
+async fn each_sources_raw_csv_is_a_table_of_text_in_the_sources_order() -> Result<()> {
+    let bucket = ingested(300, 200).await?;
+    let lake = lake_over_s3(&bucket).await?;
+    let raw: Vec<&str> = lake.raw_tables().iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(raw, ["hotmart_sales_raw"]);
+    // The early object has no coupon columns: they read NULL there. Each run's objects are in
+    // the day its window starts: 2023-11-14 and, 200 minutes later, 2023-11-15.
+    let a = lake
+        .query("SELECT count(*) AS n, count(coupon_code) AS coupons, count(DISTINCT dt) AS days FROM hotmart_sales_raw")
+        .await?;
+    assert_eq!(a.rows, [[json!(300), json!(100), json!(2)]]);
+    // Values are the API's text, exact numbers included.
+    let a = lake
+        .query("SELECT \"transaction\", purchase_price_value, coupon_discount_label FROM hotmart_sales_raw WHERE \"transaction\" IN ('HP0000001', 'HP0000300') ORDER BY 1")
+        .await?;
+    assert_eq!(a.rows[0][0], json!("HP0000001"));
+    assert!(
+        a.rows[0][1]
+            .as_str()
+            .is_some_and(|p| p.parse::<f64>().is_ok()),
+        "{:?}",
+        a.rows
+    );
+    assert_eq!(a.rows[0][2], Value::Null);
+    assert_eq!(a.rows[1][2], json!("Promoção ✓"));
+    Ok(())
+}

@@ -611,6 +611,23 @@ pub enum Fault {
     /// Answer the first GET of a key ending in `suffix` with 404 `NoSuchKey`, as S3 does for an
     /// object deleted after a reader listed it; everything else passes.
     VanishOnce { suffix: String },
+    /// Before forwarding the first PUT of a key ending in `suffix`, run `first` (another writer
+    /// getting there first: it writes the key itself); everything else passes.
+    BeforeFirstPut { suffix: String, first: Hook },
+}
+
+/// Something an [`S3Proxy`] runs (once) in the middle of forwarding a request.
+#[derive(Clone)]
+pub struct Hook(
+    pub  std::sync::Arc<
+        dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + Sync,
+    >,
+);
+
+impl std::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hook")
+    }
 }
 
 /// An HTTP proxy in front of an S3 endpoint that injects a [`Fault`]. It forwards requests with
@@ -648,8 +665,8 @@ impl S3Proxy {
         Ok(S3Proxy { url, state })
     }
 
-    /// Changes forwarded (`StopAfter`), or GETs of the key seen (`VanishOnce`; the first was
-    /// answered 404).
+    /// Changes forwarded (`StopAfter`), GETs of the key seen (`VanishOnce`; the first was
+    /// answered 404), or PUTs of the key seen (`BeforeFirstPut`).
     pub fn count(&self) -> u64 {
         self.state.count.load(Ordering::SeqCst)
     }
@@ -691,6 +708,14 @@ async fn forward(
                 && state.count.fetch_add(1, Ordering::SeqCst) == 0
             {
                 return s3_error(StatusCode::NOT_FOUND, "NoSuchKey");
+            }
+        }
+        Fault::BeforeFirstPut { suffix, first } => {
+            if req.method() == "PUT"
+                && req.uri().path().ends_with(suffix.as_str())
+                && state.count.fetch_add(1, Ordering::SeqCst) == 0
+            {
+                (first.0)().await;
             }
         }
     }

@@ -189,3 +189,12 @@ pub fn column(objects: &[Object], name: &str) -> Vec<Option<String>> {
     }
     out
 }
+
+/// The watermarks under `state/` (the sources' published columns left out).
+pub async fn watermarks(bucket: &TestBucket) -> Result<Vec<String>> {
+    let keys = bucket.keys("state/").await?;
+    Ok(keys
+        .into_iter()
+        .filter(|k| !k.ends_with(sluice_edge::layout::COLUMNS_SUFFIX))
+        .collect())
+}
