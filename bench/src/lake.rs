@@ -42,15 +42,15 @@ pub fn write_lake(input: &str, root: &str, days: usize, per_object: usize) -> Re
                 body_sha256: String::new(),
             };
             let mut rows = Vec::with_capacity(chunk.len());
-            for (i, line) in chunk.iter().enumerate() {
+            for line in chunk {
                 let v: Value = serde_json::from_str(line)?;
                 let checked =
                     validate::record(d, &v, &[]).map_err(|p| anyhow::anyhow!("{input}: {p:?}"))?;
-                rows.push(lake::row(d, &checked, &stamp, i));
+                rows.push(checked);
             }
             let path = std::path::Path::new(root).join(layout.lake_object("unicorns", day, &event));
             std::fs::create_dir_all(path.parent().context("a parent")?)?;
-            std::fs::write(&path, lake::parquet(d, &rows)?)?;
+            std::fs::write(&path, lake::parquet(d, &rows, &stamp)?)?;
             objects += 1;
             records += rows.len() as u64;
         }

@@ -1,6 +1,6 @@
 //! `sluice-bench parquet DATASET IN.jsonl OUT.parquet`: JSON records, each validated against the
-//! dataset as the API validates a request, to lake rows, to one Snappy Parquet file, written
-//! batch by batch (`lake::ParquetWriter`): the API's write path, for a whole file at once.
+//! dataset as the API validates a request, appended to Arrow builders and written to one Snappy
+//! Parquet file batch by batch (`lake::ParquetWriter`): the API's write path, for a whole file.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -23,23 +23,16 @@ pub fn parquet(dataset: &str, input: &str, output: &str) -> Result<()> {
     };
     let loc = [Value::from("body")];
     let mut out = ParquetWriter::new(&d, std::io::BufWriter::new(File::create(output)?))?;
-    let mut batch = Vec::with_capacity(lake::BATCH_ROWS);
     let mut n = 0u64;
     for (i, line) in BufReader::new(File::open(input)?).lines().enumerate() {
         let line = line?;
         let v: Value = serde_json::from_str(&line).with_context(|| format!("{input}:{}", i + 1))?;
         match validate::record(&d, &v, &loc) {
-            Ok(checked) => batch.push(lake::row(&d, &checked, &stamp, i)),
+            Ok(checked) => out.push(&checked, &stamp, i)?,
             Err(problems) => bail!("{input}:{}: {problems:?}", i + 1),
         }
-        if batch.len() == batch.capacity() {
-            out.write(&batch)?;
-            n += batch.len() as u64;
-            batch.clear();
-        }
+        n += 1;
     }
-    out.write(&batch)?;
-    n += batch.len() as u64;
     let mut file = out.finish()?;
     std::io::Write::flush(&mut file)?;
     drop(file);

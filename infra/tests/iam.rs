@@ -187,7 +187,7 @@ async fn seed_lake(setup: &aws_config::SdkConfig, bucket: &str) -> Result<()> {
             received_at: jiff::Timestamp::now(),
             body_sha256: String::new(),
         };
-        let body = sluice_api::lake::parquet(d, &[sluice_api::lake::row(d, &checked, &stamp, 0)])?;
+        let body = sluice_api::lake::parquet(d, std::slice::from_ref(&checked), &stamp)?;
         s3.put_object()
             .bucket(bucket)
             .key(sluice_edge::layout::Layout::default().lake_object("unicorns", day, event))

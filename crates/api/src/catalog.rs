@@ -96,7 +96,7 @@ impl Table {
                 view_type: view_type(f.data_type()),
             })
             .collect();
-        let view = d.name.replace('-', "_");
+        let view = athena_name(&d.name);
         Ok(Table {
             name: format!("{view}{OBJECTS_SUFFIX}"),
             view,
@@ -257,16 +257,24 @@ pub struct RawTable {
     pub location: String,
 }
 
+/// A dataset's or a source's name as Athena can name a table: lower case, `[a-z0-9_]`, any
+/// other character as `_` (Glue folds names to lower case; a `-` would need quoting).
+///
+/// ```
+/// assert_eq!(sluice_api::catalog::athena_name("Hotmart-Sales.v2"), "hotmart_sales_v2");
+/// ```
+pub fn athena_name(name: &str) -> String {
+    name.chars()
+        .map(|c| match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9' | '_') => c,
+            _ => '_',
+        })
+        .collect()
+}
+
 impl RawTable {
     /// The raw table of `source` under `raw` (`s3://<bucket>/<raw prefix>`, trailing `/`).
     pub fn new(source: &str, columns: Vec<String>, raw: &str) -> RawTable {
-        let base: String = source
-            .chars()
-            .map(|c| match c.to_ascii_lowercase() {
-                c @ ('a'..='z' | '0'..='9' | '_') => c,
-                _ => '_',
-            })
-            .collect();
         let mut columns = columns;
         // Positions are what Athena maps, so a column named like the partition can be renamed.
         if let Some(i) = columns
@@ -280,7 +288,7 @@ impl RawTable {
             columns[i] = name;
         }
         RawTable {
-            name: format!("{base}{RAW_SUFFIX}"),
+            name: format!("{}{RAW_SUFFIX}", athena_name(source)),
             source: source.to_owned(),
             columns,
             location: format!("{raw}{source}/"),

@@ -24,21 +24,24 @@
 //! let schema = lake::arrow_schema(&d);
 //! assert_eq!(schema.field(0).name(), "at");
 //! let stamp = lake::Stamp { event_id: "e1".into(), received_at: "2024-05-01T12:00:00Z".parse().unwrap(), body_sha256: String::new() };
-//! let row = lake::row(&d, &json!({"at": "2024-05-01T09:00:00-03:00"}), &stamp, 0);
-//! assert_eq!(row["at"], json!(1_714_564_800_000_000_i64)); // 12:00 UTC, in microseconds
-//! let bytes = lake::parquet(&d, &[row]).unwrap();
+//! let bytes = lake::parquet(&d, &[json!({"at": "2024-05-01T09:00:00-03:00"})], &stamp).unwrap();
 //! assert_eq!(&bytes[..4], b"PAR1");
+//! let rows = lake::rows(bytes).unwrap();
+//! assert_eq!(rows[0]["at"], json!("2024-05-01T12:00:00Z")); // stored as UTC microseconds
+//! assert_eq!((rows[0]["_event_id"].clone(), rows[0]["_row"].clone()), (json!("e1"), json!(0)));
 //! ```
 
 use std::sync::Arc;
 
-use arrow_schema::{DataType, Field as ArrowField, Fields, Schema, TimeUnit};
+use arrow_schema::{DataType, Field as ArrowField, FieldRef, Fields, Schema, TimeUnit};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 use crate::dataset::{Dataset, Field, Format, Kind, Presence};
+
+mod columns;
 
 /// The lake's own columns, after the dataset's.
 pub const EVENT_ID: &str = "_event_id";
@@ -104,63 +107,28 @@ fn arrow_type(kind: &Kind) -> DataType {
         Kind::Object(fields) => DataType::Struct(Fields::from(
             fields.iter().map(arrow_field).collect::<Vec<_>>(),
         )),
-        Kind::Array { items, .. } => {
-            DataType::List(Arc::new(ArrowField::new("item", arrow_type(items), false)))
-        }
+        Kind::Array { items, .. } => DataType::List(list_item(items)),
     }
 }
 
-/// A validated record as a lake row: date-times as UTC microseconds, the stamp added; `index` is
-/// the record's place in its request (`_row`).
-pub fn row(d: &Dataset, checked: &Value, stamp: &Stamp, index: usize) -> Value {
-    let mut out = Map::new();
-    for f in &d.fields {
-        out.insert(f.name.clone(), lake_value(&f.kind, &checked[&f.name]));
-    }
-    out.insert(EVENT_ID.into(), json!(stamp.event_id));
-    out.insert(ROW.into(), json!(index));
-    out.insert(
-        RECEIVED_AT.into(),
-        json!(stamp.received_at.as_microsecond()),
-    );
-    out.insert(SCHEMA_VERSION.into(), json!(d.version));
-    Value::Object(out)
+/// The items of an array column (never null: validation refuses a null item).
+fn list_item(items: &Kind) -> FieldRef {
+    Arc::new(ArrowField::new("item", arrow_type(items), false))
 }
 
-fn lake_value(kind: &Kind, v: &Value) -> Value {
-    match (kind, v) {
-        (_, Value::Null) => Value::Null,
-        (Kind::String(r), Value::String(s)) if r.format == Some(Format::DateTime) => s
-            .parse::<jiff::Timestamp>()
-            .map_or(Value::Null, |t| json!(t.as_microsecond())),
-        (Kind::Object(fields), Value::Object(o)) => Value::Object(
-            fields
-                .iter()
-                .map(|f| {
-                    let x = o.get(&f.name).unwrap_or(&Value::Null);
-                    (f.name.clone(), lake_value(&f.kind, x))
-                })
-                .collect(),
-        ),
-        (Kind::Array { items, .. }, Value::Array(xs)) => {
-            Value::Array(xs.iter().map(|x| lake_value(items, x)).collect())
-        }
-        (_, other) => other.clone(),
-    }
-}
-
-/// One Parquet object (Snappy-compressed) holding `rows`.
-pub fn parquet(d: &Dataset, rows: &[Value]) -> Result<Vec<u8>, LakeError> {
+/// One Parquet object (Snappy-compressed) holding one request's validated `records` (from
+/// [`validate::record`](crate::validate::record)), `_row` numbering them from 0.
+pub fn parquet(d: &Dataset, records: &[Value], stamp: &Stamp) -> Result<Vec<u8>, LakeError> {
     let mut w = ParquetWriter::new(d, Vec::new())?;
-    for chunk in rows.chunks(BATCH_ROWS) {
-        w.write(chunk)?;
+    for (i, r) in records.iter().enumerate() {
+        w.push(r, stamp, i)?;
     }
     w.finish()
 }
 
-/// Lake rows written as Parquet (Snappy) batch by batch, so memory holds one batch of rows and
-/// the encoded row group, not every row: for a whole file of records at once (the benchmark,
-/// and compaction).
+/// Validated records written as Parquet (Snappy), appended straight to typed Arrow builders and
+/// handed over a batch of [`BATCH_ROWS`] at a time, so memory holds one batch and the encoded
+/// row group, not every row: for a whole file of records at once (the benchmark).
 ///
 /// ```
 /// # use sluice_api::{Dataset, lake};
@@ -169,53 +137,58 @@ pub fn parquet(d: &Dataset, rows: &[Value]) -> Result<Vec<u8>, LakeError> {
 /// let stamp = lake::Stamp { event_id: "e1".into(), received_at: "2024-05-01T12:00:00Z".parse().unwrap(), body_sha256: String::new() };
 /// let mut w = lake::ParquetWriter::new(&d, Vec::new()).unwrap();
 /// for n in 0..3 {
-///     w.write(&[lake::row(&d, &json!({"n": n}), &stamp, n as usize)]).unwrap();
+///     w.push(&json!({"n": n}), &stamp, n as usize).unwrap();
 /// }
 /// let rows = lake::rows(w.finish().unwrap()).unwrap();
 /// assert_eq!(rows.len(), 3);
 /// ```
 pub struct ParquetWriter<W: std::io::Write + Send> {
     dataset: String,
-    decoder: arrow_json::reader::Decoder,
+    rows: columns::Columns,
     writer: ArrowWriter<W>,
 }
 
-/// Rows a batch: callers hand [`ParquetWriter::write`] slices of about this many.
+/// Rows a batch (an Arrow record batch handed to the Parquet writer).
 pub const BATCH_ROWS: usize = 8192;
 
 impl<W: std::io::Write + Send> ParquetWriter<W> {
     pub fn new(d: &Dataset, out: W) -> Result<Self, LakeError> {
-        let err = |e: &dyn std::fmt::Display| lake_error(&d.name, e);
-        let schema = Arc::new(arrow_schema(d));
-        let decoder = arrow_json::ReaderBuilder::new(schema.clone())
-            .with_batch_size(BATCH_ROWS)
-            .with_strict_mode(true)
-            .build_decoder()
-            .map_err(|e| err(&e))?;
+        let rows = columns::Columns::new(d, BATCH_ROWS);
         let props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .set_created_by(concat!("sluice ", env!("CARGO_PKG_VERSION")).to_owned())
             .build();
-        let writer = ArrowWriter::try_new(out, schema, Some(props)).map_err(|e| err(&e))?;
+        let writer = ArrowWriter::try_new(out, rows.schema(), Some(props))
+            .map_err(|e| lake_error(&d.name, &e))?;
         Ok(ParquetWriter {
             dataset: d.name.clone(),
-            decoder,
+            rows,
             writer,
         })
     }
 
-    /// Decodes `rows` (from [`row`]) into one Arrow batch and hands it to the Parquet writer.
-    pub fn write(&mut self, rows: &[Value]) -> Result<(), LakeError> {
-        let err = |e: &dyn std::fmt::Display| lake_error(&self.dataset, e);
-        self.decoder.serialize(rows).map_err(|e| err(&e))?;
-        while let Some(batch) = self.decoder.flush().map_err(|e| err(&e))? {
-            self.writer.write(&batch).map_err(|e| err(&e))?;
+    /// Appends one validated record, the `index`th of its request (`_row`); writes a batch
+    /// when one is full.
+    pub fn push(&mut self, record: &Value, stamp: &Stamp, index: usize) -> Result<(), LakeError> {
+        self.rows.push(record, stamp, index);
+        match self.rows.len() >= BATCH_ROWS {
+            true => self.flush(),
+            false => Ok(()),
         }
-        Ok(())
     }
 
-    /// Writes the footer; returns the output.
-    pub fn finish(self) -> Result<W, LakeError> {
+    fn flush(&mut self) -> Result<(), LakeError> {
+        if self.rows.len() == 0 {
+            return Ok(());
+        }
+        let err = |e: &dyn std::fmt::Display| lake_error(&self.dataset, e);
+        let batch = self.rows.finish().map_err(|e| err(&e))?;
+        self.writer.write(&batch).map_err(|e| err(&e))
+    }
+
+    /// Writes the last batch and the footer; returns the output.
+    pub fn finish(mut self) -> Result<W, LakeError> {
+        self.flush()?;
         self.writer
             .into_inner()
             .map_err(|e| lake_error(&self.dataset, &e))
@@ -245,7 +218,7 @@ fn lake_error(dataset: &str, e: &dyn std::fmt::Display) -> LakeError {
 /// # use serde_json::json;
 /// let d = Dataset::from_toml("d.toml", "[dataset]\nname = \"d\"\nversion = 1\n[fields.n]\ntype = \"integer\"\n").unwrap();
 /// let stamp = lake::Stamp { event_id: "e1".into(), received_at: "2024-05-01T12:00:00Z".parse().unwrap(), body_sha256: String::new() };
-/// let bytes = lake::parquet(&d, &[lake::row(&d, &json!({"n": 7}), &stamp, 0)]).unwrap();
+/// let bytes = lake::parquet(&d, &[json!({"n": 7})], &stamp).unwrap();
 /// let rows = lake::rows(bytes).unwrap();
 /// assert_eq!((rows[0]["n"].clone(), rows[0]["_received_at"].clone()), (json!(7), json!("2024-05-01T12:00:00Z")));
 /// ```
@@ -267,5 +240,142 @@ pub fn rows(
     match bytes.is_empty() {
         true => Ok(Vec::new()),
         false => serde_json::from_slice(&bytes).map_err(|e| external(&e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Every kind a dataset can declare, nested ones inside nested ones.
+    const EVERY_KIND: &str = r#"
+[dataset]
+name = "every"
+version = 7
+[fields.text]
+type = "string"
+[fields.at]
+type = "string"
+format = "date-time"
+[fields.on]
+type = "string"
+format = "date"
+[fields.id]
+type = "string"
+format = "uuid"
+[fields.color]
+type = "enum"
+values = ["red", "blue"]
+[fields.n]
+type = "integer"
+[fields.x]
+type = "number"
+[fields.yes]
+type = "boolean"
+[fields.spot]
+type = "object"
+nullable = true
+[fields.spot.fields.lat]
+type = "number"
+[fields.spot.fields.seen]
+type = "array"
+items = { type = "string", format = "date-time" }
+[fields.legs]
+type = "array"
+optional = true
+default = []
+items = { type = "object", fields = { km = { type = "integer" } } }
+[fields.note]
+type = "string"
+optional = true
+nullable = true
+"#;
+
+    fn stamp() -> Stamp {
+        Stamp {
+            event_id: "e1".into(),
+            received_at: "2024-05-01T12:00:00Z".parse().unwrap(),
+            body_sha256: String::new(),
+        }
+    }
+
+    fn checked(d: &Dataset, v: Value) -> Value {
+        crate::validate::record(d, &v, &[]).unwrap()
+    }
+
+    #[test]
+    fn every_kind_lands_in_its_column_and_reads_back_as_posted() {
+        let d = Dataset::from_toml("every.toml", EVERY_KIND).unwrap();
+        let full = json!({"text": "a,\"b\"\n", "at": "2024-05-01T09:00:00.5-03:00",
+            "on": "1969-12-31", "id": "0190c6d4-2b7e-7cc0-8000-000000000001", "color": "blue",
+            "n": -9_007_199_254_740_993_i64, "x": 0.1, "yes": false,
+            "spot": {"lat": -90.0, "seen": ["2024-05-01T00:00:00Z", "2024-05-02T00:00:00+01:00"]},
+            "legs": [{"km": 1}, {"km": 2}], "note": "ok"});
+        let sparse = json!({"text": "", "at": "1970-01-01T00:00:00Z", "on": "2024-02-29",
+            "id": "0190c6d4-2b7e-7cc0-8000-000000000002", "color": "red", "n": 0, "x": 1,
+            "yes": true, "spot": null});
+        let records = [checked(&d, full), checked(&d, sparse)];
+
+        let rows = rows(parquet(&d, &records, &stamp()).unwrap()).unwrap();
+
+        assert_eq!(
+            rows[0],
+            json!({"text": "a,\"b\"\n", "at": "2024-05-01T12:00:00.500Z", "on": "1969-12-31",
+                "id": "0190c6d4-2b7e-7cc0-8000-000000000001", "color": "blue",
+                "n": -9_007_199_254_740_993_i64, "x": 0.1, "yes": false,
+                "spot": {"lat": -90.0, "seen": ["2024-05-01T00:00:00Z", "2024-05-01T23:00:00Z"]},
+                "legs": [{"km": 1}, {"km": 2}], "note": "ok",
+                "_event_id": "e1", "_row": 0, "_received_at": "2024-05-01T12:00:00Z",
+                "_schema_version": 7})
+        );
+        // Nulls are left out of arrow-json's rows; the default array is there, empty.
+        assert_eq!(
+            rows[1],
+            json!({"text": "", "at": "1970-01-01T00:00:00Z", "on": "2024-02-29",
+                "id": "0190c6d4-2b7e-7cc0-8000-000000000002", "color": "red", "n": 0,
+                "x": 1.0, "yes": true, "legs": [],
+                "_event_id": "e1", "_row": 1, "_received_at": "2024-05-01T12:00:00Z",
+                "_schema_version": 7})
+        );
+    }
+
+    #[test]
+    fn a_file_of_records_is_written_a_batch_at_a_time_and_numbered_throughout() {
+        let d = Dataset::from_toml("every.toml", EVERY_KIND).unwrap();
+        let one = checked(
+            &d,
+            json!({"text": "t", "at": "2024-05-01T00:00:00Z", "on": "2024-05-01",
+                "id": "0190c6d4-2b7e-7cc0-8000-000000000001", "color": "red", "n": 1, "x": 1.5,
+                "yes": true, "spot": {"lat": 1.0, "seen": []}}),
+        );
+        let n = BATCH_ROWS * 2 + 3;
+        let mut w = ParquetWriter::new(&d, Vec::new()).unwrap();
+        for i in 0..n {
+            w.push(&one, &stamp(), i).unwrap();
+        }
+        let bytes = bytes::Bytes::from(w.finish().unwrap());
+
+        let reader =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
+                .unwrap();
+        let groups: Vec<i64> = (reader.metadata().row_groups().iter())
+            .map(|g| g.num_rows())
+            .collect();
+        assert_eq!(groups.iter().sum::<i64>(), n as i64);
+        let rows = rows(bytes).unwrap();
+        assert_eq!((rows.len(), &rows[n - 1]["_row"]), (n, &json!(n - 1)));
+        assert_eq!(rows[n - 1]["spot"], json!({"lat": 1.0, "seen": []}));
+    }
+
+    #[test]
+    fn a_value_validation_would_have_refused_is_an_error_not_a_file() {
+        let d = Dataset::from_toml("every.toml", EVERY_KIND).unwrap();
+        let unchecked = json!({"text": 5, "at": "yesterday"});
+
+        let e = parquet(&d, &[unchecked], &stamp()).unwrap_err();
+
+        assert_eq!(e.dataset, "every");
+        assert!(e.message.contains("text"), "{}", e.message);
     }
 }

@@ -163,12 +163,7 @@ impl Api {
         let Some(store) = store else {
             return Ok(key);
         };
-        let rows: Vec<_> = records
-            .iter()
-            .enumerate()
-            .map(|(i, r)| lake::row(dataset, r, stamp, i))
-            .collect();
-        let bytes = lake::parquet(dataset, &rows)?;
+        let bytes = lake::parquet(dataset, records, stamp)?;
         put_if_absent(store, &key, "application/vnd.apache.parquet", bytes, stamp)
             .await
             .map_err(|e| s3_error(store, &key, "PUT", e))?;

@@ -44,7 +44,10 @@ pub struct Problem {
 /// optional fields take their default, or null), in the dataset's field order.
 pub fn record(dataset: &Dataset, v: &Value, loc: &[Value]) -> Result<Value, Vec<Problem>> {
     let mut out = Vec::new();
-    let mut at = loc.to_vec();
+    let mut at = Loc {
+        prefix: loc,
+        steps: Vec::new(),
+    };
     let Value::Object(_) = v else {
         return Err(vec![not_a_dict(&at, v)]);
     };
@@ -56,8 +59,39 @@ pub fn record(dataset: &Dataset, v: &Value, loc: &[Value]) -> Result<Value, Vec<
     }
 }
 
+/// Where a value sits: the caller's prefix (`["body", 3]`), then the keys and indexes walked to
+/// it, borrowed; made into pydantic's `loc` only for a problem.
+struct Loc<'a> {
+    prefix: &'a [Value],
+    steps: Vec<Step<'a>>,
+}
+
+#[derive(Clone, Copy)]
+enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+impl<'a> Loc<'a> {
+    fn push(&mut self, step: Step<'a>) {
+        self.steps.push(step);
+    }
+
+    fn pop(&mut self) {
+        self.steps.pop();
+    }
+
+    fn values(&self) -> Vec<Value> {
+        let steps = self.steps.iter().map(|s| match *s {
+            Step::Key(k) => json!(k),
+            Step::Index(i) => json!(i),
+        });
+        self.prefix.iter().cloned().chain(steps).collect()
+    }
+}
+
 fn problem(
-    loc: &[Value],
+    loc: &Loc<'_>,
     ty: &'static str,
     msg: String,
     input: &Value,
@@ -65,7 +99,7 @@ fn problem(
 ) -> Problem {
     Problem {
         ty,
-        loc: loc.to_vec(),
+        loc: loc.values(),
         msg,
         input: Some(input.clone()),
         ctx,
@@ -73,11 +107,16 @@ fn problem(
 }
 
 /// The fields of an object (its value already known to be one), then its unknown keys.
-fn object(fields: &[Field], v: &Value, loc: &mut Vec<Value>, out: &mut Vec<Problem>) -> Value {
+fn object<'a>(
+    fields: &'a [Field],
+    v: &'a Value,
+    loc: &mut Loc<'a>,
+    out: &mut Vec<Problem>,
+) -> Value {
     let given = v.as_object().expect("checked by the caller");
     let mut checked = Map::new();
     for f in fields {
-        loc.push(json!(f.name));
+        loc.push(Step::Key(&f.name));
         let value = match (given.get(&f.name), &f.presence) {
             (Some(x), _) => field(f, x, loc, out),
             (None, Presence::Optional { default }) => default.clone().unwrap_or(Value::Null),
@@ -91,7 +130,7 @@ fn object(fields: &[Field], v: &Value, loc: &mut Vec<Value>, out: &mut Vec<Probl
     }
     for (k, x) in given {
         if !fields.iter().any(|f| &f.name == k) {
-            loc.push(json!(k));
+            loc.push(Step::Key(k));
             out.push(problem(
                 loc,
                 "extra_forbidden",
@@ -105,7 +144,7 @@ fn object(fields: &[Field], v: &Value, loc: &mut Vec<Value>, out: &mut Vec<Probl
     Value::Object(checked)
 }
 
-fn field(f: &Field, v: &Value, loc: &mut Vec<Value>, out: &mut Vec<Problem>) -> Value {
+fn field<'a>(f: &'a Field, v: &'a Value, loc: &mut Loc<'a>, out: &mut Vec<Problem>) -> Value {
     if v.is_null() && f.nullable {
         return Value::Null;
     }
@@ -113,7 +152,7 @@ fn field(f: &Field, v: &Value, loc: &mut Vec<Value>, out: &mut Vec<Problem>) -> 
 }
 
 /// One value of `kind`.
-fn value(kind: &Kind, v: &Value, loc: &mut Vec<Value>, out: &mut Vec<Problem>) -> Value {
+fn value<'a>(kind: &'a Kind, v: &'a Value, loc: &mut Loc<'a>, out: &mut Vec<Problem>) -> Value {
     match kind {
         Kind::String(rule) => string(rule, v, loc, out),
         Kind::Integer(bounds) => integer(*bounds, v, loc, out),
@@ -174,7 +213,7 @@ fn value(kind: &Kind, v: &Value, loc: &mut Vec<Value>, out: &mut Vec<Problem>) -
     }
 }
 
-fn string(rule: &StringRule, v: &Value, loc: &[Value], out: &mut Vec<Problem>) -> Value {
+fn string(rule: &StringRule, v: &Value, loc: &Loc<'_>, out: &mut Vec<Problem>) -> Value {
     let Some(s) = v.as_str() else {
         let (ty, msg) = match rule.format {
             Some(Format::DateTime) => ("datetime_type", "Input should be a valid datetime"),
@@ -282,7 +321,7 @@ fn format(f: Format, s: &str) -> Result<(), (&'static str, String)> {
     }
 }
 
-fn integer(bounds: Bounds, v: &Value, loc: &[Value], out: &mut Vec<Problem>) -> Value {
+fn integer(bounds: Bounds, v: &Value, loc: &Loc<'_>, out: &mut Vec<Problem>) -> Value {
     // Whole numbers written without a point or exponent only: serde_json keeps 1.0 a float
     // (pydantic's StrictInt, which the contract uses, refuses 1.0 too).
     let n = v
@@ -313,7 +352,7 @@ fn integer(bounds: Bounds, v: &Value, loc: &[Value], out: &mut Vec<Problem>) -> 
     v.clone()
 }
 
-fn check_bounds(b: Bounds, x: f64, v: &Value, loc: &[Value], out: &mut Vec<Problem>) {
+fn check_bounds(b: Bounds, x: f64, v: &Value, loc: &Loc<'_>, out: &mut Vec<Problem>) {
     type Check = (
         Option<f64>,
         fn(f64, f64) -> bool,
@@ -356,12 +395,12 @@ fn check_bounds(b: Bounds, x: f64, v: &Value, loc: &[Value], out: &mut Vec<Probl
     }
 }
 
-fn array(
-    items: &Kind,
+fn array<'a>(
+    items: &'a Kind,
     min: Option<usize>,
     max: Option<usize>,
-    v: &Value,
-    loc: &mut Vec<Value>,
+    v: &'a Value,
+    loc: &mut Loc<'a>,
     out: &mut Vec<Problem>,
 ) -> Value {
     let Some(xs) = v.as_array() else {
@@ -374,13 +413,16 @@ fn array(
         ));
         return Value::Null;
     };
-    if let Some(p) = length_problem(xs.len(), min, max, v, loc) {
-        out.push(p);
+    if let Some(p) = length_problem(xs.len(), min, max, v, &[]) {
+        out.push(Problem {
+            loc: loc.values(),
+            ..p
+        });
         return v.clone();
     }
     let mut checked = Vec::with_capacity(xs.len());
     for (i, x) in xs.iter().enumerate() {
-        loc.push(json!(i));
+        loc.push(Step::Index(i));
         checked.push(value(items, x, loc, out));
         loc.pop();
     }
@@ -395,6 +437,10 @@ pub fn length_problem(
     v: &Value,
     loc: &[Value],
 ) -> Option<Problem> {
+    let loc = &Loc {
+        prefix: loc,
+        steps: Vec::new(),
+    };
     let items = |n: usize| if n == 1 { "item" } else { "items" };
     if let Some(min) = min.filter(|&m| len < m) {
         return Some(problem(
@@ -422,7 +468,7 @@ pub fn length_problem(
 }
 
 /// What pydantic says of a model given something other than an object.
-fn not_a_dict(loc: &[Value], v: &Value) -> Problem {
+fn not_a_dict(loc: &Loc<'_>, v: &Value) -> Problem {
     problem(
         loc,
         "model_attributes_type",

@@ -802,17 +802,15 @@ fn lake_objects(names: &[&[&str]]) -> Vec<(String, Vec<u8>)> {
             };
             let rows: Vec<serde_json::Value> = names
                 .iter()
-                .enumerate()
-                .map(|(j, name)| {
+                .map(|name| {
                     let u = serde_json::json!({"name": name, "rainbow": true, "color": "gold",
                         "horn_length_cm": 20.5, "age_years": 7, "sighted_at": "2024-05-01T12:00:00Z",
                         "location": {"lat": 1.0, "lon": 2.0}});
-                    let checked = sluice_api::validate::record(d, &u, &[]).unwrap();
-                    sluice_api::lake::row(d, &checked, &stamp, j)
+                    sluice_api::validate::record(d, &u, &[]).unwrap()
                 })
                 .collect();
             let key = sluice_edge::layout::Layout::default().lake_object("unicorns", day, &event);
-            (key, sluice_api::lake::parquet(d, &rows).unwrap())
+            (key, sluice_api::lake::parquet(d, &rows, &stamp).unwrap())
         })
         .collect()
 }

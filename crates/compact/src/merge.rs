@@ -9,7 +9,7 @@
 //!
 //! let d = Dataset::from_toml("d.toml", "[dataset]\nname = \"d\"\nversion = 1\n[fields.n]\ntype = \"integer\"\n").unwrap();
 //! let stamp = lake::Stamp { event_id: "e1".into(), received_at: "2024-05-01T12:00:00Z".parse().unwrap(), body_sha256: String::new() };
-//! let object = lake::parquet(&d, &[lake::row(&d, &json!({"n": 1}), &stamp, 0)]).unwrap();
+//! let object = lake::parquet(&d, &[json!({"n": 1})], &stamp).unwrap();
 //! let mut m = Merger::new(&d, 128 << 20, HashSet::new());
 //! for (i, bytes) in [object.clone(), object].into_iter().enumerate() {
 //!     m.add(&format!("o{i}"), bytes::Bytes::from(bytes)).unwrap();

@@ -41,13 +41,10 @@ fn request_object(event: &str, first: usize, records: usize) -> Vec<u8> {
         received_at: "2024-05-01T12:00:00Z".parse().unwrap(),
         body_sha256: String::new(),
     };
-    let rows: Vec<Value> = (first..first + records)
-        .map(|n| {
-            let checked = sluice_api::validate::record(d, &unicorn(n), &[]).unwrap();
-            lake::row(d, &checked, &stamp, n - first)
-        })
+    let checked: Vec<Value> = (first..first + records)
+        .map(|n| sluice_api::validate::record(d, &unicorn(n), &[]).unwrap())
         .collect();
-    lake::parquet(d, &rows).unwrap()
+    lake::parquet(d, &checked, &stamp).unwrap()
 }
 
 /// `requests` request objects of 3 records each in `DAY`'s partition: what the API leaves.

@@ -242,11 +242,13 @@ async fn a_directory_laid_out_as_the_bucket_is_a_lake() -> Result<()> {
     };
     let checked = sluice_api::validate::record(unicorns, &unicorn("Solo", "pink", 1.0, None), &[])
         .map_err(|p| anyhow::anyhow!("{p:?}"))?;
-    let row = sluice_api::lake::row(unicorns, &checked, &stamp, 0);
     let key = Layout::default().lake_object("unicorns", jiff::civil::date(2024, 5, 1), "e1");
     let path = dir.path().join(key);
     std::fs::create_dir_all(path.parent().unwrap())?;
-    std::fs::write(&path, sluice_api::lake::parquet(unicorns, &[row])?)?;
+    std::fs::write(
+        &path,
+        sluice_api::lake::parquet(unicorns, &[checked], &stamp)?,
+    )?;
 
     let lake = Lake::open(&Location::Dir(dir.path().into()), &Layout::default(), &d).await?;
     let a = lake
