@@ -516,15 +516,19 @@ impl RowContext {
     }
 }
 
-/// A row's typed values as canonical text (`None` is NULL), reused across rows.
+/// A row's typed values as canonical text (`None` is NULL), reused across rows: one buffer
+/// holds every value's text, so a row allocates nothing once the buffer has grown.
 #[derive(Debug, Clone, Default)]
 pub struct TypedRow {
-    values: Vec<Option<String>>,
+    text: String,
+    /// Each column's value: its span of `text`, `None` for NULL.
+    values: Vec<Option<(usize, usize)>>,
 }
 
 impl TypedRow {
     pub fn get(&self, i: usize) -> Option<&str> {
-        self.values.get(i).and_then(|v| v.as_deref())
+        let (start, end) = (*self.values.get(i)?)?;
+        Some(&self.text[start..end])
     }
     pub fn len(&self) -> usize {
         self.values.len()
@@ -533,7 +537,12 @@ impl TypedRow {
         self.values.is_empty()
     }
     pub fn iter(&self) -> impl Iterator<Item = Option<&str>> {
-        self.values.iter().map(|v| v.as_deref())
+        (0..self.values.len()).map(|i| self.get(i))
+    }
+
+    fn clear(&mut self) {
+        self.text.clear();
+        self.values.clear();
     }
 }
 
@@ -644,59 +653,13 @@ impl BoundMapping {
                 ),
             });
         }
-        out.values.clear();
+        out.clear();
         for t in &self.targets {
-            let raw: Option<std::borrow::Cow<'_, [u8]>> = match &t.source {
-                Source::Csv(i) => fields[*i].map(std::borrow::Cow::Borrowed),
-                Source::Constant(v) => Some(v.as_bytes().into()),
-                Source::ObjectKey => Some(ctx.source_key.as_bytes().into()),
-                Source::LoadTime => Some(ctx.load_time.to_string().into_bytes().into()),
-                Source::ObjectTime => ctx.object_time.map(|t| t.to_string().into_bytes().into()),
-                Source::Concat(idx, sep) => {
-                    let parts: Vec<&[u8]> = idx.iter().filter_map(|i| fields[*i]).collect();
-                    if parts.is_empty() {
-                        None
-                    } else {
-                        Some(parts.join(sep.as_bytes()).into())
-                    }
-                }
-            };
-            let raw = raw.or_else(|| t.default.as_ref().map(|d| d.as_bytes().to_vec().into()));
-            let value = match raw {
-                None => None,
-                Some(bytes) => {
-                    // A redacted column's value is never quoted, not even in an error.
-                    let fail = |reason: String| RowError {
-                        column: t.name.clone(),
-                        value: t.redact.is_none().then(|| truncated(&bytes)),
-                        reason,
-                    };
-                    let text = std::str::from_utf8(&bytes)
-                        .map_err(|e| fail(format!("invalid UTF-8 at byte {}", e.valid_up_to())))?;
-                    let converted = t.conversion.convert(text).map_err(fail)?;
-                    let stored = match t.redact {
-                        Some(r) => r.apply(&ctx.salt, converted.as_bytes()),
-                        None => Some(converted),
-                    };
-                    if let Some(limit) = &t.limit {
-                        limit.check(stored.as_deref()).map_err(fail)?;
-                    }
-                    stored
-                }
-            };
-            if value.is_none()
-                && let Some(limit) = &t.limit
-            {
-                limit.check(None).map_err(|reason| RowError {
-                    column: t.name.clone(),
-                    value: None,
-                    reason,
-                })?;
-            }
+            let value = self.value(t, fields, ctx, &mut out.text)?;
             out.values.push(value);
         }
         for &k in &self.key_idx {
-            match out.values[k].as_deref() {
+            match out.get(k) {
                 None => {
                     return Err(key_error(
                         &self.targets[k].name,
@@ -709,6 +672,109 @@ impl BoundMapping {
         }
         Ok(())
     }
+}
+
+impl BoundMapping {
+    /// Target `t`'s value for one row, appended to `text`: its span there, or `None` (NULL).
+    fn value(
+        &self,
+        t: &Target,
+        fields: &[Option<&[u8]>],
+        ctx: &RowContext,
+        text: &mut String,
+    ) -> Result<Option<(usize, usize)>, RowError> {
+        let start = text.len();
+        let instant = match t.source {
+            Source::LoadTime => Some(ctx.load_time),
+            Source::ObjectTime => ctx.object_time,
+            _ => None,
+        };
+        // A lineage time into a timestamptz column: its text as the conversion would write it,
+        // without writing, reading and writing it again on every row.
+        if let Some(at) = instant
+            && t.redact.is_none()
+            && t.conversion.keeps_instants()
+        {
+            push_display(text, at);
+            return self.checked(t, Some((start, text.len())), text);
+        }
+        let raw: Option<std::borrow::Cow<'_, [u8]>> = match &t.source {
+            Source::Csv(i) => fields[*i].map(std::borrow::Cow::Borrowed),
+            Source::Constant(v) => Some(v.as_bytes().into()),
+            Source::ObjectKey => Some(ctx.source_key.as_bytes().into()),
+            Source::LoadTime | Source::ObjectTime => {
+                instant.map(|t| t.to_string().into_bytes().into())
+            }
+            Source::Concat(idx, sep) => {
+                let parts: Vec<&[u8]> = idx.iter().filter_map(|i| fields[*i]).collect();
+                if parts.is_empty() {
+                    None
+                } else {
+                    Some(parts.join(sep.as_bytes()).into())
+                }
+            }
+        };
+        let raw = raw.or_else(|| t.default.as_ref().map(|d| d.as_bytes().into()));
+        let value = match raw {
+            None => None,
+            Some(bytes) => {
+                // A redacted column's value is never quoted, not even in an error.
+                let fail = |reason: String| RowError {
+                    column: t.name.clone(),
+                    value: t.redact.is_none().then(|| truncated(&bytes)),
+                    reason,
+                };
+                let s = std::str::from_utf8(&bytes)
+                    .map_err(|e| fail(format!("invalid UTF-8 at byte {}", e.valid_up_to())))?;
+                t.conversion.convert_into(s, text).map_err(fail)?;
+                let kept = match t.redact {
+                    None => true,
+                    Some(r) => {
+                        let converted = text.split_off(start);
+                        let hash = r.apply(&ctx.salt, converted.as_bytes());
+                        text.push_str(hash.as_deref().unwrap_or_default());
+                        hash.is_some()
+                    }
+                };
+                let stored = kept.then_some((start, text.len()));
+                if let Some(limit) = &t.limit {
+                    limit
+                        .check(stored.map(|(a, b)| &text[a..b]))
+                        .map_err(fail)?;
+                }
+                stored
+            }
+        };
+        if value.is_none() {
+            return self.checked(t, None, text);
+        }
+        Ok(value)
+    }
+
+    /// `value` (a span of `text`, its text as read too: lineage times and NULLs) against the
+    /// column's limits.
+    fn checked(
+        &self,
+        t: &Target,
+        value: Option<(usize, usize)>,
+        text: &str,
+    ) -> Result<Option<(usize, usize)>, RowError> {
+        if let Some(limit) = &t.limit {
+            let shown = value.map(|(a, b)| &text[a..b]);
+            limit.check(shown).map_err(|reason| RowError {
+                column: t.name.clone(),
+                value: shown.map(|v| truncated(v.as_bytes())),
+                reason,
+            })?;
+        }
+        Ok(value)
+    }
+}
+
+/// `v`'s text appended to `out` (writing to a `String` cannot fail).
+fn push_display(out: &mut String, v: impl std::fmt::Display) {
+    use std::fmt::Write;
+    let _ = write!(out, "{v}");
 }
 
 fn key_error(column: &str, reason: &str) -> RowError {

@@ -146,45 +146,81 @@ impl Conversion {
         }
     }
 
+    /// Whether an instant's own text (RFC 3339, UTC) is what this conversion writes for it: a
+    /// `timestamptz` read as RFC 3339.
+    pub fn keeps_instants(&self) -> bool {
+        self.ty == ColumnType::Timestamptz
+            && matches!(self.format, None | Some(TimeFormat::Rfc3339))
+    }
+
     /// Converts `value` to the canonical text of the type, or says why it cannot.
+    ///
+    /// ```
+    /// use sluice_transform::{ColumnType, Conversion};
+    ///
+    /// assert_eq!(Conversion::plain(ColumnType::Bigint).convert("+007"), Ok("7".into()));
+    /// assert!(Conversion::plain(ColumnType::Boolean).convert("maybe").is_err());
+    /// ```
     pub fn convert(&self, value: &str) -> Result<String, String> {
+        let mut out = String::new();
+        self.convert_into(value, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Conversion::convert`], appending to `out` (a row's buffer, reused row after row);
+    /// nothing is appended when it fails.
+    pub fn convert_into(&self, value: &str, out: &mut String) -> Result<(), String> {
         if value.contains('\0') {
             return Err("contains a NUL character, which Postgres cannot store".into());
         }
         match self.ty {
-            ColumnType::Text => Ok(value.to_owned()),
-            ColumnType::Bigint => value
-                .parse::<i64>()
-                .map(|v| v.to_string())
-                .map_err(|_| "not a bigint (a whole number within ±9223372036854775807)".into()),
-            ColumnType::Integer => value
-                .parse::<i32>()
-                .map(|v| v.to_string())
-                .map_err(|_| "not an integer (a whole number within ±2147483647)".into()),
-            ColumnType::Numeric => check_numeric(value).map(|()| value.to_owned()),
+            ColumnType::Text => out.push_str(value),
+            ColumnType::Bigint => {
+                let v = value.parse::<i64>().map_err(|_| {
+                    "not a bigint (a whole number within ±9223372036854775807)".to_owned()
+                })?;
+                push_display(out, v);
+            }
+            ColumnType::Integer => {
+                let v = value
+                    .parse::<i32>()
+                    .map_err(|_| "not an integer (a whole number within ±2147483647)".to_owned())?;
+                push_display(out, v);
+            }
+            ColumnType::Numeric => {
+                check_numeric(value)?;
+                out.push_str(value);
+            }
             ColumnType::Double => match value.parse::<f64>() {
-                Ok(v) if v.is_finite() && is_decimal(value) => Ok(value.to_owned()),
-                Ok(_) if is_decimal(value) => Err("out of range for double precision".into()),
-                _ => Err("not a number".into()),
+                Ok(v) if v.is_finite() && is_decimal(value) => out.push_str(value),
+                Ok(_) if is_decimal(value) => {
+                    return Err("out of range for double precision".into());
+                }
+                _ => return Err("not a number".into()),
             },
-            ColumnType::Boolean => parse_bool(value)
-                .map(|b| if b { "true" } else { "false" }.to_owned())
-                .ok_or_else(|| "not a boolean (true/false, t/f, 1/0, yes/no, on/off)".into()),
+            ColumnType::Boolean => {
+                let b = parse_bool(value).ok_or_else(|| {
+                    "not a boolean (true/false, t/f, 1/0, yes/no, on/off)".to_owned()
+                })?;
+                out.push_str(if b { "true" } else { "false" });
+            }
             ColumnType::Jsonb => {
                 if value.contains("\\u0000") {
                     return Err("JSON contains \\u0000, which jsonb cannot store".into());
                 }
                 serde_json::from_str::<serde::de::IgnoredAny>(value)
-                    .map(|_| value.to_owned())
-                    .map_err(|e| format!("not valid JSON: {e}"))
+                    .map_err(|e| format!("not valid JSON: {e}"))?;
+                out.push_str(value);
             }
-            ColumnType::Uuid => uuid::Uuid::parse_str(value)
-                .map(|u| u.hyphenated().to_string())
-                .map_err(|_| "not a UUID".into()),
-            ColumnType::Timestamptz => self.timestamp(value).map(|t| t.to_string()),
-            ColumnType::Timestamp => self.civil(value).map(|dt| dt.to_string()),
-            ColumnType::Date => self.civil(value).map(|dt| dt.date().to_string()),
+            ColumnType::Uuid => {
+                let u = uuid::Uuid::parse_str(value).map_err(|_| "not a UUID".to_owned())?;
+                push_display(out, u.hyphenated());
+            }
+            ColumnType::Timestamptz => push_display(out, self.timestamp(value)?),
+            ColumnType::Timestamp => push_display(out, self.civil(value)?),
+            ColumnType::Date => push_display(out, self.civil(value)?.date()),
         }
+        Ok(())
     }
 
     fn zone(&self) -> TimeZone {
@@ -250,6 +286,12 @@ fn civil_of(tm: &jiff::fmt::strtime::BrokenDownTime, pattern: &str) -> Result<Da
                 .map(|d| d.to_datetime(jiff::civil::Time::midnight()))
         })
         .map_err(|e| format!("does not match format {pattern:?}: {e}"))
+}
+
+/// `v`'s text appended to `out` (writing to a `String` cannot fail).
+fn push_display(out: &mut String, v: impl fmt::Display) {
+    use fmt::Write;
+    let _ = write!(out, "{v}");
 }
 
 /// Epoch seconds (`scale` 1) or milliseconds (`scale` 1000), with an optional decimal fraction.
@@ -334,10 +376,8 @@ fn decimal_parts(v: &str) -> Option<(usize, usize, i64)> {
 
 /// Postgres `numeric` holds up to 131072 digits before the point and 16383 after.
 fn check_numeric(v: &str) -> Result<(), String> {
-    if matches!(
-        v.to_ascii_lowercase().as_str(),
-        "nan" | "infinity" | "-infinity" | "+infinity"
-    ) {
+    let special = ["nan", "infinity", "-infinity", "+infinity"];
+    if special.iter().any(|w| w.eq_ignore_ascii_case(v)) {
         return Ok(());
     }
     let Some((int, frac, exp)) = decimal_parts(v) else {

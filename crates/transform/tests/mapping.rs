@@ -373,3 +373,44 @@ fn inferred_types_apply_to_unmapped_columns() {
             .is_err()
     );
 }
+
+#[test]
+fn lineage_times_are_written_as_their_conversion_writes_them_and_a_missing_one_is_null() {
+    let m = Mapping::from_toml(HOTMART).unwrap();
+    let mut header = HEADER.to_vec();
+    header.push("buyer_name");
+    let bound = m.bind(&header, &[]).unwrap();
+    let names = bound.names();
+    let at = |name: &str| names.iter().position(|n| *n == name).unwrap();
+    let ctx = RowContext {
+        load_time: "2024-05-06T07:08:09.123456789+00:00".parse().unwrap(),
+        object_time: None,
+        ..ctx()
+    };
+    let fields = [
+        "7",
+        "HP1",
+        "1714978089000",
+        "10.5",
+        "true",
+        "a@b.co",
+        "",
+        "06/05/2024",
+    ];
+    let mut row: Vec<Option<&[u8]>> = fields.iter().map(|f| Some(f.as_bytes())).collect();
+    row.push(Some(b"Ana"));
+    let mut out = TypedRow::default();
+
+    bound.apply(&row, &ctx, &mut out).unwrap();
+
+    let converted = sluice_transform::Conversion::plain(ColumnType::Timestamptz)
+        .convert(&ctx.load_time.to_string())
+        .unwrap();
+    assert_eq!(out.get(at("loaded_at")), Some(converted.as_str()));
+    assert_eq!(
+        out.get(at("loaded_at")),
+        Some("2024-05-06T07:08:09.123456789Z")
+    );
+    assert_eq!(out.get(at("written_at")), None);
+    assert_eq!(out.get(at("source")), Some("hotmart"));
+}
