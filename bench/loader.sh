@@ -20,17 +20,19 @@ TN="${TUTORIAL_N:-$N}"
 "$BIN" flatten "$W/v2.jsonl" "$W/v2.csv" >/dev/null
 head -n $((TN + 1)) "$W/v1.csv" >"$W/t1.csv"
 # sluice gets the baseline table's column types (so Postgres does the same type work on both
-# sides); `sluice_hotmart` is the built-in mapping (timestamptz, jsonb, lineage, guard), for reference.
+# sides); `sluice_hotmart` is the built-in mapping (timestamptz, jsonb, lineage, guard), and
+# `typed_copy` its floor: a plain COPY of the rows that mapping makes into the same empty table.
 M=(--mapping bench/mappings/baseline-types.toml)
 UP=("$PY" "$BASELINES/upsert_python.py" --table bench_sales --key purchase_transaction)
 for r in $(seq 1 "$ROUNDS"); do
-  run=(sluice_new raw stage_new sluice_old stage_old sluice_hotmart)
-  [ $((r % 2)) = 0 ] && run=(sluice_hotmart stage_old sluice_old stage_new raw sluice_new)
+  run=(sluice_new raw stage_new sluice_old stage_old sluice_hotmart typed_copy)
+  [ $((r % 2)) = 0 ] && run=(typed_copy sluice_hotmart stage_old sluice_old stage_new raw sluice_new)
   for c in "${run[@]}"; do
     case "$c" in
       sluice_new) "$BIN" load "$W/v1.csv" "${M[@]}" ;;
       sluice_old) "$BIN" load "$W/v2.csv" --after "$W/v1.csv" "${M[@]}" ;;
       sluice_hotmart) "$BIN" load "$W/v1.csv" | sed 's/"sluice_loader_new_keys"/"sluice_loader_new_keys_hotmart_mapping"/' ;;
+      typed_copy) "$BIN" load "$W/v1.csv" --typed-copy ;;
       raw) "${UP[@]}" --csv "$W/v1.csv" --method copy_raw --fresh ;;
       stage_new) "${UP[@]}" --csv "$W/v1.csv" --method copy_stage --fresh ;;
       stage_old)
@@ -74,6 +76,7 @@ summary = {
     "new_keys_vs_copy_stage": ratio("sluice_loader_new_keys", "upsert_copy_stage"),
     "existing_keys_vs_copy_stage": ratio("sluice_loader_existing_keys", "upsert_copy_stage_existing"),
     "new_keys_vs_tutorial": ratio("sluice_loader_new_keys", "upsert_tutorial"),
+    "hotmart_mapping_vs_typed_copy": ratio("sluice_loader_new_keys_hotmart_mapping", "pg_copy_typed_rows"),
 }
 print(json.dumps({"bench": "loader", "n": int(sys.argv[2]), "ratios": summary, "medians": med, "raw": [r for runs in by.values() for r in runs]}))
 PYEOF

@@ -4,6 +4,7 @@
 //! sluice-bench flatten IN.jsonl OUT.csv [--arrays json|index]   # sluice: stream → flatten → CSV
 //! sluice-bench parse-floor IN.jsonl                              # serde_json parse to Value, keep nothing
 //! sluice-bench load IN.csv [--after PRIOR.csv] [--mapping M.toml]  # the loader's path into Postgres
+//! sluice-bench load IN.csv --typed-copy [--mapping M.toml]        # Postgres' floor: COPY of the typed rows
 //! sluice-bench s3 DIR PORT                                       # an S3 endpoint serving DIR
 //! sluice-bench ingest API_URL S3_URL N [--gzip] [--name NAME] [--bucket B]  # one ingest run, API → S3
 //! sluice-bench load-s3 S3_URL BUCKET PREFIX                      # the loader over those objects
@@ -14,7 +15,9 @@
 //! ```
 //! `load` uses `DATABASE_URL` and the built-in hotmart-sales mapping (or `--mapping`). Without
 //! `--after` the table exists and is empty: every row is new. `--after PRIOR.csv`: the table holds PRIOR (loaded untimed),
-//! so every row of IN is an existing key.
+//! so every row of IN is an existing key. `--typed-copy` times no loader: it loads IN untimed, reads
+//! the table back as `COPY` text, empties it and times a plain `COPY` of those rows into the same
+//! keyed table: what Postgres itself needs to take the rows the mapping makes.
 //! Timed from input opened to output closed, like the Python scripts.
 
 use std::fs::File;
@@ -125,7 +128,21 @@ fn parse_floor(input: &str) -> Result<()> {
 
 /// The loader's own path (stream → transform → COPY → upsert → ledger → COMMIT), timed from the
 /// file opened to COMMIT returned, like upsert_python.py.
-fn load(input: &str, prior: Option<&str>, mapping_file: Option<&str>) -> Result<()> {
+/// What `load` times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Contender {
+    /// The loader, from the file to COMMIT.
+    Loader,
+    /// A plain `COPY` of the rows the loader typed, into the same empty table.
+    TypedCopy,
+}
+
+fn load(
+    input: &str,
+    prior: Option<&str>,
+    mapping_file: Option<&str>,
+    contender: Contender,
+) -> Result<()> {
     use sluice_loader::{Config, Loader, LocalStore};
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
@@ -169,6 +186,9 @@ fn load(input: &str, prior: Option<&str>, mapping_file: Option<&str>) -> Result<
                 .load_with(&store, &obj(prior)?, "bench", &mapping)
                 .await?;
         }
+        if contender == Contender::TypedCopy {
+            return typed_copy(&pool, &loader, &obj(input)?, &mapping, input).await;
+        }
         sql(format!("VACUUM ANALYZE {table}"))
             .execute(&pool)
             .await?;
@@ -201,6 +221,56 @@ fn load(input: &str, prior: Option<&str>, mapping_file: Option<&str>) -> Result<
     })
 }
 
+/// The floor for a mapping: `input` loaded untimed, its rows read back as `COPY` text, the table
+/// emptied, then one plain `COPY` of them timed (the table's key index and types as the loader
+/// made them).
+async fn typed_copy(
+    pool: &sqlx::PgPool,
+    loader: &sluice_loader::Loader,
+    object: &sluice_loader::ObjectRef,
+    mapping: &sluice_transform::Mapping,
+    input: &str,
+) -> Result<()> {
+    use futures_util::TryStreamExt;
+    let table = mapping.table.quoted();
+    let sql = |s: String| sqlx::query(sqlx::AssertSqlSafe(s));
+    loader
+        .load_with(&sluice_loader::LocalStore, object, "bench", mapping)
+        .await?;
+    let mut conn = pool.acquire().await?;
+    let rows: Vec<u8> = conn
+        .copy_out_raw(&format!("COPY {table} TO STDOUT"))
+        .await?
+        .try_fold(Vec::new(), |mut all, chunk| async move {
+            all.extend_from_slice(&chunk);
+            Ok(all)
+        })
+        .await?;
+    sql(format!("TRUNCATE {table}")).execute(&mut *conn).await?;
+    sql(format!("VACUUM ANALYZE {table}"))
+        .execute(&mut *conn)
+        .await?;
+    let _ = sql("CHECKPOINT".into()).execute(&mut *conn).await;
+    let t0 = Instant::now();
+    let mut copy = conn
+        .copy_in_raw(&format!("COPY {table} FROM STDIN"))
+        .await?;
+    copy.send(rows.as_slice()).await?;
+    let n = copy.finish().await?;
+    let secs = t0.elapsed().as_secs_f64();
+    emit(
+        "pg_copy_typed_rows",
+        n,
+        secs,
+        input,
+        serde_json::json!({
+            "rows": n,
+            "rows_per_s": (n as f64 / secs).round(),
+            "typed_mb": (rows.len() as f64 / 1e5).round() / 10.0,
+        }),
+    )
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("load") && args.len() >= 2 {
@@ -210,7 +280,11 @@ fn main() -> Result<()> {
                 .and_then(|i| args.get(i + 1))
                 .map(String::as_str)
         };
-        return load(&args[1], opt("--after"), opt("--mapping"));
+        let contender = match args.iter().any(|a| a == "--typed-copy") {
+            true => Contender::TypedCopy,
+            false => Contender::Loader,
+        };
+        return load(&args[1], opt("--after"), opt("--mapping"), contender);
     }
     let arrays = if args.iter().any(|a| a == "index") {
         ArrayPolicy::Index
