@@ -42,7 +42,7 @@ bench: bench-flatten bench-loader bench-ingest bench-e2e bench-api bench-parquet
 bench-flatten: ## flatten+CSV vs the Python DFS and pandas baselines and a serde_json floor
 	BASELINES=$(BASELINES) BENCH_N=$(BENCH_N) bench/flatten.sh
 
-bench-loader: ## loader path vs raw COPY, COPY+staging and the tutorial's per-row upsert; RSS at 1M rows
+bench-loader: ## loader path vs raw COPY, COPY+staging, the tutorial's per-row upsert and the Hotmart mapping's typed COPY floor; RSS at 1M rows
 	BASELINES=$(BASELINES) BENCH_N=$(BENCH_N) scripts/with-services bench/loader.sh
 
 bench-ingest: ## API → flatten → CSV → S3 (sample API and the Python mock) vs the Python DFS flattener; RSS
