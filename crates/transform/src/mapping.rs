@@ -46,7 +46,7 @@ use sha2::{Digest, Sha256};
 
 use crate::limits::ColumnLimit;
 use crate::plan::{PlanColumn, PlanError, TableRef, UpsertPlan};
-use crate::types::{ColumnType, Conversion, TimeFormat};
+use crate::types::{ColumnType, Conversion, TimeFormat, push_display};
 
 /// What to do with columns that appear in new files.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -769,12 +769,6 @@ impl BoundMapping {
         }
         Ok(value)
     }
-}
-
-/// `v`'s text appended to `out` (writing to a `String` cannot fail).
-fn push_display(out: &mut String, v: impl std::fmt::Display) {
-    use std::fmt::Write;
-    let _ = write!(out, "{v}");
 }
 
 fn key_error(column: &str, reason: &str) -> RowError {

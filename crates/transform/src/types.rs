@@ -289,7 +289,7 @@ fn civil_of(tm: &jiff::fmt::strtime::BrokenDownTime, pattern: &str) -> Result<Da
 }
 
 /// `v`'s text appended to `out` (writing to a `String` cannot fail).
-fn push_display(out: &mut String, v: impl fmt::Display) {
+pub(crate) fn push_display(out: &mut String, v: impl fmt::Display) {
     use fmt::Write;
     let _ = write!(out, "{v}");
 }
