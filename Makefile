@@ -4,7 +4,7 @@ CARGO ?= cargo
 BASELINES ?= $(abspath ../shared/baselines)
 BENCH_N ?= 100000
 
-.PHONY: fuzz help demo test image lint lint-infra deploy watch invoke-ingest invoke-loader build-lambda fmt build bench bench-flatten bench-loader bench-ingest bench-e2e bench-api bench-parquet bench-query coverage services-up services-down clean-services
+.PHONY: fuzz help demo test image lint lint-infra deploy watch invoke-ingest invoke-loader build-lambda fmt build bench bench-flatten bench-loader bench-ingest bench-e2e bench-api bench-parquet bench-query bench-cold coverage services-up services-down clean-services
 
 help: ## List the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## / {printf "%-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -37,7 +37,7 @@ build: ## Debug build of everything
 fuzz: ## cargo fuzz: each target FUZZ_SECONDS (default 600) in turn; not part of make test
 	scripts/fuzz $(FUZZ_TARGETS)
 
-bench: bench-flatten bench-loader bench-ingest bench-e2e bench-api bench-parquet bench-query ## All benchmarks (not tests)
+bench: bench-flatten bench-loader bench-ingest bench-e2e bench-api bench-parquet bench-query bench-cold ## All benchmarks (not tests)
 
 bench-flatten: ## flatten+CSV vs the Python DFS and pandas baselines and a serde_json floor
 	BASELINES=$(BASELINES) BENCH_N=$(BENCH_N) bench/flatten.sh
@@ -48,8 +48,8 @@ bench-loader: ## loader path vs raw COPY, COPY+staging, the tutorial's per-row u
 bench-ingest: ## API → flatten → CSV → S3 (sample API and the Python mock) vs the Python DFS flattener; RSS
 	BASELINES=$(BASELINES) BENCH_N=$(BENCH_N) bench/ingest.sh
 
-build-lambda: ## cargo lambda build --release --arm64 --output-format zip (installs cargo-lambda from PyPI if missing)
-	scripts/cargo-lambda build --release --arm64 --output-format zip --bin sluice-ingest --bin sluice-loader --bin sluice-api --bin sluice-compact
+build-lambda: ## cargo lambda build --release --arm64 --output-format zip, each function on its own (installs cargo-lambda from PyPI if missing)
+	scripts/build-lambda --output-format zip
 
 watch: ## cargo lambda watch: both functions locally (env: [workspace.metadata.lambda.env], .env)
 	scripts/cargo-lambda watch
@@ -61,7 +61,7 @@ invoke-loader: ## invoke the watched loader with events/s3-object-created.json
 	scripts/cargo-lambda invoke sluice-loader --data-file events/s3-object-created.json
 
 deploy: lint-infra ## cargo lambda build --release --arm64, the pinned RDS CA bundle beside the loader, datasets/ beside the API and compaction, then sam deploy (guided the first time)
-	scripts/cargo-lambda build --release --arm64 --bin sluice-ingest --bin sluice-loader --bin sluice-api --bin sluice-compact
+	scripts/build-lambda
 	scripts/rds-ca-bundle target/lambda/sluice-loader/rds-global-bundle.pem
 	rm -rf target/lambda/sluice-api/datasets && cp -r datasets target/lambda/sluice-api/datasets
 	rm -rf target/lambda/sluice-compact/datasets && cp -r datasets target/lambda/sluice-compact/datasets
@@ -82,6 +82,9 @@ bench-query: ## sluice query (DataFusion) vs DuckDB over 1M unicorns; a day of p
 
 bench-e2e: ## API → S3 → Postgres: sluice (ingest + loader) vs dlt, sample API and Python mock; RSS per process
 	BASELINES=$(BASELINES) BENCH_N=$(BENCH_N) scripts/with-services bench/e2e.sh
+
+bench-cold: ## each Lambda's cold start (process start → first poll for an event) and its arm64 zip size
+	bench/cold.sh
 
 services-up: ## Start a throwaway Postgres cluster (prints its DATABASE_URL)
 	@scripts/pg-cluster start && scripts/pg-cluster url
