@@ -4,7 +4,7 @@ CARGO ?= cargo
 BASELINES ?= $(abspath ../shared/baselines)
 BENCH_N ?= 100000
 
-.PHONY: fuzz help demo test image lint lint-infra deploy watch invoke-ingest invoke-loader build-lambda fmt build bench bench-flatten bench-loader bench-ingest bench-e2e bench-api bench-parquet bench-query bench-cold coverage services-up services-down clean-services
+.PHONY: fuzz help demo test image lint lint-infra deploy watch invoke-ingest invoke-loader build-lambda fmt build bench bench-flatten bench-loader bench-ingest bench-e2e bench-api bench-parquet bench-query bench-concurrency bench-cold coverage services-up services-down clean-services
 
 help: ## List the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## / {printf "%-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -37,7 +37,7 @@ build: ## Debug build of everything
 fuzz: ## cargo fuzz: each target FUZZ_SECONDS (default 600) in turn; not part of make test
 	scripts/fuzz $(FUZZ_TARGETS)
 
-bench: bench-flatten bench-loader bench-ingest bench-e2e bench-api bench-parquet bench-query bench-cold ## All benchmarks (not tests)
+bench: bench-flatten bench-loader bench-ingest bench-e2e bench-concurrency bench-api bench-parquet bench-query bench-cold ## All benchmarks (not tests)
 
 bench-flatten: ## flatten+CSV vs the Python DFS and pandas baselines and a serde_json floor
 	BASELINES=$(BASELINES) BENCH_N=$(BENCH_N) bench/flatten.sh
@@ -82,6 +82,9 @@ bench-query: ## sluice query (DataFusion) vs DuckDB over 1M unicorns; a day of p
 
 bench-e2e: ## API → S3 → Postgres: sluice (ingest + loader) vs dlt, sample API and Python mock; RSS per process
 	BASELINES=$(BASELINES) BENCH_N=$(BENCH_N) scripts/with-services bench/e2e.sh
+
+bench-concurrency: ## 1, 2, 4 and 8 loaders at once on distinct objects into one table: rows/s, every row there once
+	BASELINES=$(BASELINES) BENCH_N=$(BENCH_N) scripts/with-services bench/concurrency.sh
 
 bench-cold: ## each Lambda's cold start (process start → first poll for an event) and its arm64 zip size
 	bench/cold.sh

@@ -169,11 +169,12 @@ pub fn flatten_upload(input: &str, s3_url: &str) -> Result<()> {
     })
 }
 
-/// `sluice-bench load-s3 S3_URL BUCKET PREFIX`: every `.csv`/`.csv.gz` object under PREFIX
-/// loaded by the loader as its S3 notifications would (built-in hotmart-sales mapping) into an
-/// emptied table; `DATABASE_URL`.
-pub fn load_s3(s3_url: &str, bucket: &str, prefix: &str) -> Result<()> {
-    use sluice_loader::{Config, Loader, ObjectRef, S3Store};
+/// `sluice-bench load-s3 S3_URL BUCKET PREFIX [--concurrency K]`: every `.csv`/`.csv.gz`
+/// object under PREFIX loaded into a fresh `hotmart_sales` table by K loaders at once (1 unless
+/// told), each with its own pool as each Lambda instance has; then the table is checked (every
+/// row read is there once) and Postgres' own `COPY` of its rows is timed.
+pub fn load_s3(s3_url: &str, bucket: &str, prefix: &str, concurrency: usize) -> Result<()> {
+    use sluice_loader::{Config, S3Store};
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let config = std::sync::Arc::new(Config::from_env()?);
@@ -199,30 +200,22 @@ pub fn load_s3(s3_url: &str, bucket: &str, prefix: &str) -> Result<()> {
                 }
             }
         }
-        let loader = Loader::new(pool, config);
-        let store = S3Store { client };
+        let objects = keys.len();
+        let store = std::sync::Arc::new(S3Store { client });
         let t0 = Instant::now();
-        let mut rows = sluice_loader::RowCounts::default();
-        for key in &keys {
-            let obj = ObjectRef {
-                bucket: bucket.to_owned(),
-                key: key.clone(),
-                ..ObjectRef::default()
-            };
-            let summary = loader.load(&store, &obj).await?;
-            eprintln!("{}", serde_json::to_string(&summary)?);
-            rows += summary.rows;
-        }
+        let rows = crate::concurrency::load_all(&config, &store, bucket, keys, concurrency).await?;
         let secs = t0.elapsed().as_secs_f64();
         // The loader's high-water mark, before the floor below holds the whole table in memory.
         let rss = peak_rss_mb();
-        let floor = copy_floor(loader.pool()).await?;
+        crate::concurrency::check_table(&pool, &rows).await?;
+        let floor = copy_floor(&pool).await?;
         println!(
             "{}",
             serde_json::json!({
                 "pg_copy_floor_s": (floor * 1e4).round() / 1e4,
                 "baseline": "sluice_loader_s3",
-                "objects": keys.len(),
+                "concurrency": concurrency,
+                "objects": objects,
                 "records": rows.rows_read,
                 "inserted": rows.inserted,
                 "seconds": (secs * 1e4).round() / 1e4,
@@ -234,9 +227,6 @@ pub fn load_s3(s3_url: &str, bucket: &str, prefix: &str) -> Result<()> {
     })
 }
 
-/// Postgres' own floor for the load: the rows just loaded, copied out, then timed as a plain
-/// `COPY` into an empty copy of the table (same types, same primary key), in one transaction
-/// that is rolled back.
 async fn copy_floor(pool: &sqlx::PgPool) -> Result<f64> {
     use futures_util::TryStreamExt;
     let mut conn = pool.acquire().await?;

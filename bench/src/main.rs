@@ -7,7 +7,8 @@
 //! sluice-bench load IN.csv --typed-copy [--mapping M.toml]        # Postgres' floor: COPY of the typed rows
 //! sluice-bench s3 DIR PORT                                       # an S3 endpoint serving DIR
 //! sluice-bench ingest API_URL S3_URL N [--gzip] [--name NAME] [--bucket B]  # one ingest run, API → S3
-//! sluice-bench load-s3 S3_URL BUCKET PREFIX                      # the loader over those objects
+//! sluice-bench load-s3 S3_URL BUCKET PREFIX [--concurrency K]    # the loader over those objects
+//! sluice-bench put-parts IN.csv S3_URL BUCKET PARTS              # IN as PARTS objects of distinct keys
 //! sluice-bench flatten-upload IN.jsonl S3_URL                    # flatten → CSV → S3 (the sink)
 //! sluice-bench lake IN.jsonl ROOT DAYS PER_OBJECT                # unicorns as lake objects (lake.rs)
 //! sluice-bench query ROOT NAME SQL                               # sluice query's engine, timed
@@ -27,6 +28,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use sluice_flatten::{ArrayPolicy, CsvPipeline, InputFormat, Options, PartEnd};
 
+mod concurrency;
 mod ingest;
 mod lake;
 mod parquet;
@@ -307,7 +309,17 @@ fn main() -> Result<()> {
                 .map(String::as_str);
             ingest::ingest(&args[1], &args[2], args[3].parse()?, gzip, name, bucket)
         }
-        Some("load-s3") if args.len() >= 4 => ingest::load_s3(&args[1], &args[2], &args[3]),
+        Some("load-s3") if args.len() >= 4 => {
+            let concurrency = args
+                .iter()
+                .position(|a| a == "--concurrency")
+                .and_then(|i| args.get(i + 1))
+                .map_or(Ok(1), |k| k.parse())?;
+            ingest::load_s3(&args[1], &args[2], &args[3], concurrency)
+        }
+        Some("put-parts") if args.len() >= 5 => {
+            concurrency::put_parts(&args[1], &args[2], &args[3], args[4].parse()?)
+        }
         Some("flatten-upload") if args.len() >= 3 => ingest::flatten_upload(&args[1], &args[2]),
         Some("flatten") if args.len() >= 3 => flatten(&args[1], &args[2], arrays),
         Some("parse-floor") if args.len() >= 2 => parse_floor(&args[1]),
