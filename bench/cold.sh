@@ -54,9 +54,11 @@ for f in fns:
     ready = [r["ready_ms"] for r in mine]
     answered = [r["answered_ms"] for r in mine if "answered_ms" in r]
     size, xz = os.path.getsize(f"{w}/{f}"), zipped(f"{w}/{f}")
-    boot, package = f"target/lambda/{f}/bootstrap", f"target/lambda/{f}/bootstrap.zip"
-    arm = os.path.getsize(boot) if os.path.exists(boot) else None
-    z = os.path.getsize(package) if os.path.exists(package) else None
+    package = f"target/lambda/{f}/bootstrap.zip"
+    arm = z = None
+    if os.path.exists(package):
+        z = os.path.getsize(package)
+        arm = zipfile.ZipFile(package).getinfo("bootstrap").file_size
     mb = lambda b: "—" if b is None else f"{b / 1e6:.2f}"
     ans = f"{statistics.median(answered):.1f} ({max(answered):.1f})" if answered else "—"
     print(f"| {f} | {statistics.median(ready):.1f} ({max(ready):.1f}) | {ans} | {mb(size)} | {mb(xz)} | {mb(arm)} | {mb(z)} |")

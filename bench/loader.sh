@@ -14,6 +14,9 @@ set -euo pipefail
 : "${DATABASE_URL:?set DATABASE_URL (make bench-loader starts Postgres if needed)}"
 . "$(dirname "$0")/common.sh"
 TN="${TUTORIAL_N:-$N}"
+# sluice_*_ff: the same loads into a table created with `table.fillfactor = FF` (room on each page
+# for an update to stay there: a HOT update, which writes no index entry).
+FF="${FILLFACTOR:-50}"
 "$PY" "$BASELINES/gen_sales.py" "$N" "$W/v1.jsonl" >/dev/null
 "$PY" "$BASELINES/gen_sales.py" "$N" "$W/v2.jsonl" --version 2 >/dev/null
 "$BIN" flatten "$W/v1.jsonl" "$W/v1.csv" >/dev/null
@@ -25,12 +28,14 @@ head -n $((TN + 1)) "$W/v1.csv" >"$W/t1.csv"
 M=(--mapping bench/mappings/baseline-types.toml)
 UP=("$PY" "$BASELINES/upsert_python.py" --table bench_sales --key purchase_transaction)
 for r in $(seq 1 "$ROUNDS"); do
-  run=(sluice_new raw stage_new sluice_old stage_old sluice_hotmart typed_copy)
-  [ $((r % 2)) = 0 ] && run=(typed_copy sluice_hotmart stage_old sluice_old stage_new raw sluice_new)
+  run=(sluice_new raw stage_new sluice_old stage_old sluice_hotmart typed_copy sluice_new_ff sluice_old_ff)
+  [ $((r % 2)) = 0 ] && run=(sluice_old_ff sluice_new_ff typed_copy sluice_hotmart stage_old sluice_old stage_new raw sluice_new)
   for c in "${run[@]}"; do
     case "$c" in
       sluice_new) "$BIN" load "$W/v1.csv" "${M[@]}" ;;
       sluice_old) "$BIN" load "$W/v2.csv" --after "$W/v1.csv" "${M[@]}" ;;
+      sluice_new_ff) "$BIN" load "$W/v1.csv" "${M[@]}" --fillfactor "$FF" ;;
+      sluice_old_ff) "$BIN" load "$W/v2.csv" --after "$W/v1.csv" "${M[@]}" --fillfactor "$FF" ;;
       sluice_hotmart) "$BIN" load "$W/v1.csv" | sed 's/"sluice_loader_new_keys"/"sluice_loader_new_keys_hotmart_mapping"/' ;;
       typed_copy) "$BIN" load "$W/v1.csv" --typed-copy ;;
       raw) "${UP[@]}" --csv "$W/v1.csv" --method copy_raw --fresh ;;
@@ -70,11 +75,16 @@ for k, m in sorted(med.items(), key=lambda kv: -kv[1]["rows_per_s"]):
     print(f"{k:32} {m['rows']:>8} {m['rows_per_s']:>10.0f} {m['rows_per_s'] / floor:>11.2f} {m['peak_rss_mb']:>12.1f}")
 def ratio(a, b):
     return round(med[a]["rows_per_s"] / med[b]["rows_per_s"], 2) if a in med and b in med else None
+ff_old = next((k for k in med if k.startswith("sluice_loader_existing_keys_fillfactor")), None)
+ff_new = next((k for k in med if k.startswith("sluice_loader_new_keys_fillfactor")), None)
 summary = {
     "new_keys_vs_raw_copy": ratio("sluice_loader_new_keys", "upsert_copy_raw"),
     "existing_keys_vs_raw_copy": ratio("sluice_loader_existing_keys", "upsert_copy_raw"),
     "new_keys_vs_copy_stage": ratio("sluice_loader_new_keys", "upsert_copy_stage"),
     "existing_keys_vs_copy_stage": ratio("sluice_loader_existing_keys", "upsert_copy_stage_existing"),
+    "existing_keys_fillfactor_vs_raw_copy": ratio(ff_old, "upsert_copy_raw"),
+    "existing_keys_fillfactor_vs_copy_stage": ratio(ff_old, "upsert_copy_stage_existing"),
+    "new_keys_fillfactor_vs_raw_copy": ratio(ff_new, "upsert_copy_raw"),
     "new_keys_vs_tutorial": ratio("sluice_loader_new_keys", "upsert_tutorial"),
     "hotmart_mapping_vs_typed_copy": ratio("sluice_loader_new_keys_hotmart_mapping", "pg_copy_typed_rows"),
 }

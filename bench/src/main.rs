@@ -3,7 +3,7 @@
 //! ```text
 //! sluice-bench flatten IN.jsonl OUT.csv [--arrays json|index]   # sluice: stream → flatten → CSV
 //! sluice-bench parse-floor IN.jsonl                              # serde_json parse to Value, keep nothing
-//! sluice-bench load IN.csv [--after PRIOR.csv] [--mapping M.toml]  # the loader's path into Postgres
+//! sluice-bench load IN.csv [--after PRIOR.csv] [--mapping M.toml] [--fillfactor N]  # the loader's path into Postgres
 //! sluice-bench load IN.csv --typed-copy [--mapping M.toml]        # Postgres' floor: COPY of the typed rows
 //! sluice-bench s3 DIR PORT                                       # an S3 endpoint serving DIR
 //! sluice-bench ingest API_URL S3_URL N [--gzip] [--name NAME] [--bucket B]  # one ingest run, API → S3
@@ -143,6 +143,7 @@ fn load(
     input: &str,
     prior: Option<&str>,
     mapping_file: Option<&str>,
+    fillfactor: Option<u8>,
     contender: Contender,
 ) -> Result<()> {
     use sluice_loader::{Config, Loader, LocalStore};
@@ -150,10 +151,13 @@ fn load(
     rt.block_on(async {
         let config = std::sync::Arc::new(Config::from_env()?);
         let pool = sluice_loader::pool(&config).await?;
-        let mapping = match mapping_file {
+        let mut mapping = match mapping_file {
             Some(f) => sluice_transform::Mapping::from_toml(&std::fs::read_to_string(f)?)?,
             None => config.mappings["hotmart-sales"].clone(),
         };
+        if fillfactor.is_some() {
+            mapping.fillfactor = fillfactor;
+        }
         let table = mapping.table.quoted();
         let mut config = (*config).clone();
         let dir = std::env::temp_dir().join("sluice-bench-quarantine");
@@ -200,10 +204,13 @@ fn load(
             .load_with(&store, &obj(input)?, "bench", &mapping)
             .await?;
         let secs = t0.elapsed().as_secs_f64();
-        let name = if prior.is_some() {
-            "sluice_loader_existing_keys"
-        } else {
-            "sluice_loader_new_keys"
+        let keys = match prior {
+            Some(_) => "existing_keys",
+            None => "new_keys",
+        };
+        let name = match fillfactor {
+            Some(f) => format!("sluice_loader_{keys}_fillfactor{f}"),
+            None => format!("sluice_loader_{keys}"),
         };
         let mb = std::fs::metadata(input)?.len() as f64 / 1e6;
         println!(
@@ -286,7 +293,14 @@ fn main() -> Result<()> {
             true => Contender::TypedCopy,
             false => Contender::Loader,
         };
-        return load(&args[1], opt("--after"), opt("--mapping"), contender);
+        let fillfactor = opt("--fillfactor").map(str::parse).transpose()?;
+        return load(
+            &args[1],
+            opt("--after"),
+            opt("--mapping"),
+            fillfactor,
+            contender,
+        );
     }
     let arrays = if args.iter().any(|a| a == "index") {
         ArrayPolicy::Index

@@ -104,6 +104,7 @@ struct RawTable {
     guard: Option<String>,
     #[serde(default)]
     schema_policy: SchemaPolicy,
+    fillfactor: Option<u8>,
 }
 
 fn public() -> String {
@@ -206,6 +207,9 @@ pub struct Mapping {
     pub key: Vec<String>,
     pub guard: Option<String>,
     pub schema_policy: SchemaPolicy,
+    /// `table.fillfactor`: how full (percent) inserts leave each page of a table the loader
+    /// creates; the room left lets an update keep the row on its page (a HOT update).
+    pub fillfactor: Option<u8>,
     pub columns: BTreeMap<String, ColumnRule>,
     pub derived: Vec<DerivedRule>,
 }
@@ -311,11 +315,20 @@ impl Mapping {
                 ty,
             });
         }
+        if let Some(f) = raw.table.fillfactor
+            && !(10..=100).contains(&f)
+        {
+            return Err(invalid(
+                "table.fillfactor",
+                format!("{f}: a percentage from 10 to 100"),
+            ));
+        }
         Ok(Self {
             table: TableRef::new(raw.table.schema, raw.table.name),
             key: raw.table.key,
             guard: raw.table.guard,
             schema_policy: raw.table.schema_policy,
+            fillfactor: raw.table.fillfactor,
             columns,
             derived,
         })
@@ -328,6 +341,7 @@ impl Mapping {
             key,
             guard,
             schema_policy: SchemaPolicy::Evolve,
+            fillfactor: None,
             columns: BTreeMap::new(),
             derived: Vec::new(),
         }
@@ -458,7 +472,8 @@ impl Mapping {
                 .collect(),
             self.key.clone(),
             self.guard.clone(),
-        )?;
+        )?
+        .with_fillfactor(self.fillfactor);
         let key_idx = self
             .key
             .iter()

@@ -179,6 +179,9 @@ pub struct UpsertPlan {
     pub columns: Vec<PlanColumn>,
     pub key: Vec<String>,
     pub guard: Option<String>,
+    /// The `fillfactor` of a table [`create_table`](Self::create_table) creates (Postgres'
+    /// default, 100, when `None`).
+    pub fillfactor: Option<u8>,
 }
 
 impl UpsertPlan {
@@ -215,7 +218,15 @@ impl UpsertPlan {
             columns,
             key,
             guard,
+            fillfactor: None,
         })
+    }
+
+    /// The plan, creating its table with this `fillfactor` (10 to 100, as the mapping checks):
+    /// inserts fill each page only so far, so that an update finds room on the row's own page.
+    pub fn with_fillfactor(mut self, fillfactor: Option<u8>) -> Self {
+        self.fillfactor = fillfactor;
+        self
     }
 
     fn col_list(&self, prefix: &str) -> String {
@@ -238,7 +249,7 @@ impl UpsertPlan {
         self.columns.iter().filter(|c| !self.key.contains(&c.name))
     }
 
-    /// `CREATE TABLE IF NOT EXISTS` with the key as PRIMARY KEY.
+    /// `CREATE TABLE IF NOT EXISTS` with the key as PRIMARY KEY, and the fillfactor if set.
     pub fn create_table(&self) -> String {
         let cols: Vec<String> = self
             .columns
@@ -252,8 +263,12 @@ impl UpsertPlan {
                 format!("{} {}{not_null}", quote_ident(&c.name), c.ty.sql())
             })
             .collect();
+        let with = match self.fillfactor {
+            Some(f) => format!(" WITH (fillfactor = {f})"),
+            None => String::new(),
+        };
         format!(
-            "CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))",
+            "CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({})){with}",
             self.table.quoted(),
             cols.join(", "),
             self.key_list()

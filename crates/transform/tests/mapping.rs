@@ -325,6 +325,11 @@ fn mapping_errors_name_the_key() {
             "derived[0] (d)",
         ),
         (
+            "[table]\nname='t'\nkey=['a']\nfillfactor=5",
+            "table.fillfactor",
+        ),
+        ("[table]\nname='t'\nkey=['a']\nfillfactor=300", "fillfactor"),
+        (
             "[table]\nname='t'\nkey=['a']\n[[derived]]\nname='d'\nkind='magic'",
             "derived[0] (d)",
         ),
@@ -335,6 +340,19 @@ fn mapping_errors_name_the_key() {
     }
     let err = Mapping::from_toml("[table]\nname='t'\nkey=['a']\n[columns.a]\ntypo=1").unwrap_err();
     assert!(err.to_string().contains("typo"), "{err}");
+}
+
+#[test]
+fn a_fillfactor_goes_into_the_created_table() {
+    let m = Mapping::from_toml("[table]\nname='t'\nkey=['id']\nfillfactor=70").unwrap();
+    let sql = m.bind(&["id"], &[]).unwrap().plan().create_table();
+    assert!(
+        sql.ends_with(r#"PRIMARY KEY ("id")) WITH (fillfactor = 70)"#),
+        "{sql}"
+    );
+    let m = Mapping::from_toml("[table]\nname='t'\nkey=['id']").unwrap();
+    let sql = m.bind(&["id"], &[]).unwrap().plan().create_table();
+    assert!(!sql.contains("fillfactor"), "{sql}");
 }
 
 #[test]

@@ -167,6 +167,31 @@ async fn guard_holds_back_older_versions() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn a_created_table_has_the_plans_fillfactor() -> anyhow::Result<()> {
+    let db = sluice_testkit::database().await?;
+    let p = plan(false).with_fillfactor(Some(70));
+    sqlx::query(sqlx::AssertSqlSafe(p.create_table()))
+        .execute(&db.pool)
+        .await?;
+    let options: Option<Vec<String>> = sqlx::query_scalar(
+        r#"SELECT reloptions FROM pg_class WHERE oid = '"public"."Sales ""2024"""'::regclass"#,
+    )
+    .fetch_one(&db.pool)
+    .await?;
+    assert_eq!(options, Some(vec!["fillfactor=70".to_owned()]));
+    let t = Some("2024-01-01T00:00:00Z");
+    assert_eq!(
+        load(&db.pool, &p, &[[Some("a"), Some("new"), None, t]]).await?,
+        (1, 0, 0)
+    );
+    assert_eq!(
+        load(&db.pool, &p, &[[Some("a"), Some("paid"), None, t]]).await?,
+        (0, 1, 0)
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn add_columns_and_unique_index_statements_run() -> anyhow::Result<()> {
     let db = sluice_testkit::database().await?;
     let p = plan(false);
