@@ -814,9 +814,12 @@ fn the_http_api_is_throttled_and_logged_and_the_function_fits_it() {
         function(&t, "CompactFunction")["Environment"]["Variables"]["DATASETS"],
         "/var/task/datasets"
     );
+    let build =
+        std::fs::read_to_string(sluice_testkit::workspace_root().join("scripts/build-lambda"))
+            .unwrap();
     assert!(
-        makefile.contains("--bin sluice-api"),
-        "make deploy builds the API"
+        makefile.contains("\tscripts/build-lambda\n") && build.contains(" sluice-api "),
+        "make deploy builds the API (scripts/build-lambda, each function on its own)"
     );
 }
 
