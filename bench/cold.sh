@@ -5,8 +5,8 @@
 #   ROUNDS=5 ZIPS=0 bench/cold.sh    # quick: no arm64 package build
 #
 # Cold start: each function's x86_64 release binary (fat LTO, built on its own as deployed: see
-# scripts/build-lambda), started as Lambda
-# starts it, against bench/cold_start.py's stand-in for the Lambda Runtime API: process start →
+# scripts/build-lambda), started as Lambda starts it, against bench/cold_start.py's stand-in for
+# the Lambda Runtime API: process start →
 # its first poll for an event ("ready"), and for sluice-api process start → its answer to a first
 # API Gateway `GET /health` event. Configured as on AWS but with everything from the environment:
 # credentials in variables, no Secrets Manager read (on AWS one is a network round trip that

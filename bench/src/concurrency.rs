@@ -16,7 +16,7 @@ use sluice_loader::{Loader, ObjectRef, RowCounts, S3Store};
 use crate::ingest::endpoint;
 
 /// Where `put-parts` writes: one object per part under the hotmart-sales source's raw prefix.
-pub const PARTS_PREFIX: &str = "raw/hotmart-sales/dt=2026-12-02/";
+const PARTS_PREFIX: &str = "raw/hotmart-sales/dt=2026-12-02/";
 
 /// The records of a CSV file (header first), split where a line ends outside quotes.
 fn records(input: &str) -> Result<Vec<Vec<u8>>> {

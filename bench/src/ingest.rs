@@ -227,6 +227,9 @@ pub fn load_s3(s3_url: &str, bucket: &str, prefix: &str, concurrency: usize) -> 
     })
 }
 
+/// Postgres' own floor for the load: the rows just loaded, copied out, then timed as a plain
+/// `COPY` into an empty copy of the table (same types, same primary key), in one transaction
+/// that is rolled back.
 async fn copy_floor(pool: &sqlx::PgPool) -> Result<f64> {
     use futures_util::TryStreamExt;
     let mut conn = pool.acquire().await?;

@@ -282,13 +282,14 @@ async fn typed_copy(
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // The value after the option `name`, when given.
+    let opt = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .map(String::as_str)
+    };
     if args.first().map(String::as_str) == Some("load") && args.len() >= 2 {
-        let opt = |name: &str| {
-            args.iter()
-                .position(|a| a == name)
-                .and_then(|i| args.get(i + 1))
-                .map(String::as_str)
-        };
         let contender = match args.iter().any(|a| a == "--typed-copy") {
             true => Contender::TypedCopy,
             false => Contender::Loader,
@@ -310,25 +311,19 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("s3") if args.len() >= 3 => ingest::serve(&args[1], args[2].parse()?),
         Some("ingest") if args.len() >= 4 => {
-            let name = args
-                .iter()
-                .position(|a| a == "--name")
-                .and_then(|i| args.get(i + 1))
-                .map_or("sluice_ingest", String::as_str);
+            let name = opt("--name").unwrap_or("sluice_ingest");
             let gzip = args.iter().any(|a| a == "--gzip");
-            let bucket = args
-                .iter()
-                .position(|a| a == "--bucket")
-                .and_then(|i| args.get(i + 1))
-                .map(String::as_str);
-            ingest::ingest(&args[1], &args[2], args[3].parse()?, gzip, name, bucket)
+            ingest::ingest(
+                &args[1],
+                &args[2],
+                args[3].parse()?,
+                gzip,
+                name,
+                opt("--bucket"),
+            )
         }
         Some("load-s3") if args.len() >= 4 => {
-            let concurrency = args
-                .iter()
-                .position(|a| a == "--concurrency")
-                .and_then(|i| args.get(i + 1))
-                .map_or(Ok(1), |k| k.parse())?;
+            let concurrency = opt("--concurrency").map_or(Ok(1), str::parse)?;
             ingest::load_s3(&args[1], &args[2], &args[3], concurrency)
         }
         Some("put-parts") if args.len() >= 5 => {
