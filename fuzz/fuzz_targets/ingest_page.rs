@@ -1,4 +1,4 @@
-//! The ingest's reading of what an API sends: a page's cursor, its records, the token
+//! The ingest's reading of what an API sends: a page's cursor or next URL, `has_more`, its records, the token
 //! response, the Link and rate-limit headers. Any bytes, never a panic; a token error never
 //! quotes the body.
 #![no_main]
@@ -12,6 +12,9 @@ use sluice_ingest::run::json_path_string;
 fuzz_target!(|data: &[u8]| {
     let _ = json_path_string(data, "page_info.next_page_token");
     let _ = json_path_string(data, "next");
+    let _ = json_path_string(data, "@odata.nextLink");
+    let _ = json_path_string(data, "_links.next.href");
+    let _ = sluice_ingest::json_path::json_path_bool(data, "has_more");
     let mut reader = RecordReader::new(data, InputFormat::path("items"));
     while let Ok(Some(_)) = reader.next_record() {}
     match parse_token(data) {

@@ -59,3 +59,43 @@ fn the_readme_examples_parse() {
     );
     sluice_transform::Mapping::from_toml(mapping).expect("the mapping example parses");
 }
+
+#[test]
+fn every_real_api_example_parses() {
+    let text = readme();
+    let examples = section(&text, "### Sources for real APIs");
+    let mut rest = examples;
+    let mut n = 0;
+    while rest.contains("```toml\n") {
+        let block = fenced(rest, "toml");
+        let sources =
+            sluice_ingest::Sources::from_toml(block).unwrap_or_else(|e| panic!("{e}\nin\n{block}"));
+        assert_eq!(sources.0.len(), 1, "{block}");
+        n += 1;
+        rest = &rest[rest.find(block).unwrap() + block.len()..];
+    }
+    assert!(n >= 7, "{n} examples");
+}
+
+#[test]
+fn every_pagination_and_auth_kind_is_in_the_reference() {
+    let text = readme();
+    let reference = section(
+        section(&text, "## Configuration reference"),
+        "### Sources (`INGEST_SOURCES`, one `[source.NAME]` table each)",
+    );
+    let row = |key: &str| {
+        reference
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{key}` |")))
+            .unwrap_or_else(|| panic!("no {key} row"))
+    };
+    for (key, kinds) in [
+        ("pagination", sluice_ingest::source::PAGINATION_KINDS),
+        ("auth", sluice_ingest::source::AUTH_KINDS),
+    ] {
+        for kind in kinds {
+            assert!(row(key).contains(&format!("`{kind}`")), "{key} {kind}");
+        }
+    }
+}

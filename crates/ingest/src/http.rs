@@ -22,7 +22,7 @@ use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue, LINK, RETRY_AFTER};
 use sluice_edge::Secret;
 
-use crate::source::{Auth, Source};
+use crate::source::{Auth, ClientAuth, Source};
 
 /// Everything that can go wrong talking to the API, with the URL (never a credential).
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +61,9 @@ pub enum FetchError {
     /// requested, so the source's credentials go nowhere else.
     #[error("GET {url}: refused: not on the source's origin ({origin})")]
     OtherOrigin { url: String, origin: String },
+    /// A next-page URL that cannot be read (not quoted: it may carry a key the API echoed).
+    #[error("the next-page URL the API sent: {message}")]
+    BadNextUrl { message: String },
 }
 
 impl FetchError {
@@ -157,11 +160,14 @@ pub struct Credentials {
     pub basic: Option<Secret>,
     pub token: Option<Secret>,
     pub api_key: Option<Secret>,
+    pub username: Option<Secret>,
+    pub password: Option<Secret>,
 }
 
 impl Credentials {
     /// Reads what `auth` needs: from `secret_json` (keys `client_id`, `client_secret`, `basic`,
-    /// `token`, `api_key`) when given, else from the environment variables `auth` names.
+    /// `token`, `api_key`, `username`, `password`) when given, else from the environment
+    /// variables `auth` names.
     pub fn resolve(
         source: &Source,
         lookup: impl Fn(&str) -> Option<String>,
@@ -207,6 +213,14 @@ impl Credentials {
             },
             Auth::ApiKey { key_env, .. } => Credentials {
                 api_key: Some(need("api_key", key_env)?),
+                ..Credentials::default()
+            },
+            Auth::Basic {
+                username_env,
+                password_env,
+            } => Credentials {
+                username: Some(need("username", username_env)?),
+                password: get("password", password_env.as_deref()),
                 ..Credentials::default()
             },
             Auth::None => Credentials::default(),
@@ -303,11 +317,18 @@ pub struct ApiCounters {
     pub api_wait_ms: u64,
 }
 
-/// One response body and what tells where the next page is.
+/// One response: its body, and its headers (a `Link`, a cursor, a total).
 #[derive(Debug)]
 pub struct Page {
     pub body: Bytes,
-    pub link_next: Option<String>,
+    pub headers: HeaderMap,
+}
+
+impl Page {
+    /// A header's value as text (`X-Next-Cursor`, `X-Total-Count`).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
 }
 
 impl Api {
@@ -385,6 +406,45 @@ impl Api {
         Ok(url)
     }
 
+    /// The query parameter and key of an API key sent in the query.
+    fn query_key(&self) -> Option<(&str, &Secret)> {
+        match (&self.source.auth, &self.creds.api_key) {
+            (
+                Auth::ApiKey {
+                    param: Some(param), ..
+                },
+                Some(key),
+            ) => Some((param.as_str(), key)),
+            _ => None,
+        }
+    }
+
+    /// The URL of the page after `current` (a path below `base_url`, or a URL) from the `next`
+    /// the API sent (a `Link` target, a URL in the body): resolved against `current` when
+    /// relative, with an API key the API echoed taken out (each request adds it again), so the
+    /// URL can be logged and quoted in errors. Its origin is checked when it is requested.
+    pub fn next_page_url(&self, current: &str, next: &str) -> Result<String, FetchError> {
+        let mut url = reqwest::Url::parse(&self.url(current))
+            .and_then(|base| base.join(next))
+            .map_err(|e| FetchError::BadNextUrl {
+                message: e.to_string(),
+            })?;
+        if let Some((param, _)) = self.query_key()
+            && url.query_pairs().any(|(k, _)| k == param)
+        {
+            let kept: Vec<(String, String)> = url
+                .query_pairs()
+                .filter(|(k, _)| k != param)
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            url.set_query(None);
+            if !kept.is_empty() {
+                url.query_pairs_mut().extend_pairs(kept);
+            }
+        }
+        Ok(url.into())
+    }
+
     /// Runs `attempt` with jittered exponential backoff: 429 (waiting what the API asks), 5xx,
     /// timeouts and transport errors are retried; a gateway giving up (502/504) or a timeout only
     /// once, because the caller can split the query instead.
@@ -430,7 +490,18 @@ impl Api {
                     self.creds.token.as_ref().map_or("", |t| t.expose())
                 ),
             ),
-            Auth::ApiKey { header, .. } => {
+            Auth::ApiKey { header: None, .. } => Ok(None),
+            Auth::Basic { .. } => {
+                let user = self.creds.username.as_ref().map_or("", |u| u.expose());
+                let pass = self.creds.password.as_ref().map_or("", |p| p.expose());
+                let b64 =
+                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+                secret_header(AUTHORIZATION, format!("Basic {b64}"))
+            }
+            Auth::ApiKey {
+                header: Some(header),
+                ..
+            } => {
                 let name = HeaderName::from_bytes(header.as_bytes()).map_err(|_| {
                     FetchError::Credentials {
                         source_name: self.source.name.clone(),
@@ -468,7 +539,9 @@ impl Api {
     async fn fetch_token(&self) -> Result<CachedToken, FetchError> {
         let Auth::Oauth2ClientCredentials {
             token_url,
-            params_in_query,
+            client_auth,
+            scope,
+            audience,
             ..
         } = &self.source.auth
         else {
@@ -477,32 +550,36 @@ impl Api {
         let url = self.url(token_url);
         let id = self.creds.client_id.clone().unwrap_or_default();
         let secret = self.creds.client_secret.clone().unwrap_or_default();
-        let basic = match &self.creds.basic {
-            Some(b) => b.expose().to_owned(),
-            None => base64::engine::general_purpose::STANDARD.encode(format!(
-                "{}:{}",
-                id.expose(),
-                secret.expose()
-            )),
-        };
-        let params = [
-            ("grant_type", "client_credentials"),
-            ("client_id", id.expose()),
-            ("client_secret", secret.expose()),
-        ];
+        let mut params = vec![("grant_type", "client_credentials")];
+        if matches!(client_auth, ClientAuth::Form | ClientAuth::Hotmart) {
+            params.extend([
+                ("client_id", id.expose()),
+                ("client_secret", secret.expose()),
+            ]);
+        }
+        params.extend(scope.as_deref().map(|v| ("scope", v)));
+        params.extend(audience.as_deref().map(|v| ("audience", v)));
         let encoded = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(params)
             .finish();
+        let form = |v: &str| form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+        let b64 = |v: String| base64::engine::general_purpose::STANDARD.encode(v);
+        let basic = match (client_auth, &self.creds.basic) {
+            (ClientAuth::Form, _) => None,
+            (ClientAuth::Hotmart, Some(b)) => Some(b.expose().to_owned()),
+            (ClientAuth::Hotmart, None) => {
+                Some(b64(format!("{}:{}", id.expose(), secret.expose())))
+            }
+            // RFC 6749 §2.3.1: both are form-encoded before they are joined.
+            (ClientAuth::Basic, _) => Some(b64(format!(
+                "{}:{}",
+                form(id.expose()),
+                form(secret.expose())
+            ))),
+        };
         let attempt = || async {
             self.count(|c| c.token_requests += 1);
-            let mut auth = HeaderValue::from_str(&format!("Basic {basic}")).map_err(|_| {
-                FetchError::Credentials {
-                    source_name: self.source.name.clone(),
-                    message: "the Basic value holds characters not allowed in a header".into(),
-                }
-            })?;
-            auth.set_sensitive(true);
-            let req = if *params_in_query {
+            let req = if *client_auth == ClientAuth::Hotmart {
                 let sep = if url.contains('?') { '&' } else { '?' };
                 self.http.post(format!("{url}{sep}{encoded}"))
             } else {
@@ -514,7 +591,21 @@ impl Api {
                     )
                     .body(encoded.clone())
             };
-            let req = req.header(AUTHORIZATION, auth);
+            let req = match &basic {
+                Some(basic) => {
+                    let mut auth =
+                        HeaderValue::from_str(&format!("Basic {basic}")).map_err(|_| {
+                            FetchError::Credentials {
+                                source_name: self.source.name.clone(),
+                                message: "the Basic value holds characters not allowed in a header"
+                                    .into(),
+                            }
+                        })?;
+                    auth.set_sensitive(true);
+                    req.header(AUTHORIZATION, auth)
+                }
+                None => req,
+            };
             let (_, body) = send(req, "POST", &url, self.max_body_bytes).await?;
             let (value, ttl) = parse_token(&body).map_err(|message| FetchError::Token {
                 url: url.clone(),
@@ -552,11 +643,11 @@ impl Api {
                 if let Some((k, v)) = self.auth_header().await? {
                     req = req.header(k, v);
                 }
+                if let Some((param, key)) = self.query_key() {
+                    req = req.query(&[(param, key.expose())]);
+                }
                 let (headers, body) = send(req, "GET", &url, self.max_body_bytes).await?;
-                Ok(Page {
-                    body,
-                    link_next: link_next(&headers),
-                })
+                Ok(Page { body, headers })
             };
             let r = self.retried(attempt).await;
             match r {

@@ -19,14 +19,26 @@
 /// ```
 pub fn json_path_string(body: &[u8], path: &str) -> Option<String> {
     let mut s = Scanner { b: body, i: 0 };
-    let mut segs = path.split('.').peekable();
-    while let Some(seg) = segs.next() {
-        s.value_in_object(seg)?;
-        if segs.peek().is_none() {
-            return s.scalar();
-        }
+    s.find(path)?;
+    s.scalar()
+}
+
+/// The boolean at a dotted path of a JSON document (`has_more`), if it is `true` or `false`.
+///
+/// ```
+/// use sluice_ingest::json_path::json_path_bool;
+///
+/// assert_eq!(json_path_bool(br#"{"data":[],"has_more":false}"#, "has_more"), Some(false));
+/// assert_eq!(json_path_bool(br#"{"has_more":"yes"}"#, "has_more"), None);
+/// ```
+pub fn json_path_bool(body: &[u8], path: &str) -> Option<bool> {
+    let mut s = Scanner { b: body, i: 0 };
+    s.find(path)?;
+    match s.scalar_bytes_at()? {
+        b"true" => Some(true),
+        b"false" => Some(false),
+        _ => None,
     }
-    None
 }
 
 struct Scanner<'a> {
@@ -49,17 +61,32 @@ impl<'a> Scanner<'a> {
         (self.ws()? == want).then(|| self.i += 1)
     }
 
-    /// Moves to the value of `key` in the object that starts here.
-    fn value_in_object(&mut self, key: &str) -> Option<()> {
+    /// Moves to the value at dotted `path` in the object that starts here. A key may hold dots
+    /// itself (`@odata.nextLink`): a key equal to the whole rest of the path is taken first,
+    /// else a key equal to its first segments is descended into, and left again if the rest is
+    /// not found there.
+    fn find(&mut self, path: &str) -> Option<()> {
         self.eat(b'{')?;
         if self.ws()? == b'}' {
             return None;
         }
         loop {
-            let k = self.string()?;
+            let k = decode(self.string()?);
             self.eat(b':')?;
-            if decode(k).as_deref() == Some(key) {
-                return Some(());
+            if let Some(k) = k {
+                if k == path {
+                    return Some(());
+                }
+                if let Some(rest) = path
+                    .strip_prefix(k.as_str())
+                    .and_then(|r| r.strip_prefix('.'))
+                {
+                    let at = self.i;
+                    if self.find(rest).is_some() {
+                        return Some(());
+                    }
+                    self.i = at;
+                }
             }
             self.skip_value()?;
             match self.ws()? {
@@ -112,6 +139,12 @@ impl<'a> Scanner<'a> {
                 Some(())
             }
         }
+    }
+
+    /// The literal (`true`, a number) that starts here.
+    fn scalar_bytes_at(&mut self) -> Option<&'a [u8]> {
+        self.ws()?;
+        self.scalar_bytes()
     }
 
     /// A number or literal: up to the next delimiter.
@@ -171,5 +204,27 @@ mod tests {
         assert_eq!(json_path_string(br#"[1]"#, "a"), None);
         assert_eq!(json_path_string(br#"{"a":tru}"#, "a"), None);
         assert_eq!(json_path_string(b"", "a"), None);
+    }
+
+    #[test]
+    fn keys_with_dots() {
+        let odata = br#"{"@odata.context":"c","value":[{"a":1}],"@odata.nextLink":"https://h/x?$skiptoken=2"}"#;
+        assert_eq!(
+            json_path_string(odata, "@odata.nextLink").as_deref(),
+            Some("https://h/x?$skiptoken=2")
+        );
+        // `a` is entered, `b.c` is not there, so `a.b.c` is found as a key further on.
+        let both = br#"{"a":{"x":1},"a.b.c":"flat","z":0}"#;
+        assert_eq!(json_path_string(both, "a.b.c").as_deref(), Some("flat"));
+        let hal = br#"{"_embedded":{"s":[]},"_links":{"self":{"href":"s"},"next":{"href":"n"}}}"#;
+        assert_eq!(
+            json_path_string(hal, "_links.next.href").as_deref(),
+            Some("n")
+        );
+        assert_eq!(
+            json_path_bool(br#"{"m":{"more":true}}"#, "m.more"),
+            Some(true)
+        );
+        assert_eq!(json_path_bool(br#"{"more":truex}"#, "more"), None);
     }
 }

@@ -7,7 +7,8 @@
 pub mod config;
 mod handler;
 pub mod http;
-mod json_path;
+pub mod json_path;
+mod paging;
 pub mod run;
 pub mod sink;
 pub mod source;

@@ -22,8 +22,9 @@ use sluice_flatten::{Flattener, InputFormat, Manifest, RecordReader, Schema};
 use tokio_util::sync::CancellationToken;
 
 use crate::http::{Api, ApiCounters, FetchError};
+use crate::paging::{Early, Pager, Request};
 use crate::sink::{ObjectInfo, ObjectWriter, S3Out, SinkError};
-use crate::source::{Pagination, Source};
+use crate::source::{CursorType, CursorValue, Incremental, Source};
 
 /// Why a run failed (the watermark did not move).
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +89,10 @@ pub struct State {
     pub updated_at: Timestamp,
     pub records: u64,
     pub objects: Vec<String>,
+    /// An incremental source's cursor: the largest value its records held (RFC 3339 or an
+    /// integer); the next run asks from it, less the lookback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
 }
 
 /// The window a run covered (`end` exclusive).
@@ -126,6 +131,14 @@ pub struct RunSummary {
     pub window: Option<WindowSpan>,
     pub watermark_before: Option<Timestamp>,
     pub watermark_after: Option<Timestamp>,
+    /// An incremental source's cursor before and after the run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor_before: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor_after: Option<String>,
+    /// Records without a readable cursor value: written, but the cursor did not move for them.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub cursor_missing: u64,
     pub pages: u64,
     pub records: u64,
     /// Records set aside because they cannot be flattened (beside their object, in
@@ -137,6 +150,28 @@ pub struct RunSummary {
     pub duration_ms: u64,
     #[serde(flatten)]
     pub api: ApiCounters,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// The largest incremental cursor value among a run's records.
+#[derive(Debug)]
+struct CursorTracker {
+    path: String,
+    kind: CursorType,
+    max: Option<CursorValue>,
+    missing: u64,
+}
+
+impl CursorTracker {
+    fn see(&mut self, record: &[u8]) {
+        match json_path_string(record, &self.path).and_then(|t| CursorValue::parse(self.kind, &t)) {
+            Some(v) => self.max = self.max.max(Some(v)),
+            None => self.missing += 1,
+        }
+    }
 }
 
 /// Where a run writes: the bucket and prefixes.
@@ -319,6 +354,8 @@ struct Writer<'a> {
     started: Timestamp,
     /// How many of the flattener's columns are published, as of which version.
     published: Published,
+    /// An incremental source's cursor, as the records go by.
+    cursor: Option<CursorTracker>,
 }
 
 /// Conditional writes of the columns a run tries before it fails (each lost to another run).
@@ -509,7 +546,7 @@ impl Writer<'_> {
     }
 
     /// Flattens one page's records into the open object (opening the next one when the schema
-    /// grows).
+    /// grows); returns how many records the page held, set-aside ones included.
     async fn page(&mut self, url: &str, body: &[u8], records_path: &str) -> Result<u64, RunError> {
         self.pages += 1;
         if self.pages > MAX_PAGES_PER_RUN {
@@ -531,7 +568,6 @@ impl Writer<'_> {
             message,
         };
         let mut reader = RecordReader::new(body, format);
-        let mut n = 0;
         while let Some(rec) = reader.next_record().map_err(|e| perr(e.to_string()))? {
             let (number, offset) = (rec.number, rec.offset);
             if let Err(f) = self.flattener.flatten(rec.bytes) {
@@ -545,6 +581,9 @@ impl Writer<'_> {
                 self.set_aside(url, reason, &bytes).await.map_err(perr)?;
                 continue;
             }
+            if let Some(c) = self.cursor.as_mut() {
+                c.see(rec.bytes);
+            }
             let width = self.flattener.schema().len();
             if self.open.as_ref().is_some_and(|w| w.width() < width) {
                 self.close_object().await?;
@@ -555,14 +594,13 @@ impl Writer<'_> {
             let w = self.open.as_mut().expect("open object");
             w.write_row(self.flattener.row())
                 .map_err(|e| perr(e.to_string()))?;
-            n += 1;
             // Counted as written, so an abandoned object's rows can be taken off again.
             self.records += 1;
         }
         if let Some(w) = self.open.as_mut() {
             w.upload_ready(&self.lake.out).await?;
         }
-        Ok(n)
+        Ok(reader.records())
     }
 }
 
@@ -633,6 +671,12 @@ pub async fn run_until(
         open_rejected_count: 0,
         max_bad_records: source.max_bad_records,
         started: kind_now(kind),
+        cursor: source.incremental.as_ref().map(|i| CursorTracker {
+            path: i.cursor_path.clone(),
+            kind: i.kind,
+            max: None,
+            missing: 0,
+        }),
     };
     let mut splits = 0;
     let result = fetch_window(api, &mut writer, &mut progress, stop, &mut splits).await;
@@ -669,6 +713,15 @@ pub async fn run_until(
         window,
         watermark_before: progress.as_ref().and_then(|p| p.before),
         watermark_after: progress.as_ref().and_then(|p| p.watermark.or(p.before)),
+        cursor_before: progress
+            .as_ref()
+            .and_then(|p| p.kept)
+            .map(|v| v.to_string()),
+        cursor_after: progress
+            .as_ref()
+            .and_then(|p| p.advanced_cursor.or(p.kept))
+            .map(|v| v.to_string()),
+        cursor_missing: writer.cursor.as_ref().map_or(0, |c| c.missing),
         pages: writer.pages,
         records: writer.records,
         rejected: writer.rejected,
@@ -704,7 +757,15 @@ async fn plan_window<'a>(
     Ok(match (kind, &source.window) {
         (RunKind::Backfill { start, end }, Some(_)) => (Some(WindowSpan { start, end }), None),
         (RunKind::Backfill { .. }, None) => return Err(RunError::NoWindow(source.name.clone())),
-        (RunKind::Scheduled { .. }, None) => (None, None),
+        (RunKind::Scheduled { now }, None) => match &source.incremental {
+            None => (None, None),
+            Some(inc) => {
+                let prior = lake.read_state(&source.name).await?;
+                let kept = kept_cursor(lake, source, inc, prior.as_ref().map(|(s, _)| s))?;
+                let progress = Progress::new(lake, source, run_id, now, prior);
+                (None, Some(Progress { kept, ..progress }))
+            }
+        },
         (RunKind::Scheduled { now }, Some(w)) => {
             let prior = lake.read_state(&source.name).await?;
             let end = now.saturating_sub(w.delay).expect("in range");
@@ -714,15 +775,7 @@ async fn plan_window<'a>(
                     .initial_start
                     .unwrap_or_else(|| now.saturating_sub(w.initial_span).expect("in range")),
             };
-            let progress = Progress {
-                lake,
-                source: source.name.clone(),
-                run_id: run_id.to_owned(),
-                now,
-                before: prior.as_ref().map(|(s, _)| s.watermark),
-                etag: prior.map(|(_, e)| e),
-                watermark: None,
-            };
+            let progress = Progress::new(lake, source, run_id, now, prior);
             (Some(WindowSpan { start, end }), Some(progress))
         }
     })
@@ -739,17 +792,14 @@ async fn fetch_window(
 ) -> Result<Ended, RunError> {
     let source = &api.source;
     let (Some(span), Some(w)) = (writer.window, &source.window) else {
-        return tokio::select! {
-            r = fetch_all(api, writer, None) => r.map(|()| Ended::Done),
-            () = stop.cancelled() => Ok(Ended::Stopped),
-        };
+        return fetch_from_cursor(api, writer, progress, stop).await;
     };
     let mut todo = chunks(span.start, span.end, w.max_span);
     while let Some(c) = todo.pop_front() {
         let fetched = tokio::select! {
             biased;
             () = stop.cancelled() => return Ok(Ended::Stopped),
-            r = fetch_all(api, writer, Some(c)) => r,
+            r = fetch_all(api, writer, Some(c), None) => r,
         };
         match fetched {
             Ok(()) => {
@@ -787,6 +837,39 @@ async fn fetch_window(
     Ok(Ended::Done)
 }
 
+/// A source without a window: all of it, or, for an incremental source, what its cursor has
+/// not seen (less the lookback); the cursor moves once the objects are written.
+async fn fetch_from_cursor(
+    api: &Api,
+    writer: &mut Writer<'_>,
+    progress: &mut Option<Progress<'_>>,
+    stop: &CancellationToken,
+) -> Result<Ended, RunError> {
+    let from = match (&api.source.incremental, progress.as_ref()) {
+        (Some(inc), Some(p)) => p
+            .kept
+            .map(|v| inc.query_value(v))
+            .or_else(|| inc.initial_value.map(|v| inc.query_value(v)))
+            .map(|v| (inc.param.clone(), v)),
+        _ => None,
+    };
+    let fetched = tokio::select! {
+        r = fetch_all(api, writer, None, from) => r,
+        () = stop.cancelled() => return Ok(Ended::Stopped),
+    };
+    fetched?;
+    if let Some(p) = progress.as_mut()
+        && writer.records > 0
+    {
+        writer.close_object().await?;
+        if !p.advance_to(p.now, writer).await? {
+            tracing::warn!(source = %api.source.name, "another run moved the cursor first; leaving it");
+            return Ok(Ended::Superseded);
+        }
+    }
+    Ok(Ended::Done)
+}
+
 /// A scheduled run's watermark, advanced chunk by chunk with conditional writes.
 struct Progress<'a> {
     lake: &'a Lake,
@@ -799,18 +882,63 @@ struct Progress<'a> {
     etag: Option<String>,
     /// Where this run has advanced it to.
     watermark: Option<Timestamp>,
+    /// An incremental source's cursor as the run found it, and as it moved it.
+    kept: Option<CursorValue>,
+    advanced_cursor: Option<CursorValue>,
 }
 
-impl Progress<'_> {
+/// An incremental source's cursor as the state keeps it.
+fn kept_cursor(
+    lake: &Lake,
+    source: &Source,
+    inc: &Incremental,
+    prior: Option<&State>,
+) -> Result<Option<CursorValue>, RunError> {
+    let Some(text) = prior.and_then(|s| s.cursor.as_deref()) else {
+        return Ok(None);
+    };
+    CursorValue::parse(inc.kind, text)
+        .map(Some)
+        .ok_or_else(|| RunError::State {
+            bucket: lake.out.bucket.clone(),
+            key: lake.state_key(&source.name),
+            message: format!("the kept cursor {text:?} is not of type {:?}", inc.kind),
+        })
+}
+
+impl<'a> Progress<'a> {
+    /// A scheduled run's progress from the state it read (`prior`, with its ETag).
+    fn new(
+        lake: &'a Lake,
+        source: &Source,
+        run_id: &str,
+        now: Timestamp,
+        prior: Option<(State, String)>,
+    ) -> Self {
+        Progress {
+            lake,
+            source: source.name.clone(),
+            run_id: run_id.to_owned(),
+            now,
+            before: prior.as_ref().map(|(s, _)| s.watermark),
+            etag: prior.map(|(_, e)| e),
+            watermark: None,
+            kept: None,
+            advanced_cursor: None,
+        }
+    }
+
     /// Moves the watermark to `to` if the state is still the one this run last saw; false
     /// when another run got there first.
     async fn advance_to(&mut self, to: Timestamp, writer: &Writer<'_>) -> Result<bool, RunError> {
+        let cursor = self.kept.max(writer.cursor.as_ref().and_then(|c| c.max));
         let state = State {
             watermark: to,
             run_id: self.run_id.clone(),
             updated_at: self.now,
             records: writer.records,
             objects: writer.done.iter().map(|o| o.key.clone()).collect(),
+            cursor: cursor.map(|v| v.to_string()),
         };
         match self
             .lake
@@ -820,6 +948,7 @@ impl Progress<'_> {
             Some(etag) => {
                 self.etag = Some(etag);
                 self.watermark = Some(to);
+                self.advanced_cursor = cursor;
                 Ok(true)
             }
             None => Ok(false),
@@ -834,17 +963,19 @@ fn kind_now(kind: RunKind) -> Timestamp {
     }
 }
 
-/// Every page of one chunk (or of the whole source when it has no window).
 /// Pages one run takes at most: a paging loop the API does not end stops here.
 const MAX_PAGES_PER_RUN: u64 = 100_000;
 
+/// Every page of one chunk (or of the whole source when it has no window).
 async fn fetch_all(
     api: &Api,
     writer: &mut Writer<'_>,
     chunk: Option<WindowSpan>,
+    from: Option<(String, String)>,
 ) -> Result<(), RunError> {
     let source = &api.source;
     let mut base: Vec<(String, String)> = source.params.clone();
+    base.extend(from);
     if let Some(p) = &source.page_size_param {
         base.push((p.clone(), source.page_size.to_string()));
     }
@@ -857,92 +988,50 @@ async fn fetch_all(
         base.push((w.start_param.clone(), w.format.format(c.start)));
         base.push((w.end_param.clone(), w.format.format(last)));
     }
-    let mut number = match &source.pagination {
-        Pagination::PageNumber { first, .. } => *first,
-        _ => 0,
-    };
-    // The request for the page after `next` (a cursor or a URL; ignored for page numbers and
-    // offsets, which use `number`).
-    let request = |next: Option<&str>, number: u64| {
-        let mut query = base.clone();
-        let mut url = source.path.clone();
-        match (&source.pagination, next) {
-            (Pagination::Cursor { cursor_param, .. }, Some(c)) => {
-                query.push((cursor_param.clone(), c.to_owned()));
-            }
-            (Pagination::PageNumber { param, .. }, _) => {
-                query.push((param.clone(), number.to_string()))
-            }
-            (Pagination::Offset { offset_param }, _) => {
-                query.push((offset_param.clone(), number.to_string()))
-            }
-            (Pagination::LinkHeader, Some(u)) => {
-                url = u.to_owned();
-                query.clear();
-            }
-            _ => {}
-        }
-        (url, query)
-    };
-    let (mut url, query) = request(None, number);
-    let mut page = api.get(&url, &query).await?;
-    // Cursors and next links seen: one the API sends again would loop forever.
-    let mut seen = std::collections::HashSet::new();
+    let mut pager = Pager::new(api, base);
+    let mut req = pager.first();
+    let mut page = api.get(&req.url, &req.query).await?;
+    let records = &source.records_path;
     loop {
-        // A cursor or a Link is known before the page is flattened: the next request goes out
-        // while this page is flattened and written (one page in flight, memory stays bounded).
-        let early = match &source.pagination {
-            Pagination::Cursor { cursor_path, .. } => json_path_string(&page.body, cursor_path),
-            Pagination::LinkHeader => page.link_next.clone(),
-            _ => None,
+        let paging = |req: &Request, page: u64, message: String| RunError::Paging {
+            url: req.url.clone(),
+            page,
+            message,
         };
-        let pipelined = matches!(
-            source.pagination,
-            Pagination::Cursor { .. } | Pagination::LinkHeader
-        );
-        if let Some(next) = &early
-            && !seen.insert(next.clone())
-        {
-            return Err(RunError::Paging {
-                url: url.clone(),
-                page: writer.pages + 1,
-                message: format!("the API sent the next-page cursor or link {next:?} again"),
-            });
-        }
-        let next = match (&early, pipelined) {
-            (Some(next), _) => {
-                let (next_url, next_query) = request(Some(next), number);
+        let early = pager
+            .early(&req, &page)
+            .map_err(|m| paging(&req, writer.pages + 1, m))?;
+        let next = match early {
+            // Known before the page is flattened: the next request goes out while this page is
+            // flattened and written (one page in flight, memory stays bounded).
+            Early::Next(next) => {
                 let (n, fetched) = tokio::join!(
-                    writer.page(&url, &page.body, &source.records_path),
-                    api.get(&next_url, &next_query)
+                    writer.page(&req.url, &page.body, records),
+                    api.get(&next.url, &next.query)
                 );
                 n?;
-                Some((next_url, fetched?))
+                Some((next, fetched?))
             }
-            (None, true) => {
-                writer.page(&url, &page.body, &source.records_path).await?;
+            Early::End => {
+                writer.page(&req.url, &page.body, records).await?;
                 None
             }
-            (None, false) => {
-                // Only an empty page ends page-number and offset paging: an API may cap its pages
-                // below the size asked for, and a short page is not the last then.
-                let n = writer.page(&url, &page.body, &source.records_path).await?;
-                if n == 0 {
-                    None
-                } else {
-                    number += match source.pagination {
-                        Pagination::Offset { .. } => n,
-                        Pagination::PageNumber { .. } => 1,
-                        _ => return Ok(()),
-                    };
-                    let (next_url, next_query) = request(None, number);
-                    let fetched = api.get(&next_url, &next_query).await?;
-                    Some((next_url, fetched))
+            Early::Later => {
+                let n = writer.page(&req.url, &page.body, records).await?;
+                match pager
+                    .after(&page, n)
+                    .map_err(|m| paging(&req, writer.pages, m))?
+                {
+                    Some(next) => {
+                        let fetched = api.get(&next.url, &next.query).await?;
+                        Some((next, fetched))
+                    }
+                    None => None,
                 }
             }
         };
         match next {
-            Some((u, p)) => (url, page) = (u, p),
+            Some((r, p)) => (req, page) = (r, p),
             None => return Ok(()),
         }
     }

@@ -4,5 +4,7 @@
 mod common;
 
 mod handler;
+mod incremental;
 mod pagination;
 mod runs;
+mod styles;

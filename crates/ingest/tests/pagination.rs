@@ -2,11 +2,9 @@
 //! API's generic routes: page numbers with an API key, offsets with a bearer token, RFC 8288
 //! Link headers without auth; windows in RFC 3339.
 
-use std::collections::HashSet;
-
 use crate::common::*;
 use anyhow::Result;
-use sluice_ingest::{RunKind, RunStatus, run::run};
+use sluice_ingest::{RunKind, run::run};
 use sluice_sample_api::{SampleApi, Settings};
 
 fn sources(url: &str) -> String {
@@ -52,36 +50,10 @@ async fn pull(name: &str, n: u64) -> Result<()> {
 }
 
 async fn pull_with(name: &str, n: u64, rules: sluice_sample_api::Rules) -> Result<()> {
-    let api = SampleApi::start(Settings {
-        n,
-        ..Settings::default()
-    })
-    .await?;
-    api.set_rules(rules);
-    let bucket = sluice_testkit::bucket().await?;
-    let client = source_client(&sources(&api.base_url()), name)?;
-    let lake = lake(&bucket, 8 << 20);
-    let s = run(
-        &client,
-        &lake,
-        RunKind::Scheduled { now: after_all(n) },
-        "r",
-    )
-    .await?;
-    assert_eq!((s.status, s.records), (RunStatus::Advanced, n), "{name}");
-    let objects = csv_objects(&bucket).await?;
-    assert!(
-        objects[0]
-            .0
-            .starts_with(&format!("raw/{name}/dt=2023-11-14/"))
-    );
-    let keys = column(&objects, "purchase_transaction");
-    assert_eq!(
-        keys.iter().collect::<HashSet<_>>().len() as u64,
-        n,
-        "{name}"
-    );
-    assert_eq!(api.stats().unauthorized, 0, "{name} authenticated");
+    let pulled = pull_source(sources, name, n, rules).await?;
+    let objects = pulled.all(n).await?;
+    let dt = format!("raw/{name}/dt=2023-11-14/");
+    assert!(objects[0].0.starts_with(&dt), "{name}");
     Ok(())
 }
 

@@ -22,6 +22,10 @@
 //! - `GET /api/sales/linked?page=1..&per_page=N` (no auth) → a JSON array, with an RFC 8288
 //!   `Link: <…>; rel="next"` header while more pages remain;
 //!
+//! the first two with their total in the body (`meta.total`, `meta.total_pages`; `total`) and in
+//! `X-Total-Count`; and the same sales in the shapes of real APIs ([`styles`]: Django REST
+//! framework, HAL, OData, Stripe, a cursor in a header) with a strict OAuth2 token endpoint;
+//!
 //! and adds fault knobs ([`Fault`], [`Rules`]), settable from Rust or with
 //! `POST /_sample/faults` and `POST /_sample/rules`, and request counters (`GET /_sample/stats`).
 //!
@@ -36,6 +40,7 @@
 //! ```
 
 pub mod data;
+pub mod styles;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -152,8 +157,15 @@ pub struct Rules {
     pub link_host: Option<String>,
     /// The generic routes serve at most this many items a page, whatever is asked for.
     pub max_page_size: Option<usize>,
-    /// The sales route sends the same `next_page_token` for ever (a paging bug).
+    /// The sales route, and every route of [`styles`] that names its next page, names the same
+    /// page again for ever (a paging bug).
     pub stuck_cursor: bool,
+    /// Added to the totals the generic and [`styles`] routes report (a total that lies).
+    pub total_bias: i64,
+    /// The generic and [`styles`] routes answer the page at this index (offset ÷ page size)
+    /// with no records, once; a route that names its next page names this one again, so
+    /// nothing is skipped (an API's empty page in the middle).
+    pub empty_page_at: Option<usize>,
 }
 
 /// Request counters (`GET /_sample/stats`).
@@ -330,6 +342,12 @@ fn router(inner: Arc<Inner>) -> Router {
         .route("/api/sales/pages", get(generic_pages))
         .route("/api/sales/offset", get(generic_offset))
         .route("/api/sales/linked", get(generic_linked))
+        .route(styles::DRF_PATH, get(styles::drf))
+        .route(styles::HAL_PATH, get(styles::hal))
+        .route(styles::ODATA_PATH, get(styles::odata))
+        .route(styles::STRIPE_PATH, get(styles::stripe))
+        .route(styles::HEADER_CURSOR_PATH, get(styles::header_cursor))
+        .route(styles::OAUTH2_TOKEN_PATH, post(styles::oauth2_token))
         .route("/health", get(health))
         .route("/_mock/reset", post(reset))
         .route("/_sample/faults", post(faults))
@@ -618,7 +636,8 @@ async fn sales(
     }
 }
 
-/// The generic routes' shared part: window filter and the slice `[offset, offset+n)` as a JSON
+/// The generic routes' shared part: window filter (`start`/`end` in RFC 3339, or
+/// `approved_date__gte` in epoch ms) and the slice `[offset, offset+n)` as a JSON
 /// array, its end and the total; `None` for invalid parameters.
 fn generic_slice(
     s: &Inner,
@@ -635,13 +654,38 @@ fn generic_slice(
                 .map(|t| Some(t.as_millisecond())),
         }
     };
-    let (start, end) = (time("start")?, time("end")?);
+    // django-filter's `approved_date__gte` (epoch ms): an incremental cursor's parameter.
+    let start = match q.get("approved_date__gte") {
+        Some(v) => Some(v.parse::<i64>().ok()?),
+        None => time("start")?,
+    };
+    slice_at(s, (start, time("end")?), offset, n)
+}
+
+/// The sales approved within `window` (epoch ms, inclusive), `[offset, offset+n)` of them as a
+/// JSON array, the slice's end and the total; `None` when `n` is out of range. The page the
+/// rules name as empty comes back empty once, ending where it started.
+fn slice_at(
+    s: &Inner,
+    window: (Option<i64>, Option<i64>),
+    offset: usize,
+    n: usize,
+) -> Option<(String, usize, usize)> {
     if !(1..=MAX_PAGE).contains(&n) {
         return None;
     }
     let n = s.page_cap(n);
     let data = s.data.read().unwrap().clone();
-    let pos = data.positions(start, end);
+    let pos = data.positions(window.0, window.1);
+    let c = &s.counters;
+    c.page_requests.fetch_add(1, Ordering::Relaxed);
+    {
+        let mut rules = s.rules.lock().unwrap();
+        if rules.empty_page_at == Some(offset / n) && offset < pos.len() {
+            rules.empty_page_at = None;
+            return Some(("[]".into(), offset, pos.len()));
+        }
+    }
     let stop = (offset + n).min(pos.len());
     let mut body = String::from("[");
     for (i, p) in pos.get(offset..stop).unwrap_or(&[]).iter().enumerate() {
@@ -651,11 +695,43 @@ fn generic_slice(
         data.write_item(u64::from(*p), &mut body);
     }
     body.push(']');
-    let c = &s.counters;
-    c.page_requests.fetch_add(1, Ordering::Relaxed);
     c.items_served
         .fetch_add(stop.saturating_sub(offset) as u64, Ordering::Relaxed);
     Some((body, stop, pos.len()))
+}
+
+/// A total as reported, with the rules' bias (a total that lies).
+fn reported(s: &Inner, total: usize) -> i64 {
+    total as i64 + s.rules.lock().unwrap().total_bias
+}
+
+/// The URL of `path` with the request's query, `param` set to `value`: on the request's own
+/// host, or where the rules send next links.
+fn href(
+    s: &Inner,
+    headers: &HeaderMap,
+    path: &str,
+    q: &HashMap<String, String>,
+    param: &str,
+    value: &str,
+) -> String {
+    let own = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("127.0.0.1");
+    let elsewhere = s.rules.lock().unwrap().link_host.clone();
+    let host = elsewhere.as_deref().unwrap_or(own);
+    let mut pairs: Vec<(&str, &str)> = q
+        .iter()
+        .filter(|(k, _)| k.as_str() != param)
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    pairs.sort();
+    pairs.push((param, value));
+    let qs = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish();
+    format!("http://{host}{path}?{qs}")
 }
 
 fn num(q: &HashMap<String, String>, k: &str, default: usize) -> Option<usize> {
@@ -685,9 +761,22 @@ async fn generic_pages(
     };
     let per = s.page_cap(per);
     match generic_slice(&s, &q, page.saturating_sub(1) * per, per) {
-        Some((items, _, _)) => json_body(format!(r#"{{"data":{items}}}"#)),
+        Some((items, _, total)) => {
+            let t = reported(&s, total);
+            let pages = (t.max(0) as usize).div_ceil(per);
+            let body =
+                format!(r#"{{"data":{items},"meta":{{"total":{t},"total_pages":{pages}}}}}"#);
+            with_total_count(json_body(body), t)
+        }
         None => s.error(StatusCode::BAD_REQUEST, "invalid_parameter"),
     }
+}
+
+/// `X-Total-Count: <total>` (json-server, many REST APIs).
+fn with_total_count(mut r: Response, total: i64) -> Response {
+    r.headers_mut()
+        .insert("x-total-count", HeaderValue::from(total));
+    r
 }
 
 async fn generic_offset(
@@ -706,7 +795,10 @@ async fn generic_offset(
         return s.error(StatusCode::BAD_REQUEST, "invalid_parameter");
     };
     match generic_slice(&s, &q, offset, limit) {
-        Some((items, _, _)) => json_body(format!(r#"{{"data":{items}}}"#)),
+        Some((items, _, total)) => {
+            let t = reported(&s, total);
+            with_total_count(json_body(format!(r#"{{"data":{items},"total":{t}}}"#)), t)
+        }
         None => s.error(StatusCode::BAD_REQUEST, "invalid_parameter"),
     }
 }
@@ -724,25 +816,16 @@ async fn generic_linked(
         Some((items, stop, total)) => {
             let mut r = json_body(items);
             if stop < total {
-                let own = headers
-                    .get(header::HOST)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("127.0.0.1");
-                let elsewhere = s.rules.lock().unwrap().link_host.clone();
-                let host = elsewhere.as_deref().unwrap_or(own);
-                let mut next: Vec<(String, String)> = q
-                    .iter()
-                    .filter(|(k, _)| k.as_str() != "page")
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect();
-                next.sort();
-                next.push(("page".into(), (page + 1).to_string()));
-                let qs = form_urlencoded::Serializer::new(String::new())
-                    .extend_pairs(next)
-                    .finish();
-                let link = format!(
-                    r#"<http://{host}/api/sales/linked?{qs}>; rel="next", <http://{host}/api/sales/linked?page=1>; rel="first""#
+                let next = href(
+                    &s,
+                    &headers,
+                    "/api/sales/linked",
+                    &q,
+                    "page",
+                    &(page + 1).to_string(),
                 );
+                let first = href(&s, &headers, "/api/sales/linked", &q, "page", "1");
+                let link = format!(r#"<{next}>; rel="next", <{first}>; rel="first""#);
                 if let Ok(v) = HeaderValue::from_str(&link) {
                     r.headers_mut().insert(header::LINK, v);
                 }

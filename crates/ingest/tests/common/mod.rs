@@ -9,7 +9,7 @@ use anyhow::Result;
 use jiff::Timestamp;
 use sluice_flatten::{CsvReader, CsvRecord};
 use sluice_ingest::{Api, Credentials, Ingest, Lake, RetryPolicy, S3Out, Sources};
-use sluice_sample_api::{SampleApi, Settings, data::BASE_TS};
+use sluice_sample_api::{SampleApi, Settings, data::BASE_TS, styles};
 use sluice_testkit::TestBucket;
 
 /// The Hotmart preset pointed at `base_url`, windows from the first sample sale.
@@ -62,10 +62,18 @@ pub fn api_client(toml: &str) -> Result<Api> {
 pub fn source_client(toml: &str, name: &str) -> Result<Api> {
     let sources = Sources::from_toml(toml)?;
     let source = sources.get(name).unwrap().clone();
-    let env = |k: &str| match k {
-        "SAMPLE_KEY" => Some("sample-key".to_owned()),
-        "SAMPLE_TOKEN" => Some("sample-token".to_owned()),
-        _ => sluice_sample_api::hotmart_env(k),
+    let env = |k: &str| {
+        let v = match k {
+            "SAMPLE_KEY" => "sample-key",
+            "SAMPLE_TOKEN" => "sample-token",
+            "SAMPLE_USER" => styles::DRF_USER.0,
+            "SAMPLE_PASS" => styles::DRF_USER.1,
+            "STRIPE_KEY" => styles::STRIPE_KEY,
+            "SAMPLE_CLIENT_ID" => "mock-id",
+            "SAMPLE_CLIENT_SECRET" => "mock-secret",
+            _ => return sluice_sample_api::hotmart_env(k),
+        };
+        Some(v.to_owned())
     };
     let creds = Credentials::resolve(&source, env, None)?;
     let mut api = Api::new(source, creds)?;
@@ -197,4 +205,66 @@ pub async fn watermarks(bucket: &TestBucket) -> Result<Vec<String>> {
         .into_iter()
         .filter(|k| !k.ends_with(sluice_edge::layout::COLUMNS_SUFFIX))
         .collect())
+}
+
+/// Runs source `name` of `toml` (made for the sample API's URL) once against a sample API of
+/// `n` sales under `rules`, into a bucket of its own.
+pub async fn pull_source(
+    toml: impl Fn(&str) -> String,
+    name: &str,
+    n: u64,
+    rules: sluice_sample_api::Rules,
+) -> Result<Pulled> {
+    let api = SampleApi::start(Settings {
+        n,
+        ..Settings::default()
+    })
+    .await?;
+    api.set_rules(rules);
+    let bucket = sluice_testkit::bucket().await?;
+    let client = source_client(&toml(&api.base_url()), name)?;
+    let lake = lake(&bucket, 8 << 20);
+    let kind = sluice_ingest::RunKind::Scheduled { now: after_all(n) };
+    let result = sluice_ingest::run::run(&client, &lake, kind, "r").await;
+    Ok(Pulled {
+        api,
+        bucket,
+        result,
+    })
+}
+
+/// What [`pull_source`] left.
+pub struct Pulled {
+    pub api: SampleApi,
+    pub bucket: TestBucket,
+    pub result: Result<sluice_ingest::RunSummary, sluice_ingest::RunError>,
+}
+
+impl Pulled {
+    /// Asserts the run took every one of the `n` sales once, authenticated, and returns the
+    /// objects.
+    pub async fn all(&self, n: u64) -> Result<Vec<Object>> {
+        let s = self.result.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
+        assert_eq!(
+            (s.status, s.records),
+            (sluice_ingest::RunStatus::Advanced, n)
+        );
+        let objects = csv_objects(&self.bucket).await?;
+        let keys = column(&objects, "purchase_transaction");
+        let distinct: std::collections::HashSet<_> = keys.iter().collect();
+        assert_eq!((keys.len() as u64, distinct.len() as u64), (n, n));
+        assert_eq!(self.api.stats().unauthorized, 0, "authenticated");
+        Ok(objects)
+    }
+
+    /// Asserts the run failed with a message holding `what`, and moved no watermark.
+    pub async fn failed(&self, what: &str) -> Result<String> {
+        let e = match &self.result {
+            Ok(s) => panic!("the run should fail with {what:?}; it ended {:?}", s.status),
+            Err(e) => e.to_string(),
+        };
+        assert!(e.contains(what), "{e}");
+        assert!(watermarks(&self.bucket).await?.is_empty(), "{e}");
+        Ok(e)
+    }
 }
