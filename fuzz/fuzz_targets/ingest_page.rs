@@ -1,6 +1,6 @@
-//! The ingest's reading of what an API sends: a page's cursor or next URL, `has_more`, its records, the token
-//! response, the Link and rate-limit headers. Any bytes, never a panic; a token error never
-//! quotes the body.
+//! The ingest's reading of what an API sends: a page's cursor or next URL, `has_more`, its
+//! records, the token response, the Link and rate-limit headers. Any bytes, never a panic; a
+//! token error never quotes the body.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
