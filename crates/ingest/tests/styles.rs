@@ -1,5 +1,6 @@
 //! The pagination and authentication styles of APIs no one here wrote, against the sample
-//! API's routes in their shapes (`sluice_sample_api::styles`): a DRF `next` with HTTP Basic,
+//! API's routes in their shapes (`sluice_sample_api::styles`; GitHub's `Link` headers are
+//! `pagination.rs`'s): a DRF `next` with HTTP Basic,
 //! HAL links with a key in the query, OData's `@odata.nextLink` with an OAuth2 token from
 //! another host, Stripe's `has_more` + `starting_after` with its key as the Basic user, a
 //! cursor in a header, and page numbers and offsets that stop on a total. Then the faults
@@ -79,6 +80,21 @@ page_size_param = "limit"
 pagination = {{ kind = "last_item", id_path = "transaction", param = "starting_after", has_more_path = "has_more" }}
 auth = {{ kind = "basic", username_env = "STRIPE_KEY" }}
 window = {{ start_param = "created[gte]", end_param = "created[lte]", format = "epoch_seconds", initial_start = "2023-11-14T00:00:00Z" }}
+
+[source.github]
+base_url = "{url}"
+path = "/api/sales/linked"
+page_size = 70
+page_size_param = "per_page"
+pagination = {{ kind = "link_header" }}
+window = {{ {window} }}
+
+[source.since]
+base_url = "{url}"
+path = "/api/sales/since"
+page_size = 70
+page_size_param = "limit"
+pagination = {{ kind = "last_item", id_path = "transaction", param = "since_id" }}
 
 [source.header]
 base_url = "{url}"
@@ -186,6 +202,20 @@ async fn stripe_has_more_and_starting_after() -> Result<()> {
 }
 
 #[tokio::test]
+async fn since_id_until_an_empty_page() -> Result<()> {
+    let p = pull_source(sources, "since", 333, Rules::default()).await?;
+    let s = p.result.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
+    // No window: the whole source, once.
+    assert_eq!((s.status, s.records), (sluice_ingest::RunStatus::Full, 333));
+    assert_eq!(
+        p.api.stats().page_requests,
+        6,
+        "five pages and an empty one"
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_cursor_in_a_header() -> Result<()> {
     pull("header", 333, Rules::default())
         .await?
@@ -218,7 +248,7 @@ async fn a_repeated_cursor_fails_the_run() -> Result<()> {
         stuck_cursor: true,
         ..Rules::default()
     };
-    for name in ["drf", "hal", "odata", "header", "stripe"] {
+    for name in ["drf", "hal", "odata", "header", "stripe", "github"] {
         let p = pull(name, 333, stuck()).await?;
         p.failed("again").await?;
         assert!(p.api.stats().page_requests <= 3, "{name} stopped at once");

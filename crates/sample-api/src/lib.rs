@@ -157,8 +157,8 @@ pub struct Rules {
     pub link_host: Option<String>,
     /// The generic routes serve at most this many items a page, whatever is asked for.
     pub max_page_size: Option<usize>,
-    /// The sales route, and every route of [`styles`] that names its next page, names the same
-    /// page again for ever (a paging bug).
+    /// The sales route, the `Link` route and every route of [`styles`] that names its next page
+    /// name the same page again for ever (a paging bug).
     pub stuck_cursor: bool,
     /// Added to the totals the generic and [`styles`] routes report (a total that lies).
     pub total_bias: i64,
@@ -347,6 +347,7 @@ fn router(inner: Arc<Inner>) -> Router {
         .route(styles::ODATA_PATH, get(styles::odata))
         .route(styles::STRIPE_PATH, get(styles::stripe))
         .route(styles::HEADER_CURSOR_PATH, get(styles::header_cursor))
+        .route(styles::SINCE_ID_PATH, get(styles::since_id))
         .route(styles::OAUTH2_TOKEN_PATH, post(styles::oauth2_token))
         .route("/health", get(health))
         .route("/_mock/reset", post(reset))
@@ -816,13 +817,15 @@ async fn generic_linked(
         Some((items, stop, total)) => {
             let mut r = json_body(items);
             if stop < total {
+                let stuck = s.rules.lock().unwrap().stuck_cursor;
+                let next_page = if stuck { page } else { page + 1 };
                 let next = href(
                     &s,
                     &headers,
                     "/api/sales/linked",
                     &q,
                     "page",
-                    &(page + 1).to_string(),
+                    &next_page.to_string(),
                 );
                 let first = href(&s, &headers, "/api/sales/linked", &q, "page", "1");
                 let link = format!(r#"<{next}>; rel="next", <{first}>; rel="first""#);

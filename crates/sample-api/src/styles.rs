@@ -9,6 +9,7 @@
 //! | `GET /odata/Sales?$top=` | OData v4: `{@odata.context, value, @odata.nextLink}` | `@odata.nextLink` with `$skiptoken` | OAuth2 bearer from `POST /oauth2/token` |
 //! | `GET /v1/charges?limit=` | Stripe: `{object: "list", data, has_more, url}` | `starting_after=<last id>` (the `transaction`), `created[gte]`/`created[lte]` in epoch seconds | HTTP Basic, secret key `sk_test_sample` as the username, no password |
 //! | `GET /api/sales/cursor?limit=` | a JSON array | `X-Next-Cursor` header → `cursor=` | `Authorization: Bearer sample-token` |
+//! | `GET /api/sales/since?limit=` | a JSON array (GitHub's `/users?since=`) | `since_id=<last id>` until an empty page | none |
 //!
 //! `POST /oauth2/token` is RFC 6749 client credentials done strictly: a form body only,
 //! the client authenticated by `Authorization: Basic` *or* `client_id`/`client_secret` in the
@@ -37,6 +38,7 @@ pub const HAL_PATH: &str = "/hal/sales";
 pub const ODATA_PATH: &str = "/odata/Sales";
 pub const STRIPE_PATH: &str = "/v1/charges";
 pub const HEADER_CURSOR_PATH: &str = "/api/sales/cursor";
+pub const SINCE_ID_PATH: &str = "/api/sales/since";
 pub const OAUTH2_TOKEN_PATH: &str = "/oauth2/token";
 
 /// The HTTP Basic user and password `GET /drf/sales/` takes.
@@ -247,23 +249,16 @@ pub(crate) async fn stripe(
     let stuck = s.rules.lock().unwrap().stuck_cursor;
     let offset = match q.get("starting_after").filter(|_| !stuck) {
         None => 0,
-        Some(id) => {
-            let data = s.data.read().unwrap().clone();
-            let pos = data.positions(window.0, window.1);
-            match pos
-                .iter()
-                .position(|p| data.transaction(u64::from(*p)) == *id)
-            {
-                Some(i) => i + 1,
-                None => {
-                    s.counters.errors.fetch_add(1, Ordering::Relaxed);
-                    return json(
-                        StatusCode::BAD_REQUEST,
-                        serde_json::json!({"error": {"type": "invalid_request_error", "code": "resource_missing", "param": "starting_after"}}),
-                    );
-                }
+        Some(id) => match position_after(&s, window, id) {
+            Some(i) => i,
+            None => {
+                s.counters.errors.fetch_add(1, Ordering::Relaxed);
+                return json(
+                    StatusCode::BAD_REQUEST,
+                    serde_json::json!({"error": {"type": "invalid_request_error", "code": "resource_missing", "param": "starting_after"}}),
+                );
             }
-        }
+        },
     };
     if limit > 100 {
         return bad_request(&s);
@@ -275,6 +270,37 @@ pub(crate) async fn stripe(
     json_body(format!(
         r#"{{"object":"list","data":{items},"has_more":{has_more},"url":"{STRIPE_PATH}"}}"#
     ))
+}
+
+/// Where the sales after the one with transaction `id` start, among those in `window`.
+fn position_after(s: &Inner, window: (Option<i64>, Option<i64>), id: &str) -> Option<usize> {
+    let data = s.data.read().unwrap().clone();
+    let pos = data.positions(window.0, window.1);
+    pos.iter()
+        .position(|p| data.transaction(u64::from(*p)) == id)
+        .map(|i| i + 1)
+}
+
+/// GitHub's `GET /users?since=<id>` style: a JSON array of the sales after `since_id`, ending
+/// with an empty page.
+pub(crate) async fn since_id(
+    State(s): State<Arc<Inner>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(limit) = num(&q, "limit", 30) else {
+        return bad_request(&s);
+    };
+    let offset = match q.get("since_id") {
+        None => Some(0),
+        Some(id) => position_after(&s, (None, None), id),
+    };
+    let Some(offset) = offset else {
+        return bad_request(&s);
+    };
+    match slice_at(&s, (None, None), offset, limit) {
+        Some((items, _, _)) => json_body(items),
+        None => bad_request(&s),
+    }
 }
 
 /// A JSON array, its next page's cursor in `X-Next-Cursor`.
