@@ -11,7 +11,8 @@ use crate::error::Fail;
 use crate::summary::ObjectSummary;
 
 /// The staged rows into the table: one statement, which skips the sort when the keys came in
-/// order and the de-duplication when none repeated.
+/// order and the de-duplication when none repeated, and leaves out the rows the table holds
+/// unchanged first when most staged rows are (a lookback re-fetch).
 pub(crate) async fn upsert(
     tx: &mut PgConnection,
     plan: &UpsertPlan,
@@ -20,15 +21,16 @@ pub(crate) async fn upsert(
 ) -> Result<(), Fail> {
     let t0 = Instant::now();
     // No key text seen twice means no key twice only where equal keys have equal texts.
-    let sql = if !plan.exact_key() {
+    // Strictly ascending keys are unique too (whatever a hash collision said).
+    let unique = copied.keys.unique || copied.keys.presorted;
+    let sql = if !plan.exact_key() || !unique {
         plan.upsert(STAGE)
+    } else if mostly_held(tx, plan).await? {
+        plan.upsert_unique_changed(STAGE)
     } else if copied.keys.presorted {
-        // Strictly ascending keys are unique too.
         plan.upsert_unique(STAGE, true)
-    } else if copied.keys.unique {
-        plan.upsert_unique(STAGE, false)
     } else {
-        plan.upsert(STAGE)
+        plan.upsert_unique(STAGE, false)
     };
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .fetch_one(&mut *tx)
@@ -41,4 +43,22 @@ pub(crate) async fn upsert(
     summary.rows.unchanged = (distinct - inserted - updated) as u64;
     summary.rows.duplicates = copied.sent - distinct as u64;
     Ok(())
+}
+
+/// Staged rows a probe looks up in the table.
+const PROBE_ROWS: u32 = 1000;
+
+/// Whether more than 60 % of the first [`PROBE_ROWS`] staged rows are in the table already,
+/// unchanged (a lookback re-fetch). Measured on 100k rows (`make bench-updates`): leaving the
+/// unchanged rows out first halves the statement when none changed, and costs a quarter more
+/// when none is held unchanged; the two cross at about half.
+async fn mostly_held(tx: &mut PgConnection, plan: &UpsertPlan) -> Result<bool, Fail> {
+    if !plan.can_skip_unchanged_first() {
+        return Ok(false);
+    }
+    let row = sqlx::query(sqlx::AssertSqlSafe(plan.probe_unchanged(STAGE, PROBE_ROWS)))
+        .fetch_one(&mut *tx)
+        .await?;
+    let (unchanged, sampled): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+    Ok(sampled > 0 && unchanged * 10 > sampled * 6)
 }

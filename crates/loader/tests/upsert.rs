@@ -82,6 +82,41 @@ async fn a_new_version_updates_changed_rows_only() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn a_refetch_locks_and_writes_none_of_its_unchanged_rows() -> anyhow::Result<()> {
+    // A lookback re-fetch: another object with the rows the table holds, five of them changed.
+    let env = crate::common::env().await?;
+    env.put_and_load(
+        "raw/sales/a.csv",
+        sales_csv(0..100, "NEW", "2024-01-01T00:00:00Z"),
+    )
+    .await?;
+    let versions = "SELECT id, xmin::text, xmax::text FROM sales ORDER BY id";
+    let before: Vec<(String, String, String)> =
+        sqlx::query_as(versions).fetch_all(&env.db.pool).await?;
+    let mut csv = sales_csv(0..5, "PAID", "2024-01-02T00:00:00Z");
+    csv.push_str(&sales_csv(5..100, "NEW", "2024-01-01T00:00:00Z")[crate::common::HEADER.len()..]);
+    let s = env.put_and_load("raw/sales/b.csv", csv).await?;
+    assert_eq!(
+        (s.rows.inserted, s.rows.updated, s.rows.unchanged),
+        (0, 5, 95)
+    );
+    let after: Vec<(String, String, String)> =
+        sqlx::query_as(versions).fetch_all(&env.db.pool).await?;
+    for (b, a) in before.iter().zip(&after).skip(5) {
+        // `ON CONFLICT … DO UPDATE … WHERE` would have locked it: xmax set, WAL written.
+        assert_eq!(b, a, "row {} neither rewritten nor locked", a.0);
+        assert_eq!(a.2, "0");
+    }
+    for (b, a) in before.iter().zip(&after).take(5) {
+        assert_ne!(b.1, a.1, "row {} rewritten", a.0);
+    }
+    let rows = env.rows("sales", "id, status").await?;
+    assert_eq!(rows[0][1].as_deref(), Some("PAID"));
+    assert_eq!(rows[5][1].as_deref(), Some("NEW"));
+    Ok(())
+}
+
+#[tokio::test]
 async fn lineage_follows_changes_only() -> anyhow::Result<()> {
     let lineage = r#"
         [table]

@@ -51,6 +51,25 @@ impl ColumnType {
         }
     }
 
+    /// Whether a column type as `format_type` prints it is exactly this type (no length,
+    /// precision or other type).
+    ///
+    /// ```
+    /// use sluice_transform::ColumnType;
+    ///
+    /// assert!(ColumnType::Timestamptz.is_pg("timestamp with time zone"));
+    /// assert!(!ColumnType::Timestamptz.is_pg("timestamp(3) with time zone"));
+    /// assert!(!ColumnType::Numeric.is_pg("numeric(12,2)"));
+    /// ```
+    pub fn is_pg(self, format_type: &str) -> bool {
+        let long = match self {
+            Self::Timestamptz => "timestamp with time zone",
+            Self::Timestamp => "timestamp without time zone",
+            other => other.sql(),
+        };
+        format_type == self.sql() || format_type == long
+    }
+
     /// The type that validates values for a Postgres column type as `format_type` prints it
     /// (`character varying(20)`, `numeric(12,2)`, `timestamp(3) with time zone`, …); `None`
     /// for types sluice does not validate itself (Postgres casts and checks those).
