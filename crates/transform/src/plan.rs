@@ -441,17 +441,31 @@ impl UpsertPlan {
     pub fn upsert(&self, staging: &str) -> String {
         let cols = self.col_list("");
         let order = self.lock_order();
+        let stage = quote_ident(staging);
+        let line = quote_ident(LINE_COLUMN);
+        self.counted(
+            &format!(
+                "SELECT {cols} FROM (SELECT DISTINCT ON ({order}) {cols} FROM {stage} ORDER BY {order}, {line} DESC) src "
+            ),
+            &format!(
+                "SELECT count(*) FROM (SELECT 1 FROM {stage} GROUP BY {}) d",
+                self.key_list()
+            ),
+        )
+    }
+
+    /// `rows` (a `SELECT` of the columns, ending in a space) into the table under the conflict
+    /// clause, with the result row every upsert returns: `inserted`, `updated`, and
+    /// `distinct_rows` counted by `distinct_rows` (a `SELECT count(*)`).
+    fn counted(&self, rows: &str, distinct_rows: &str) -> String {
         format!(
             "WITH up AS (INSERT INTO {table} AS t ({cols}) \
-             SELECT {cols} FROM (SELECT DISTINCT ON ({order}) {cols} FROM {stage} ORDER BY {order}, {line} DESC) src \
-             {conflict} RETURNING (xmax = 0) AS inserted) \
+             {rows}{conflict} RETURNING (xmax = 0) AS inserted) \
              SELECT count(*) FILTER (WHERE inserted) AS inserted, \
              count(*) FILTER (WHERE NOT inserted) AS updated, \
-             (SELECT count(*) FROM (SELECT 1 FROM {stage} GROUP BY {keys}) d) AS distinct_rows FROM up",
-            stage = quote_ident(staging),
-            line = quote_ident(LINE_COLUMN),
+             ({distinct_rows}) AS distinct_rows FROM up",
             table = self.table.quoted(),
-            keys = self.key_list(),
+            cols = self.col_list(""),
             conflict = self.on_conflict(),
         )
     }
@@ -544,20 +558,16 @@ impl UpsertPlan {
     /// The rows left are always sorted: a join need not keep the staged order (Postgres 16 may
     /// hash the staged side of an anti-join), and the sort is what keeps the lock order.
     pub fn upsert_unique_changed(&self, staging: &str) -> String {
-        let order = format!("ORDER BY {} ", self.lock_order());
-        format!(
-            "WITH up AS (INSERT INTO {table} AS t ({cols}) \
-             SELECT {s_cols} FROM {stage} s WHERE NOT EXISTS (SELECT 1 FROM {table} e WHERE {same}) {order}\
-             {conflict} RETURNING (xmax = 0) AS inserted) \
-             SELECT count(*) FILTER (WHERE inserted) AS inserted, \
-             count(*) FILTER (WHERE NOT inserted) AS updated, \
-             (SELECT count(*) FROM {stage}) AS distinct_rows FROM up",
-            table = self.table.quoted(),
-            cols = self.col_list(""),
-            s_cols = self.col_list("s."),
-            stage = quote_ident(staging),
-            same = self.held_unchanged(),
-            conflict = self.on_conflict(),
+        let stage = quote_ident(staging);
+        self.counted(
+            &format!(
+                "SELECT {s_cols} FROM {stage} s WHERE NOT EXISTS (SELECT 1 FROM {table} e WHERE {same}) ORDER BY {order} ",
+                s_cols = self.col_list("s."),
+                table = self.table.quoted(),
+                same = self.held_unchanged(),
+                order = self.lock_order(),
+            ),
+            &format!("SELECT count(*) FROM {stage}"),
         )
     }
 
@@ -566,22 +576,15 @@ impl UpsertPlan {
     /// strictly ascending byte order of a text key, which is already the lock order, so they go
     /// in as staged, without a sort. Same result row.
     pub fn upsert_unique(&self, staging: &str, presorted: bool) -> String {
-        let cols = self.col_list("");
         let order = if presorted {
             String::new()
         } else {
             format!("ORDER BY {} ", self.lock_order())
         };
-        format!(
-            "WITH up AS (INSERT INTO {table} AS t ({cols}) \
-             SELECT {cols} FROM {stage} {order}\
-             {conflict} RETURNING (xmax = 0) AS inserted) \
-             SELECT count(*) FILTER (WHERE inserted) AS inserted, \
-             count(*) FILTER (WHERE NOT inserted) AS updated, \
-             (SELECT count(*) FROM {stage}) AS distinct_rows FROM up",
-            stage = quote_ident(staging),
-            table = self.table.quoted(),
-            conflict = self.on_conflict(),
+        let stage = quote_ident(staging);
+        self.counted(
+            &format!("SELECT {} FROM {stage} {order}", self.col_list("")),
+            &format!("SELECT count(*) FROM {stage}"),
         )
     }
 }
