@@ -17,6 +17,16 @@ use crate::http::{Api, Page, link_next};
 use crate::json_path::{json_path_bool, json_path_string};
 use crate::source::Pagination;
 
+/// How a page holds its records: the array at `records_path`, or the body itself when it is
+/// empty.
+pub(crate) fn records_format(records_path: &str) -> InputFormat {
+    if records_path.is_empty() {
+        InputFormat::Array
+    } else {
+        InputFormat::path(records_path)
+    }
+}
+
 /// One page request: a path below `base_url` (or a URL the API sent) and its query.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Request {
@@ -164,12 +174,7 @@ impl<'a> Pager<'a> {
                 None => return Err(format!("the page has no true or false at {path:?}")),
             }
         }
-        let format = if self.records_path.is_empty() {
-            InputFormat::Array
-        } else {
-            InputFormat::path(self.records_path)
-        };
-        let mut reader = RecordReader::new(&page.body[..], format);
+        let mut reader = RecordReader::new(&page.body[..], records_format(self.records_path));
         let mut last = None;
         while let Some(r) = reader.next_record().map_err(|e| e.to_string())? {
             last = Some((r.offset as usize, r.bytes.len()));

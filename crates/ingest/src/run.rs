@@ -18,11 +18,11 @@ use std::time::Instant;
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use sluice_edge::layout::{Layout, utc_day};
-use sluice_flatten::{Flattener, InputFormat, Manifest, RecordReader, Schema};
+use sluice_flatten::{Flattener, Manifest, RecordReader, Schema};
 use tokio_util::sync::CancellationToken;
 
 use crate::http::{Api, ApiCounters, FetchError};
-use crate::paging::{Early, Pager, Request};
+use crate::paging::{Early, Pager, Request, records_format};
 use crate::sink::{ObjectInfo, ObjectWriter, S3Out, SinkError};
 use crate::source::{CursorType, CursorValue, Incremental, Source};
 
@@ -556,18 +556,13 @@ impl Writer<'_> {
                 message: format!("more than {MAX_PAGES_PER_RUN} pages in one run; stopping"),
             });
         }
-        let format = if records_path.is_empty() {
-            InputFormat::Array
-        } else {
-            InputFormat::path(records_path)
-        };
         let page = self.pages;
         let perr = |message: String| RunError::Parse {
             url: url.to_owned(),
             page,
             message,
         };
-        let mut reader = RecordReader::new(body, format);
+        let mut reader = RecordReader::new(body, records_format(records_path));
         while let Some(rec) = reader.next_record().map_err(|e| perr(e.to_string()))? {
             let (number, offset) = (rec.number, rec.offset);
             if let Err(f) = self.flattener.flatten(rec.bytes) {
