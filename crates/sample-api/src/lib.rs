@@ -436,15 +436,8 @@ async fn token(
     if form {
         params.extend(form_urlencoded::parse(body.as_bytes()).into_owned());
     }
-    let basic_ok = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Basic ")
-                .or_else(|| v.strip_prefix("basic "))
-        })
-        .and_then(|b| STANDARD.decode(b.trim()).ok())
-        .is_some_and(|b| b == format!("{}:{}", s.client_id, s.client_secret).as_bytes());
+    let basic_ok = basic_credentials(&headers)
+        .is_some_and(|(id, secret)| id == s.client_id && secret == s.client_secret);
     let param_ok = |k: &str, want: &str| params.get(k).is_none_or(|v| v == want);
     if !(basic_ok
         && param_ok("client_id", &s.client_id)
@@ -479,6 +472,26 @@ async fn token(
     )
 }
 
+/// The user and password of an `Authorization: Basic` header (RFC 7617: the user holds no
+/// `:`).
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let b = v
+        .strip_prefix("Basic ")
+        .or_else(|| v.strip_prefix("basic "))?;
+    let text = String::from_utf8(STANDARD.decode(b.trim()).ok()?).ok()?;
+    let (user, pass) = text.split_once(':')?;
+    Some((user.to_owned(), pass.to_owned()))
+}
+
+/// The token of an `Authorization: Bearer` header.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    v.strip_prefix("Bearer ")
+        .or_else(|| v.strip_prefix("bearer "))
+        .map(str::trim)
+}
+
 fn encode_cursor(offset: usize) -> String {
     URL_SAFE_NO_PAD.encode(format!("o:{offset}"))
 }
@@ -497,16 +510,7 @@ async fn sales(
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .unwrap_or("")
-        .trim()
-        .to_owned();
+    let token = bearer(&headers).unwrap_or("").to_owned();
     let valid = s
         .tokens
         .lock()

@@ -29,9 +29,11 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use crate::{Inner, generic_slice, href, json, json_body, num, reported, slice_at};
+use crate::{
+    Inner, basic_credentials, bearer, generic_slice, href, json, json_body, num, reported, slice_at,
+};
 
 pub const DRF_PATH: &str = "/drf/sales/";
 pub const HAL_PATH: &str = "/hal/sales";
@@ -70,21 +72,6 @@ fn next_start(s: &Inner, offset: usize, stop: usize) -> usize {
     } else {
         stop
     }
-}
-
-fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
-    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let b = v
-        .strip_prefix("Basic ")
-        .or_else(|| v.strip_prefix("basic "))?;
-    let text = String::from_utf8(STANDARD.decode(b.trim()).ok()?).ok()?;
-    let (user, pass) = text.split_once(':')?;
-    Some((user.to_owned(), pass.to_owned()))
-}
-
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    v.strip_prefix("Bearer ").map(str::trim)
 }
 
 fn unauthorized(s: &Inner, challenge: &'static str, body: serde_json::Value) -> Response {
