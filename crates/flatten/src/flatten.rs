@@ -4,7 +4,7 @@ use jiter::{Jiter, JiterError, Peek};
 use serde::{Deserialize, Serialize};
 
 use crate::name;
-use crate::schema::{JsonTypes, Manifest, Schema, Segment, SourcePath};
+use crate::schema::{JsonTypes, Manifest, Schema, SchemaMark, Segment, SourcePath};
 
 /// Nesting deeper than this is kept as JSON text even without `max_depth` (never a stack overflow).
 pub const HARD_MAX_DEPTH: usize = 64;
@@ -208,6 +208,8 @@ pub struct Flattener {
     /// This record's leaves beyond `max_columns` (`"$.path":value,…`), and their column.
     overflow: String,
     overflow_col: Option<usize>,
+    /// Columns whose types this record changed, and their types before (for a roll back).
+    changed_types: Vec<(usize, JsonTypes)>,
 }
 
 impl Flattener {
@@ -229,6 +231,7 @@ impl Flattener {
             scratch: String::new(),
             overflow: String::new(),
             overflow_col: None,
+            changed_types: Vec::new(),
         }
     }
 
@@ -279,6 +282,7 @@ impl Flattener {
         let width = self.schema.len();
         self.row.reset(width);
         self.overflow.clear();
+        self.changed_types.clear();
         if let Err(e) = std::str::from_utf8(record) {
             return Err(RecordFailure {
                 offset: e.valid_up_to(),
@@ -303,7 +307,65 @@ impl Flattener {
         }
     }
 
+    /// Flattens the JSON object at the start of `input`, when `input` holds the whole of it and
+    /// it is valid: its length in bytes (what follows it is not read). `None` otherwise
+    /// (truncated, invalid, not an object), with the row left unfinished: then frame the record
+    /// and [`Flattener::flatten`] it for the error. One pass where framing and flattening each
+    /// walked the record before.
+    ///
+    /// ```
+    /// use sluice_flatten::{Flattener, Options};
+    ///
+    /// let mut f = Flattener::new(Options::default());
+    /// let input = br#"{"a":{"b":1}} {"a":"#;
+    /// assert_eq!(f.flatten_prefix(input), Some(13));
+    /// assert_eq!(f.row().get(0), Some("1"));
+    /// assert_eq!(f.flatten_prefix(&input[14..]), None); // truncated
+    /// ```
+    pub fn flatten_prefix(&mut self, input: &[u8]) -> Option<usize> {
+        let width = self.schema.len();
+        self.row.reset(width);
+        self.overflow.clear();
+        let mark = self.schema.mark();
+        self.changed_types.clear();
+        let tape = std::mem::take(&mut self.tape);
+        let mut j = Jiter::with_tape(input, tape);
+        // jiter checks the UTF-8 of every string it decodes, and `json_text` of what it skips.
+        let result = self.walk_object(&mut j);
+        let end = j.current_index();
+        self.tape = j.into_tape();
+        if result.is_err() {
+            // As if not tried: `flatten` (which checks UTF-8 before it walks) starts from here.
+            self.roll_back(mark);
+            return None;
+        }
+        self.finish_overflow();
+        Some(end)
+    }
+
+    /// The schema back at `mark`: columns, types and collisions, and the nodes' columns.
+    fn roll_back(&mut self, mark: SchemaMark) {
+        let changed = std::mem::take(&mut self.changed_types);
+        self.schema.roll_back(mark, &changed);
+        self.changed_types = changed;
+        let width = self.schema.len();
+        for n in &mut self.nodes {
+            if n.column.is_some_and(|c| c as usize >= width) {
+                n.column = None;
+            }
+        }
+        if self.overflow_col.is_some_and(|c| c >= width) {
+            self.overflow_col = None;
+        }
+    }
+
     fn walk_record(&mut self, j: &mut Jiter) -> Result<(), Fail> {
+        self.walk_object(j)?;
+        j.finish().map_err(jfail(0))
+    }
+
+    /// The object at the parser's position, members and all.
+    fn walk_object(&mut self, j: &mut Jiter) -> Result<(), Fail> {
         let peek = j.peek().map_err(jfail(0))?;
         if peek != Peek::Object {
             return Err(Fail {
@@ -316,7 +378,7 @@ impl Flattener {
             let first = self.child_key(0, k, 0);
             self.walk_members(j, 0, first, 1)?;
         }
-        j.finish().map_err(jfail(0))
+        Ok(())
     }
 
     /// Walks the members of an object whose first key resolved to `first`; `depth` is the key depth.
@@ -431,8 +493,12 @@ impl Flattener {
         let start = j.current_index();
         j.known_skip(peek).map_err(jfail(node))?;
         let raw = j.slice_to_current(start);
-        // The record was checked to be UTF-8 and a JSON value ends on a character boundary.
-        let raw = std::str::from_utf8(raw).unwrap_or_default();
+        // Skipped, not decoded: checked here (`flatten` checked the whole record already).
+        let raw = std::str::from_utf8(raw).map_err(|e| Fail {
+            index: start + e.valid_up_to(),
+            node,
+            message: "invalid UTF-8".into(),
+        })?;
         let mut scratch = std::mem::take(&mut self.scratch);
         let text = compact_json(raw, &mut scratch);
         self.leaf(node, Some(text), t);
@@ -444,7 +510,9 @@ impl Flattener {
         let Some(col) = self.column(node) else {
             return self.overflow_leaf(node, value, t);
         };
-        self.schema.note_type(col, t);
+        if let Some(before) = self.schema.note_type(col, t) {
+            self.changed_types.push((col, before));
+        }
         match value {
             Some(v) => self.row.set(col, v),
             None => self.row.set_null(col),
@@ -511,7 +579,9 @@ impl Flattener {
                 c
             }
         };
-        self.schema.note_type(col, JsonTypes::OBJECT);
+        if let Some(before) = self.schema.note_type(col, JsonTypes::OBJECT) {
+            self.changed_types.push((col, before));
+        }
         let text = format!("{{{}}}", self.overflow);
         self.row.set(col, &text);
     }

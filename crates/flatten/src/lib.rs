@@ -37,7 +37,7 @@ pub use crate::csv::{CsvReader, CsvRecord, CsvWriter};
 pub use crate::flatten::{
     ArrayPolicy, Flattener, HARD_MAX_DEPTH, Options, RecordFailure, Row, compact_json,
 };
-pub use crate::records::{InputFormat, Record, RecordReader};
+pub use crate::records::{Flattened, InputFormat, Record, RecordReader};
 pub use crate::schema::{Collision, Column, JsonTypes, Manifest, Schema, Segment, SourcePath};
 
 /// Everything that can go wrong, with where it went wrong.
@@ -127,16 +127,15 @@ impl<R: Read> CsvPipeline<R> {
 
     /// Flattens the next record into the flattener's row; false at the end of the input.
     fn advance(&mut self) -> Result<bool, Error> {
-        let Some(rec) = self.reader.next_record()? else {
+        let Some(rec) = self.reader.next_flattened(&mut self.flattener)? else {
             self.done = true;
             return Ok(false);
         };
-        let (number, offset) = (rec.number, rec.offset);
-        match self.flattener.flatten(rec.bytes) {
-            Ok(_) => Ok(true),
+        match rec.result {
+            Ok(()) => Ok(true),
             Err(f) => Err(Error::Record {
-                record: number,
-                offset: offset + f.offset as u64,
+                record: rec.record.number,
+                offset: rec.record.offset + f.offset as u64,
                 path: f.path.to_string(),
                 message: f.message,
             }),

@@ -16,7 +16,7 @@
 
 use std::io::{self, Read};
 
-use crate::Error;
+use crate::{Error, Flattener, RecordFailure};
 
 /// How records are laid out in the input.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -39,6 +39,13 @@ impl InputFormat {
     }
 }
 
+/// One record from [`RecordReader::next_flattened`], and how flattening it went.
+#[derive(Debug)]
+pub struct Flattened<'a> {
+    pub record: Record<'a>,
+    pub result: Result<(), RecordFailure>,
+}
+
 /// One framed record: its bytes, its 1-based number and its byte offset in the input.
 #[derive(Debug)]
 pub struct Record<'a> {
@@ -58,6 +65,17 @@ enum State {
 
 const CHUNK: usize = 64 * 1024;
 
+/// The bytes that matter to the framing outside strings: quotes and brackets.
+static STRUCTURAL: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b'"' as usize] = true;
+    t[b'{' as usize] = true;
+    t[b'}' as usize] = true;
+    t[b'[' as usize] = true;
+    t[b']' as usize] = true;
+    t
+};
+
 /// Frames records from any [`Read`], one at a time.
 #[derive(Debug)]
 pub struct RecordReader<R> {
@@ -73,6 +91,8 @@ pub struct RecordReader<R> {
     /// For `Path`: how many objects are open around the record array.
     open_objects: usize,
     records: u64,
+    /// The closing brackets a record still owes (kept between records: no allocation each).
+    stack: Vec<u8>,
 }
 
 impl<R: Read> RecordReader<R> {
@@ -87,6 +107,7 @@ impl<R: Read> RecordReader<R> {
             state: State::Start,
             open_objects: 0,
             records: 0,
+            stack: Vec::new(),
         }
     }
 
@@ -102,16 +123,72 @@ impl<R: Read> RecordReader<R> {
 
     /// The next record, or `None` at the end of a well-formed input.
     pub fn next_record(&mut self) -> Result<Option<Record<'_>>, Error> {
+        if !self.seek_record()? {
+            return Ok(None);
+        }
+        self.frame().map(Some)
+    }
+
+    /// The next record, flattened by `f` (into [`Flattener::row`]) in the same pass that finds
+    /// its end where the record is valid; or `None` at the end of a well-formed input. A
+    /// record `f` cannot flatten is framed as [`RecordReader::next_record`] frames it, and
+    /// comes with the failure [`Flattener::flatten`] gives on exactly its bytes.
+    ///
+    /// ```
+    /// use sluice_flatten::{Flattener, InputFormat, Options, RecordReader};
+    ///
+    /// let input = b"{\"a\":1}\n{\"a\":tru}\n{\"b\":[2]}\n";
+    /// let mut r = RecordReader::new(&input[..], InputFormat::JsonLines);
+    /// let mut f = Flattener::new(Options::default());
+    /// let mut out = Vec::new();
+    /// while let Some(rec) = r.next_flattened(&mut f).unwrap() {
+    ///     out.push((rec.record.number, rec.result.is_ok(), rec.record.bytes.len()));
+    /// }
+    /// assert_eq!(out, [(1, true, 7), (2, false, 9), (3, true, 9)]);
+    /// ```
+    pub fn next_flattened(&mut self, f: &mut Flattener) -> Result<Option<Flattened<'_>>, Error> {
+        if !self.seek_record()? {
+            return Ok(None);
+        }
+        // Most records end well inside the buffer: top it up first when little is left.
+        if self.buf.len() - self.pos < CHUNK / 4 && !self.eof {
+            self.fill()?;
+        }
+        if self.pos >= CHUNK {
+            self.compact();
+        }
+        let start = self.pos;
+        if let Some(len) = f.flatten_prefix(&self.buf[start..]) {
+            self.pos = start + len;
+            self.records += 1;
+            let record = Record {
+                bytes: &self.buf[start..self.pos],
+                number: self.records,
+                offset: self.base + start as u64,
+            };
+            return Ok(Some(Flattened {
+                record,
+                result: Ok(()),
+            }));
+        }
+        // Past the buffer's end, invalid, or not an object: framed, then flattened alone.
+        let record = self.frame()?;
+        let result = f.flatten(record.bytes).map(|_| ());
+        Ok(Some(Flattened { record, result }))
+    }
+
+    /// Moves to the next record's first byte; false at the end of a well-formed input.
+    fn seek_record(&mut self) -> Result<bool, Error> {
         loop {
             match self.state {
-                State::Done => return Ok(None),
+                State::Done => return Ok(false),
                 State::Start => self.start()?,
                 State::Lines => {
                     if self.skip_ws()?.is_none() {
                         self.state = State::Done;
-                        return Ok(None);
+                        return Ok(false);
                     }
-                    return self.frame().map(Some);
+                    return Ok(true);
                 }
                 State::ArrayFirst | State::ArrayNext => {
                     let first = self.state == State::ArrayFirst;
@@ -121,7 +198,7 @@ impl<R: Read> RecordReader<R> {
                             self.pos += 1;
                             self.finish_document()?;
                             self.state = State::Done;
-                            return Ok(None);
+                            return Ok(false);
                         }
                         Some(b',') if !first => {
                             self.pos += 1;
@@ -138,7 +215,7 @@ impl<R: Read> RecordReader<R> {
                         }
                     }
                     self.state = State::ArrayNext;
-                    return self.frame().map(Some);
+                    return Ok(true);
                 }
             }
         }
@@ -242,8 +319,12 @@ impl<R: Read> RecordReader<R> {
     }
 
     fn frame(&mut self) -> Result<Record<'_>, Error> {
-        // Keep the record start at buf[0] while scanning, so refills never move it out.
-        self.compact();
+        // Refills only append, so the record's start stays where it is while it is scanned.
+        // Consumed bytes are dropped once they fill a chunk: moving the unread rest of the
+        // buffer before every record cost a tenth of the flatten's time.
+        if self.pos >= CHUNK {
+            self.compact();
+        }
         let start = self.pos;
         self.skip_value()?;
         self.records += 1;
@@ -284,28 +365,26 @@ impl<R: Read> RecordReader<R> {
     }
 
     fn skip_nested(&mut self) -> Result<(), Error> {
-        let mut stack: Vec<u8> = Vec::new();
-        let mut in_str = false;
-        let mut escaped = false;
+        let mut stack = std::mem::take(&mut self.stack);
+        stack.clear();
+        let result = self.skip_nested_with(&mut stack);
+        self.stack = stack;
+        result
+    }
+
+    fn skip_nested_with(&mut self, stack: &mut Vec<u8>) -> Result<(), Error> {
         loop {
             while self.pos < self.buf.len() {
                 let b = self.buf[self.pos];
                 self.pos += 1;
-                if in_str {
-                    if escaped {
-                        escaped = false;
-                    } else if b == b'\\' {
-                        escaped = true;
-                    } else if b == b'"' {
-                        in_str = false;
-                    }
+                if !STRUCTURAL[b as usize] {
                     continue;
                 }
                 match b {
-                    b'"' => in_str = true,
+                    b'"' => self.string_rest()?,
                     b'{' => stack.push(b'}'),
                     b'[' => stack.push(b']'),
-                    b'}' | b']' => {
+                    _ => {
                         if stack.pop() != Some(b) {
                             self.pos -= 1;
                             return Err(self.err(&format!("unbalanced {}", show(b))));
@@ -314,7 +393,6 @@ impl<R: Read> RecordReader<R> {
                             return Ok(());
                         }
                     }
-                    _ => {}
                 }
             }
             if !self.fill()? {
@@ -325,21 +403,33 @@ impl<R: Read> RecordReader<R> {
 
     fn skip_string(&mut self) -> Result<(), Error> {
         self.pos += 1; // opening quote
-        let mut escaped = false;
+        self.string_rest()
+    }
+
+    /// From just inside a string to just past its closing quote: a jump to the next quote or
+    /// backslash (memchr), not a look at every byte.
+    fn string_rest(&mut self) -> Result<(), Error> {
+        let truncated = |r: &Self| r.err("input ends inside a string (truncated JSON?)");
         loop {
-            while self.pos < self.buf.len() {
-                let b = self.buf[self.pos];
-                self.pos += 1;
-                if escaped {
-                    escaped = false;
-                } else if b == b'\\' {
-                    escaped = true;
-                } else if b == b'"' {
+            match memchr::memchr2(b'"', b'\\', &self.buf[self.pos..]) {
+                Some(i) if self.buf[self.pos + i] == b'"' => {
+                    self.pos += i + 1;
                     return Ok(());
                 }
-            }
-            if !self.fill()? {
-                return Err(self.err("input ends inside a string (truncated JSON?)"));
+                Some(i) => {
+                    // A backslash: the byte after it is part of the escape, whatever it is.
+                    self.pos += i + 1;
+                    if self.pos == self.buf.len() && !self.fill()? {
+                        return Err(truncated(self));
+                    }
+                    self.pos += 1;
+                }
+                None => {
+                    self.pos = self.buf.len();
+                    if !self.fill()? {
+                        return Err(truncated(self));
+                    }
+                }
             }
         }
     }
@@ -406,6 +496,8 @@ impl<R: Read> RecordReader<R> {
             return Ok(false);
         }
         let len = self.buf.len();
+        // Exactly: doubling would let a long run of records grow the buffer to many chunks.
+        self.buf.reserve_exact(CHUNK);
         self.buf.resize(len + CHUNK, 0);
         let n = loop {
             match self.input.read(&mut self.buf[len..]) {
@@ -484,6 +576,27 @@ mod tests {
         );
         let mut n = 0;
         while r.next_record().unwrap().is_some() {
+            n += 1;
+        }
+        assert_eq!(n, 20_000);
+        assert!(r.offset() > 20_000_000, "read ~20 MB");
+        assert!(
+            r.buf.capacity() < 4 * CHUNK,
+            "buffer stayed small: {}",
+            r.buf.capacity()
+        );
+        // The same in one pass with the flattener.
+        let mut r = RecordReader::new(
+            Generated {
+                left: 20_000,
+                pending: Vec::new(),
+            },
+            InputFormat::Auto,
+        );
+        let mut f = Flattener::new(crate::Options::default());
+        let mut n = 0;
+        while let Some(rec) = r.next_flattened(&mut f).unwrap() {
+            rec.result.unwrap();
             n += 1;
         }
         assert_eq!(n, 20_000);

@@ -170,6 +170,13 @@ pub struct Schema {
     collisions: Vec<Collision>,
 }
 
+/// A point in a schema's growth ([`Schema::mark`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SchemaMark {
+    columns: usize,
+    collisions: usize,
+}
+
 /// The manifest file written beside a CSV: the schema plus the options that produced it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -232,8 +239,36 @@ impl Schema {
         idx
     }
 
-    pub(crate) fn note_type(&mut self, col: usize, t: JsonTypes) {
-        self.columns[col].types.insert(t);
+    /// Adds `t` to column `col`'s types; the types before, when that changed them.
+    pub(crate) fn note_type(&mut self, col: usize, t: JsonTypes) -> Option<JsonTypes> {
+        let types = &mut self.columns[col].types;
+        if types.contains(t) {
+            return None;
+        }
+        let before = *types;
+        types.insert(t);
+        Some(before)
+    }
+
+    /// Back to what it was at `mark`, given the types changed since (oldest first).
+    pub(crate) fn roll_back(&mut self, mark: SchemaMark, changed: &[(usize, JsonTypes)]) {
+        for &(col, before) in changed.iter().rev() {
+            if col < mark.columns {
+                self.columns[col].types = before;
+            }
+        }
+        for c in self.columns.drain(mark.columns..) {
+            self.by_name.remove(&c.name);
+        }
+        self.collisions.truncate(mark.collisions);
+    }
+
+    /// Where the schema is now, to roll back to.
+    pub(crate) fn mark(&self) -> SchemaMark {
+        SchemaMark {
+            columns: self.columns.len(),
+            collisions: self.collisions.len(),
+        }
     }
 
     /// A stable hash of the column names and paths, in order (16 hex digits).

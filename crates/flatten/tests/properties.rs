@@ -67,8 +67,138 @@ fn check(v: &Value, input: &str, arrays: ArrayPolicy) -> Result<(), TestCaseErro
     Ok(())
 }
 
+/// A reader that hands out at most `step` bytes a read: records end past the buffer's end.
+struct Trickle<'a> {
+    bytes: &'a [u8],
+    step: usize,
+}
+
+impl std::io::Read for Trickle<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.step.min(out.len()).min(self.bytes.len());
+        out[..n].copy_from_slice(&self.bytes[..n]);
+        self.bytes = &self.bytes[n..];
+        Ok(n)
+    }
+}
+
+/// Everything a reader yields: each record's number, offset, bytes, and its row or failure;
+/// then how the input ended, and the columns (names, paths, types) it left.
+type Seen = (
+    Vec<(u64, u64, Vec<u8>, Result<Vec<Option<String>>, String>)>,
+    Option<String>,
+    Vec<sluice_flatten::Column>,
+);
+
+fn framed_then_flattened(input: &[u8], format: InputFormat, step: usize) -> Seen {
+    let mut r = RecordReader::new(Trickle { bytes: input, step }, format);
+    let mut f = Flattener::new(Options::default());
+    let mut seen = Vec::new();
+    loop {
+        match r.next_record() {
+            Ok(Some(rec)) => {
+                let row = f
+                    .flatten(rec.bytes)
+                    .map(|row| row.iter().map(|v| v.map(str::to_owned)).collect());
+                seen.push((
+                    rec.number,
+                    rec.offset,
+                    rec.bytes.to_vec(),
+                    row.map_err(|e| format!("{e:?}")),
+                ));
+            }
+            Ok(None) => return (seen, None, f.schema().columns().to_vec()),
+            Err(e) => return (seen, Some(e.to_string()), f.schema().columns().to_vec()),
+        }
+    }
+}
+
+fn flattened_in_one_pass(input: &[u8], format: InputFormat, step: usize) -> Seen {
+    let mut r = RecordReader::new(Trickle { bytes: input, step }, format);
+    let mut f = Flattener::new(Options::default());
+    let mut seen = Vec::new();
+    loop {
+        match r.next_flattened(&mut f) {
+            Ok(Some(rec)) => {
+                let row = rec
+                    .result
+                    .map(|()| f.row().iter().map(|v| v.map(str::to_owned)).collect());
+                let (number, offset, bytes) = (
+                    rec.record.number,
+                    rec.record.offset,
+                    rec.record.bytes.to_vec(),
+                );
+                seen.push((number, offset, bytes, row.map_err(|e| format!("{e:?}"))));
+            }
+            Ok(None) => return (seen, None, f.schema().columns().to_vec()),
+            Err(e) => return (seen, Some(e.to_string()), f.schema().columns().to_vec()),
+        }
+    }
+}
+
+/// Records as lines, as an array and at a path, some of them mangled.
+fn documents(records: &[Vec<u8>]) -> Vec<(Vec<u8>, InputFormat)> {
+    let join = |sep: &[u8]| records.join(sep);
+    let mut array = b"[".to_vec();
+    array.extend(join(b",\n"));
+    array.extend(b"]");
+    let mut page = br#"{"meta":{"x":[1,"]"]},"items":"#.to_vec();
+    page.extend(&array);
+    page.extend(br#","next":"a\"}"}"#);
+    vec![
+        (join(b"\n"), InputFormat::JsonLines),
+        (join(b" "), InputFormat::Auto),
+        (array, InputFormat::Array),
+        (page, InputFormat::path("items")),
+    ]
+}
+
+#[test]
+fn one_pass_agrees_on_invalid_utf8() {
+    // An array is kept as JSON text: skipped by the parser, not decoded.
+    let mut bad_array = br#"{"a":[""#.to_vec();
+    bad_array.push(0xFF);
+    bad_array.extend(br#""],"b":1}"#);
+    // A decoded string: the parser refuses it after the columns before it were made.
+    let mut bad_string = br#"{"k":"v","s":""#.to_vec();
+    bad_string.push(0xFF);
+    bad_string.extend(br#""}"#);
+    let records = [bad_array, bad_string, br#"{"a":["ok"],"z":true}"#.to_vec()];
+    for (doc, format) in documents(&records) {
+        let want = framed_then_flattened(&doc, format.clone(), 1 << 20);
+        for bad in &want.0[..2] {
+            let message = bad.3.as_ref().unwrap_err();
+            assert!(message.contains("invalid UTF-8"), "{want:?}");
+        }
+        // What the refused records held is nowhere: not "k", nor a type.
+        let names: Vec<_> = want.2.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["a", "z"]);
+        assert_eq!(flattened_in_one_pass(&doc, format, 1 << 20), want);
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn one_pass_yields_what_framing_then_flattening_yields(
+        vs in prop::collection::vec(json_object(), 1..5),
+        cut in any::<prop::sample::Index>(),
+        flip in any::<u8>(),
+        mangle in any::<bool>(),
+        step in prop_oneof![Just(1usize), 2usize..64, Just(1 << 20)],
+    ) {
+        let mut records: Vec<Vec<u8>> = vs.iter().map(|v| serde_json::to_vec(v).unwrap()).collect();
+        if mangle {
+            let r = &mut records[0];
+            let i = cut.index(r.len());
+            r[i] = flip;
+        }
+        for (doc, format) in documents(&records) {
+            let want = framed_then_flattened(&doc, format.clone(), step);
+            prop_assert_eq!(flattened_in_one_pass(&doc, format, step), want);
+        }
+    }
 
     #[test]
     fn every_leaf_exactly_once_indexed(v in json_object()) {
