@@ -6,6 +6,10 @@
 #
 # sluice = the ingest (API → flatten → CSV → S3) then the loader over the objects it wrote
 # (S3 → COPY → upsert), each in its own process as the two Lambdas are; its time is the sum.
+# sluice overlapped = the same two, at once (`sluice-bench pipeline`): the ingest closes an
+# object per 7-day window chunk, and each object goes to a loader as it lands, at most
+# OVERLAP_K (2) loaders at once, as S3 notifications start loader Lambdas; timed from the
+# ingest's start to the last load's end.
 # dlt = ../shared/baselines/dlt_sales.py (rest_api source → Postgres merge), `--mode csv`
 # (COPY, dlt's fastest) and `--mode merge` (its default). Both pipelines pull sluice's sample
 # API (each in a fresh process, alternating order, medians over ROUNDS), then once each against
@@ -19,22 +23,26 @@ sluice_e2e() { # API_URL TAG
   "$BIN" ingest "$1" "$S3" "$N" --bucket "$b" --name "sluice_ingest$2"
   "$BIN" load-s3 "$S3" "$b" raw/ | sed "s/\"sluice_loader_s3\"/\"sluice_loader_s3$2\"/"
 }
+overlapped() { # API_URL TAG
+  "$BIN" pipeline "$1" "$S3" "$N" --concurrency "${OVERLAP_K:-2}" --name "sluice_overlapped$2"
+}
 dlt() { # API_URL MODE TAG
   "$PY" "$BASELINES/dlt_sales.py" --api "$1" --mode "$2" --fresh --work-dir "$W/dlt" |
     sed "s/\"baseline\": \"\\([a-z_]*\\)\"/\"baseline\": \"\\1$3\"/"
 }
 for r in $(seq 1 "$ROUNDS"); do
-  run=(sluice csv merge)
-  [ $((r % 2)) = 0 ] && run=(merge csv sluice)
+  run=(sluice overlapped csv merge)
+  [ $((r % 2)) = 0 ] && run=(merge csv overlapped sluice)
   for c in "${run[@]}"; do
     case "$c" in
       sluice) sluice_e2e "http://127.0.0.1:$APIP" "" ;;
+      overlapped) overlapped "http://127.0.0.1:$APIP" "" ;;
       csv) dlt "http://127.0.0.1:$APIP" csv "" ;;
       merge) dlt "http://127.0.0.1:$APIP" merge "" ;;
     esac 2>/dev/null
   done
 done >"$RESULTS"
-{ sluice_e2e "http://127.0.0.1:$MOCKP" _python_mock; dlt "http://127.0.0.1:$MOCKP" csv _python_mock; } 2>/dev/null >>"$RESULTS"
+{ sluice_e2e "http://127.0.0.1:$MOCKP" _python_mock; overlapped "http://127.0.0.1:$MOCKP" _python_mock; dlt "http://127.0.0.1:$MOCKP" csv _python_mock; } 2>/dev/null >>"$RESULTS"
 "$PY" - "$RESULTS" "$N" "$ROUNDS" <<'PYEOF'
 import json, statistics, sys, platform, os
 sys.path.insert(0, "bench")
@@ -53,6 +61,20 @@ def pipelines(tag):
             "loader_s": statistics.median(b["seconds"] for b in lod),
             "pg_copy_floor_s": statistics.median(b["pg_copy_floor_s"] for b in lod),
             "rows_loaded": lod[0]["records"], "runs": len(secs)}
+    v = by.get("sluice_overlapped" + tag, [])
+    if v:
+        out["sluice_overlapped" + tag] = {"records_per_s": statistics.median(x["records_per_s"] for x in v),
+            "seconds": statistics.median(x["seconds"] for x in v),
+            "api_wait_s": statistics.median(x["api_wait_s"] for x in v),
+            "peak_rss_mb": {"ingest": max(x["peak_rss_mb"]["ingest"] for x in v),
+                            "loader": max(x["peak_rss_mb"]["loaders"] for x in v)},
+            "ingest_s": statistics.median(x["ingest_s"] for x in v),
+            "after_ingest_s": statistics.median(x["after_ingest_s"] for x in v),
+            "first_load_started_s": statistics.median(x["first_load_started_s"] for x in v),
+            "pg_copy_floor_s": statistics.median(x["pg_copy_floor_s"] for x in v),
+            "x_floor": statistics.median(x["seconds"] / x["pg_copy_floor_s"] for x in v),
+            "objects": v[0]["objects"], "concurrency": v[0]["concurrency"],
+            "rows_loaded": v[0]["records"], "runs": len(v)}
     for k in ("dlt_rest_api_merge_csv", "dlt_rest_api_merge"):
         v = by.get(k + tag, [])
         if v:
@@ -77,7 +99,16 @@ if s and csv:
     print(f"# sluice: ingest {s['ingest_s']:.2f} s + loader {s['loader_s']:.2f} s; Postgres alone COPYs the loaded rows "
           f"into an empty copy of the table in {s['pg_copy_floor_s']:.2f} s, so even a free ingest and a free loader "
           f"would reach at most {csv['seconds'] / s['pg_copy_floor_s']:.1f}x dlt csv on this machine")
+o = med.get("sluice_overlapped")
+if o:
+    print(f"# sluice overlapped: {o['objects']} objects, {o['concurrency']} loaders at once; the first load started at "
+          f"{o['first_load_started_s']:.2f} s, the ingest ended at {o['ingest_s']:.2f} s and the last load "
+          f"{o['after_ingest_s']:.2f} s after it; {o['x_floor']:.2f}x Postgres' own COPY of the same rows "
+          f"(median of each run's ratio; floor {o['pg_copy_floor_s']:.2f} s)")
 print(json.dumps({"bench": "e2e", "n": n, "ratios": {
+    "sluice_overlapped_vs_dlt_csv": ratio("sluice_overlapped", "dlt_rest_api_merge_csv"),
+    "sluice_overlapped_vs_sluice_sequential": ratio("sluice_overlapped", "sluice"),
+    "sluice_overlapped_x_postgres_copy": round(o["x_floor"], 2) if o else None,
     "sluice_vs_dlt_csv": ratio("sluice", "dlt_rest_api_merge_csv"),
     "sluice_vs_dlt_merge": ratio("sluice", "dlt_rest_api_merge"),
     "sluice_vs_dlt_csv_python_mock_api_bound": ratio("sluice_python_mock", "dlt_rest_api_merge_csv_python_mock"),

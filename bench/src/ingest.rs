@@ -37,8 +37,9 @@ pub fn serve(dir: &str, port: u16) -> Result<()> {
     })
 }
 
-/// `sluice-bench ingest API_URL S3_URL N [--gzip] [--name NAME] [--bucket B]`: one backfill run
-/// of the hotmart-sales preset over every sale of an N-sale data set.
+/// `sluice-bench ingest API_URL S3_URL N [--gzip] [--name NAME] [--bucket B] [--max-span S]`:
+/// one backfill run of the hotmart-sales preset over every sale of an N-sale data set, an
+/// object per window chunk of at most S (the preset's 7 days unless told).
 pub fn ingest(
     api_url: &str,
     s3_url: &str,
@@ -46,12 +47,16 @@ pub fn ingest(
     gzip: bool,
     name: &str,
     bucket: Option<&str>,
+    max_span: Option<&str>,
 ) -> Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        let toml = format!(
+        let mut toml = format!(
             "[source.hotmart-sales]\npreset = \"hotmart-sales\"\nbase_url = \"{api_url}\"\ngzip = {gzip}\nrequests_per_minute = 1000000\n"
         );
+        if let Some(span) = max_span {
+            toml += &format!("[source.hotmart-sales.window]\nmax_span = \"{span}\"\n");
+        }
         let sources = Sources::from_toml(&toml)?;
         let source = sources.get("hotmart-sales").context("source")?.clone();
         let creds = Credentials::resolve(
@@ -179,11 +184,7 @@ pub fn load_s3(s3_url: &str, bucket: &str, prefix: &str, concurrency: usize) -> 
     rt.block_on(async {
         let config = std::sync::Arc::new(Config::from_env()?);
         let pool = sluice_loader::pool(&config).await?;
-        for t in ["public.hotmart_sales", "public.sluice_loads"] {
-            sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS {t}")))
-                .execute(&pool)
-                .await?;
-        }
+        fresh_tables(&pool).await?;
         let client = endpoint(s3_url).client();
         let mut keys = Vec::new();
         let mut pages = client
@@ -227,10 +228,20 @@ pub fn load_s3(s3_url: &str, bucket: &str, prefix: &str, concurrency: usize) -> 
     })
 }
 
+/// No `hotmart_sales` table and no ledger: the next load starts from nothing.
+pub(crate) async fn fresh_tables(pool: &sqlx::PgPool) -> Result<()> {
+    for t in ["public.hotmart_sales", "public.sluice_loads"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS {t}")))
+            .execute(pool)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Postgres' own floor for the load: the rows just loaded, copied out, then timed as a plain
 /// `COPY` into an empty copy of the table (same types, same primary key), in one transaction
 /// that is rolled back.
-async fn copy_floor(pool: &sqlx::PgPool) -> Result<f64> {
+pub(crate) async fn copy_floor(pool: &sqlx::PgPool) -> Result<f64> {
     use futures_util::TryStreamExt;
     let mut conn = pool.acquire().await?;
     let mut data = Vec::new();

@@ -6,8 +6,9 @@
 //! sluice-bench load IN.csv [--after PRIOR.csv] [--mapping M.toml] [--fillfactor N]  # the loader's path into Postgres
 //! sluice-bench load IN.csv --typed-copy [--mapping M.toml]        # Postgres' floor: COPY of the typed rows
 //! sluice-bench s3 DIR PORT                                       # an S3 endpoint serving DIR
-//! sluice-bench ingest API_URL S3_URL N [--gzip] [--name NAME] [--bucket B]  # one ingest run, API → S3
+//! sluice-bench ingest API_URL S3_URL N [--gzip] [--name NAME] [--bucket B] [--max-span S]  # one ingest run, API → S3
 //! sluice-bench load-s3 S3_URL BUCKET PREFIX [--concurrency K]    # the loader over those objects
+//! sluice-bench pipeline API_URL S3_URL N [--concurrency K] [--max-span S]  # ingest + loaders as objects land
 //! sluice-bench put-parts IN.csv S3_URL BUCKET PARTS              # IN as PARTS objects of distinct keys
 //! sluice-bench flatten-upload IN.jsonl S3_URL                    # flatten → CSV → S3 (the sink)
 //! sluice-bench lake IN.jsonl ROOT DAYS PER_OBJECT                # unicorns as lake objects (lake.rs)
@@ -32,6 +33,7 @@ mod concurrency;
 mod ingest;
 mod lake;
 mod parquet;
+mod pipeline;
 
 pub(crate) fn peak_rss_mb() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -320,8 +322,17 @@ fn main() -> Result<()> {
                 gzip,
                 name,
                 opt("--bucket"),
+                opt("--max-span"),
             )
         }
+        Some("pipeline") if args.len() >= 4 => pipeline::pipeline(&pipeline::Pipeline {
+            api_url: &args[1],
+            s3_url: &args[2],
+            n: args[3].parse()?,
+            concurrency: opt("--concurrency").map_or(Ok(2), str::parse)?,
+            max_span: opt("--max-span"),
+            name: opt("--name").unwrap_or("sluice_overlapped"),
+        }),
         Some("load-s3") if args.len() >= 4 => {
             let concurrency = opt("--concurrency").map_or(Ok(1), str::parse)?;
             ingest::load_s3(&args[1], &args[2], &args[3], concurrency)

@@ -1,6 +1,7 @@
 //! `sluice demo`: the whole pipeline on this machine. The bundled sample API → the ingest → a
-//! local S3 endpoint → each new object delivered to the loader as an S3 notification (same event
-//! shape, URL-encoded key) → Postgres; then a short report.
+//! local S3 endpoint → each new object delivered to a loader as an S3 notification (same event
+//! shape, URL-encoded key) as soon as it lands, while the ingest goes on → Postgres; then a short
+//! report.
 //!
 //! Each run is the next 7-minute tick of a simulated clock, scaled up: run k sees the sales of
 //! the next `records / 3` minutes, re-fetches the lookback overlap, and the sample API's
@@ -14,16 +15,21 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
 use sluice_ingest::{Api, Credentials, Lake, RunKind, S3Out, Sources};
-use sluice_loader::{Config, Loader, S3Store};
+use sluice_loader::{Config, Loader, RowCounts, S3Store};
 use sluice_sample_api::data::BASE_TS;
 use sluice_sample_api::{SampleApi, Settings};
+use sluice_testkit::notify::{Created, Listing, deliver_while};
 
 const BUCKET: &str = "sluice-demo";
+/// Loaders at once, as the loader Lambda's reserved concurrency caps them.
+const LOADERS: usize = 2;
+/// How often the bucket is listed for new objects (S3 would notify).
+const NOTIFY_POLL: Duration = Duration::from_millis(20);
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -161,23 +167,37 @@ async fn demo(a: Args) -> Result<()> {
     let slice_ms = (a.records / 3).max(1) as i64 * 60_000;
     let now = jiff::Timestamp::from_millisecond(BASE_TS + (run as i64 + 1) * slice_ms)?;
     let run_id = sluice_ingest::new_run_id(jiff::Timestamp::now());
-    let ingest = sluice_ingest::run::run(&api, &lake, RunKind::Scheduled { now }, &run_id).await?;
-    drop(api_server);
-    // Each new object, delivered to the loader as its S3 notification.
-    let loader = Loader::new(pool.clone(), config);
-    let store = S3Store {
+    // Each object the ingest closes is delivered to a loader as its S3 notification while the
+    // ingest goes on: at most LOADERS at once, as loader Lambdas.
+    let raw = lake.layout.raw_source("hotmart-sales");
+    let listing = Listing::from_now(client.clone(), BUCKET, &raw, &[".csv", ".csv.gz"]).await?;
+    let loaders: Vec<Loader> = (0..LOADERS)
+        .map(|_| Loader::new(pool.clone(), config.clone()))
+        .collect();
+    let store = Arc::new(S3Store {
         client: client.clone(),
+    });
+    let fetch = async {
+        let kind = RunKind::Scheduled { now };
+        anyhow::Ok(sluice_ingest::run::run(&api, &lake, kind, &run_id).await?)
     };
-    let mut rows = sluice_loader::RowCounts::default();
-    let t_load = Instant::now();
-    for (i, o) in ingest.objects.iter().enumerate() {
-        let event = notification(BUCKET, &o.key, o.bytes, run * 1000 + i as u64);
-        let s = sluice_loader::handle(&event, &loader, &store)
-            .await
-            .map_err(|e| anyhow::anyhow!("loader: {}", e.message))?;
+    let load = move |loader: Arc<Loader>, c: Created| {
+        let store = store.clone();
+        async move {
+            let event = notification(BUCKET, &c.key, c.size, run * 1000 + c.sequence);
+            sluice_loader::handle(&event, &loader, &*store)
+                .await
+                .map_err(|e| anyhow::anyhow!("loader: {}", e.message))
+        }
+    };
+    let t_run = Instant::now();
+    let (ingest, loads) = deliver_while(listing, fetch, loaders, NOTIFY_POLL, load).await?;
+    drop(api_server);
+    let mut rows = RowCounts::default();
+    for s in &loads {
         rows += s.rows;
     }
-    let load_ms = t_load.elapsed().as_millis() as u64;
+    let load_ms = (t_run.elapsed().as_millis() as u64).saturating_sub(ingest.duration_ms);
     let total: i64 = sqlx::query_scalar("SELECT count(*) FROM public.hotmart_sales")
         .fetch_one(&pool)
         .await
@@ -243,7 +263,7 @@ async fn demo(a: Args) -> Result<()> {
         println!("        s3://{BUCKET}/{}", o.key);
     }
     println!(
-        "loader  {} rows read: {} inserted, {} updated, {} unchanged, {} rejected, {} duplicates in {load_ms} ms",
+        "loader  {} rows read: {} inserted, {} updated, {} unchanged, {} rejected, {} duplicates; done {load_ms} ms after the ingest",
         rows.rows_read, rows.inserted, rows.updated, rows.unchanged, rows.rejected, rows.duplicates
     );
     println!("table   public.hotmart_sales: {total} rows; the latest loaded:");

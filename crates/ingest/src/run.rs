@@ -563,9 +563,13 @@ impl Writer<'_> {
             message,
         };
         let mut reader = RecordReader::new(body, records_format(records_path));
-        while let Some(rec) = reader.next_record().map_err(|e| perr(e.to_string()))? {
+        while let Some(flat) = reader
+            .next_flattened(&mut self.flattener)
+            .map_err(|e| perr(e.to_string()))?
+        {
+            let rec = flat.record;
             let (number, offset) = (rec.number, rec.offset);
-            if let Err(f) = self.flattener.flatten(rec.bytes) {
+            if let Err(f) = flat.result {
                 let reason = format!(
                     "record {number} (byte {}, at {}): {}",
                     offset + f.offset as u64,
@@ -776,8 +780,8 @@ async fn plan_window<'a>(
     })
 }
 
-/// Every chunk of the window (halving those the API cannot answer), or the whole source; a
-/// scheduled run advances its watermark after each chunk.
+/// Every chunk of the window (halving those the API cannot answer), each into its own objects,
+/// or the whole source; a scheduled run advances its watermark after each chunk.
 async fn fetch_window(
     api: &Api,
     writer: &mut Writer<'_>,
@@ -798,12 +802,14 @@ async fn fetch_window(
         };
         match fetched {
             Ok(()) => {
-                if let Some(p) = progress.as_mut() {
-                    writer.close_object().await?;
-                    if !p.advance_to(c.end, writer).await? {
-                        tracing::warn!(source = %source.name, "another run advanced the watermark first; leaving it");
-                        return Ok(Ended::Superseded);
-                    }
+                // Each chunk its own object, closed as soon as the chunk is done: its
+                // notification starts a loader while the next chunk is fetched.
+                writer.close_object().await?;
+                if let Some(p) = progress.as_mut()
+                    && !p.advance_to(c.end, writer).await?
+                {
+                    tracing::warn!(source = %source.name, "another run advanced the watermark first; leaving it");
+                    return Ok(Ended::Superseded);
                 }
             }
             Err(RunError::Fetch(e))
@@ -813,10 +819,8 @@ async fn fetch_window(
                 let mid = c.start.checked_add(half).expect("in range");
                 tracing::warn!(source = %source.name, error = %e, start = %c.start, end = %c.end, "the API could not answer this window; splitting it in half");
                 *splits += 1;
-                // A scheduled run's open object holds this chunk only: abandoned with it.
-                if progress.is_some() {
-                    writer.abandon().await;
-                }
+                // The open object holds this chunk only: abandoned with it.
+                writer.abandon().await;
                 todo.push_front(WindowSpan {
                     start: mid,
                     end: c.end,

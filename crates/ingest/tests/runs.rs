@@ -397,6 +397,48 @@ async fn gzip_objects_round_trip() -> Result<()> {
 }
 
 #[tokio::test]
+async fn a_backfill_closes_an_object_per_chunk_as_it_goes() -> Result<()> {
+    // 200 sales, one a minute, in chunks of an hour: several chunks hold sales.
+    let mut e = env(200, "").await?;
+    with_window(&mut e, "", "max_span = \"1h\"")?;
+    let api = &e.ingest.apis["hotmart-sales"];
+    let start = "2023-11-14T00:00:00Z".parse()?;
+    let end = "2023-11-16T00:00:00Z".parse()?;
+    let s = run(api, &e.ingest.lake, RunKind::Backfill { start, end }, "b").await?;
+    assert_eq!((s.status, s.records), (RunStatus::Backfilled, 200));
+    let objects = csv_objects(&e.bucket).await?;
+    assert!(objects.len() >= 4, "{:?}", s.objects);
+    assert_eq!(s.objects.len(), objects.len());
+    // Each object holds one hour's sales (by approval, the window's field), in the chunks'
+    // order; every sale once; each object with its manifest.
+    let hours: Vec<HashSet<i64>> = objects
+        .iter()
+        .map(|o| {
+            let approved = column(std::slice::from_ref(o), "purchase_approved_date");
+            approved
+                .iter()
+                .map(|ms| ms.as_deref().unwrap().parse::<i64>().unwrap() / 3_600_000)
+                .collect()
+        })
+        .collect();
+    assert!(hours.iter().all(|h| h.len() == 1), "{hours:?}");
+    assert!(
+        hours
+            .windows(2)
+            .all(|w| w[0].iter().max() < w[1].iter().min())
+    );
+    let keys = column(&objects, "purchase_transaction");
+    assert_eq!(keys.iter().collect::<HashSet<_>>().len(), 200);
+    for o in &s.objects {
+        assert_eq!(
+            manifest(&e.bucket, &o.key).await?["object"]["records"],
+            o.records
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_backfill_leaves_the_watermark_and_an_empty_window_writes_nothing() -> Result<()> {
     let e = env(200, "").await?;
     let api = &e.ingest.apis["hotmart-sales"];

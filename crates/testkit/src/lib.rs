@@ -20,6 +20,7 @@
 
 mod cluster;
 mod moto;
+pub mod notify;
 
 pub use cluster::{Cluster, ClusterOptions};
 pub use moto::{Moto, moto, script_server};

@@ -71,3 +71,67 @@ fn urls_print_without_passwords() {
         "postgres://app@db/x"
     );
 }
+
+#[tokio::test]
+async fn objects_are_handed_over_once_each_as_they_land() -> anyhow::Result<()> {
+    use sluice_testkit::notify::{Created, Listing, deliver_while};
+    use std::time::Duration;
+    let bucket = sluice_testkit::bucket().await?;
+    let listing = Listing::new(bucket.client.clone(), &bucket.name, "raw/", &[".csv"]);
+    let (handled_tx, mut handled) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let producer = async {
+        bucket.put("raw/a.csv", "1").await?;
+        bucket.put("raw/a.manifest.json", "{}").await?;
+        // The first object is handled while the producer is still running.
+        let first = tokio::time::timeout(Duration::from_secs(60), handled.recv()).await;
+        anyhow::ensure!(
+            first.is_ok_and(|k| k.as_deref() == Some("raw/a.csv")),
+            "the first object was not handed over before the producer ended"
+        );
+        bucket.put("raw/b.csv", "22").await?;
+        bucket.put("raw/c.csv", "333").await?;
+        anyhow::Ok("produced")
+    };
+    let handle = move |_: std::sync::Arc<()>, c: Created| {
+        let tx = handled_tx.clone();
+        async move {
+            let _ = tx.send(c.key.clone());
+            anyhow::Ok((c.key, c.size, c.sequence))
+        }
+    };
+    let (out, done) = deliver_while(
+        listing,
+        producer,
+        vec![(), ()],
+        Duration::from_millis(5),
+        handle,
+    )
+    .await?;
+    assert_eq!(out, "produced");
+    let want = [
+        ("raw/a.csv", 1, 0),
+        ("raw/b.csv", 2, 1),
+        ("raw/c.csv", 3, 2),
+    ];
+    assert_eq!(done, want.map(|(k, s, q)| (k.to_owned(), s, q)));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_failing_handler_fails_the_delivery_naming_the_object() -> anyhow::Result<()> {
+    use sluice_testkit::notify::{Listing, deliver_while};
+    let bucket = sluice_testkit::bucket().await?;
+    let listing = Listing::new(bucket.client.clone(), &bucket.name, "raw/", &[".csv"]);
+    let producer = async { bucket.put("raw/bad.csv", "x").await };
+    let err = deliver_while(
+        listing,
+        producer,
+        vec![()],
+        std::time::Duration::from_millis(5),
+        |_, _| async { anyhow::Result::<()>::Err(anyhow::anyhow!("refused")) },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(format!("{err:#}"), "raw/bad.csv: refused");
+    Ok(())
+}
