@@ -567,32 +567,27 @@ mod tests {
 
     #[test]
     fn memory_holds_one_record_not_the_input() {
-        let mut r = RecordReader::new(
-            Generated {
+        let reader = || {
+            let input = Generated {
                 left: 20_000,
                 pending: Vec::new(),
-            },
-            InputFormat::Auto,
-        );
+            };
+            RecordReader::new(input, InputFormat::Auto)
+        };
+        let small = |r: &RecordReader<Generated>| {
+            assert!(r.offset() > 20_000_000, "read ~20 MB");
+            let capacity = r.buf.capacity();
+            assert!(capacity < 4 * CHUNK, "buffer stayed small: {capacity}");
+        };
+        let mut r = reader();
         let mut n = 0;
         while r.next_record().unwrap().is_some() {
             n += 1;
         }
         assert_eq!(n, 20_000);
-        assert!(r.offset() > 20_000_000, "read ~20 MB");
-        assert!(
-            r.buf.capacity() < 4 * CHUNK,
-            "buffer stayed small: {}",
-            r.buf.capacity()
-        );
+        small(&r);
         // The same in one pass with the flattener.
-        let mut r = RecordReader::new(
-            Generated {
-                left: 20_000,
-                pending: Vec::new(),
-            },
-            InputFormat::Auto,
-        );
+        let mut r = reader();
         let mut f = Flattener::new(crate::Options::default());
         let mut n = 0;
         while let Some(rec) = r.next_flattened(&mut f).unwrap() {
@@ -600,11 +595,6 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, 20_000);
-        assert!(r.offset() > 20_000_000, "read ~20 MB");
-        assert!(
-            r.buf.capacity() < 4 * CHUNK,
-            "buffer stayed small: {}",
-            r.buf.capacity()
-        );
+        small(&r);
     }
 }
