@@ -161,6 +161,15 @@ struct Node {
     column: Option<u32>,
 }
 
+/// How much of its input a record is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Extent {
+    /// All of it: nothing but whitespace may follow the object.
+    Whole,
+    /// Its start: the object ends where it ends.
+    Prefix,
+}
+
 /// Where and why a record failed, relative to the record's first byte.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordFailure {
@@ -279,10 +288,6 @@ impl Flattener {
 
     /// Flattens one JSON object (the whole of `record`).
     pub fn flatten(&mut self, record: &[u8]) -> Result<&Row, RecordFailure> {
-        let width = self.schema.len();
-        self.row.reset(width);
-        self.overflow.clear();
-        self.changed_types.clear();
         if let Err(e) = std::str::from_utf8(record) {
             return Err(RecordFailure {
                 offset: e.valid_up_to(),
@@ -290,15 +295,8 @@ impl Flattener {
                 message: "invalid UTF-8".into(),
             });
         }
-        let tape = std::mem::take(&mut self.tape);
-        let mut j = Jiter::with_tape(record, tape);
-        let result = self.walk_record(&mut j);
-        self.tape = j.into_tape();
-        match result {
-            Ok(()) => {
-                self.finish_overflow();
-                Ok(&self.row)
-            }
+        match self.walk(record, Extent::Whole).0 {
+            Ok(()) => Ok(&self.row),
             Err(f) => Err(RecordFailure {
                 offset: f.index,
                 path: self.path_of(f.node),
@@ -323,31 +321,41 @@ impl Flattener {
     /// assert_eq!(f.flatten_prefix(&input[14..]), None); // truncated
     /// ```
     pub fn flatten_prefix(&mut self, input: &[u8]) -> Option<usize> {
-        let width = self.schema.len();
-        self.row.reset(width);
-        self.overflow.clear();
         let mark = self.schema.mark();
+        // jiter checks the UTF-8 of every string it decodes, and `json_text` of what it skips.
+        match self.walk(input, Extent::Prefix) {
+            (Ok(()), end) => Some(end),
+            (Err(_), _) => {
+                // As if not tried: `flatten` (which checks UTF-8 before it walks) starts from here.
+                self.roll_back(mark);
+                None
+            }
+        }
+    }
+
+    /// A new row from the object at the start of `input`, parsed with the reused tape: how it
+    /// went, and where the parser stopped.
+    fn walk(&mut self, input: &[u8], extent: Extent) -> (Result<(), Fail>, usize) {
+        self.row.reset(self.schema.len());
+        self.overflow.clear();
         self.changed_types.clear();
         let tape = std::mem::take(&mut self.tape);
         let mut j = Jiter::with_tape(input, tape);
-        // jiter checks the UTF-8 of every string it decodes, and `json_text` of what it skips.
-        let result = self.walk_object(&mut j);
+        let mut result = self.walk_object(&mut j);
+        if extent == Extent::Whole && result.is_ok() {
+            result = j.finish().map_err(jfail(0));
+        }
         let end = j.current_index();
         self.tape = j.into_tape();
-        if result.is_err() {
-            // As if not tried: `flatten` (which checks UTF-8 before it walks) starts from here.
-            self.roll_back(mark);
-            return None;
+        if result.is_ok() {
+            self.finish_overflow();
         }
-        self.finish_overflow();
-        Some(end)
+        (result, end)
     }
 
     /// The schema back at `mark`: columns, types and collisions, and the nodes' columns.
     fn roll_back(&mut self, mark: SchemaMark) {
-        let changed = std::mem::take(&mut self.changed_types);
-        self.schema.roll_back(mark, &changed);
-        self.changed_types = changed;
+        self.schema.roll_back(mark, &self.changed_types);
         let width = self.schema.len();
         for n in &mut self.nodes {
             if n.column.is_some_and(|c| c as usize >= width) {
@@ -357,11 +365,6 @@ impl Flattener {
         if self.overflow_col.is_some_and(|c| c >= width) {
             self.overflow_col = None;
         }
-    }
-
-    fn walk_record(&mut self, j: &mut Jiter) -> Result<(), Fail> {
-        self.walk_object(j)?;
-        j.finish().map_err(jfail(0))
     }
 
     /// The object at the parser's position, members and all.

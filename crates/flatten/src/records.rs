@@ -154,9 +154,7 @@ impl<R: Read> RecordReader<R> {
         if self.buf.len() - self.pos < CHUNK / 4 && !self.eof {
             self.fill()?;
         }
-        if self.pos >= CHUNK {
-            self.compact();
-        }
+        self.drop_consumed();
         let start = self.pos;
         if let Some(len) = f.flatten_prefix(&self.buf[start..]) {
             self.pos = start + len;
@@ -320,11 +318,7 @@ impl<R: Read> RecordReader<R> {
 
     fn frame(&mut self) -> Result<Record<'_>, Error> {
         // Refills only append, so the record's start stays where it is while it is scanned.
-        // Consumed bytes are dropped once they fill a chunk: moving the unread rest of the
-        // buffer before every record cost a tenth of the flatten's time.
-        if self.pos >= CHUNK {
-            self.compact();
-        }
+        self.drop_consumed();
         let start = self.pos;
         self.skip_value()?;
         self.records += 1;
@@ -478,6 +472,14 @@ impl<R: Read> RecordReader<R> {
             if !self.fill()? {
                 return Ok(None);
             }
+        }
+    }
+
+    /// Between records: drops the consumed bytes once they fill a chunk. Moving the unread
+    /// rest of the buffer before every record cost a tenth of the flatten's time.
+    fn drop_consumed(&mut self) {
+        if self.pos >= CHUNK {
+            self.compact();
         }
     }
 
