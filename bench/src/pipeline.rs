@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use sluice_edge::layout::CSV_SUFFIXES;
 use sluice_loader::{Config, Loader, ObjectRef, RowCounts, S3Store};
 use sluice_testkit::notify::{Created, Listing, deliver_while};
 
@@ -69,7 +70,7 @@ pub fn pipeline(p: &Pipeline<'_>) -> Result<()> {
         let store = Arc::new(S3Store {
             client: client.clone(),
         });
-        let listing = Listing::new(client, &bucket, "raw/", &[".csv", ".csv.gz"]);
+        let listing = Listing::new(client, &bucket, "raw/", &CSV_SUFFIXES);
         let t0 = Instant::now();
         let mut args = vec![p.api_url.to_owned(), p.s3_url.to_owned(), p.n.to_string()];
         args.extend(["--bucket".to_owned(), bucket.clone()]);

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
+use sluice_edge::layout::CSV_SUFFIXES;
 use sluice_ingest::{Api, Credentials, Lake, RunKind, S3Out, Sources};
 use sluice_loader::{Config, Loader, RowCounts, S3Store};
 use sluice_sample_api::data::BASE_TS;
@@ -170,7 +171,7 @@ async fn demo(a: Args) -> Result<()> {
     // Each object the ingest closes is delivered to a loader as its S3 notification while the
     // ingest goes on: at most LOADERS at once, as loader Lambdas.
     let raw = lake.layout.raw_source("hotmart-sales");
-    let listing = Listing::from_now(client.clone(), BUCKET, &raw, &[".csv", ".csv.gz"]).await?;
+    let listing = Listing::from_now(client.clone(), BUCKET, &raw, &CSV_SUFFIXES).await?;
     let loaders: Vec<Loader> = (0..LOADERS)
         .map(|_| Loader::new(pool.clone(), config.clone()))
         .collect();
