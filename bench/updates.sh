@@ -5,6 +5,10 @@
 #   lookback  the same rows again, unchanged (a lookback re-fetch).
 # sluice's loader against the Python COPY + staging upsert (upsert_python.py copy_stage) on the
 # same CSV and column types, and raw COPY into an empty keyed table: the cost of reading the rows.
+# dlt's merge (../shared/baselines/dlt_sales.py, `--mode merge` and `--mode csv`) runs the same
+# schedule against the same API: a first load (not timed), then the `updates` pull; its `load`
+# step (staging, then dlt's merge SQL) is the part that compares with sluice's loader, and its
+# whole run (extract + normalize + load) is reported beside it. DLT=0 leaves dlt out.
 #
 #   make bench-updates                 # N=100000, ROUNDS=3
 #   BENCH_N=10000 ROUNDS=1 bench/updates.sh
@@ -24,9 +28,19 @@ cp "$W/v1.csv" "$W/lookback.csv"
 M=(--mapping bench/mappings/baseline-types.toml)
 UP=("$PY" "$BASELINES/upsert_python.py" --table bench_sales --key purchase_transaction)
 as() { sed "s/\"$1\"/\"$2\"/"; }
+dlt_updates() { # MODE: a first load, then the updates pull into the table it made
+  rm -rf "$W/dlt"
+  curl -fsS -X POST "$api/_mock/reset?mode=initial" >/dev/null
+  "$PY" "$BASELINES/dlt_sales.py" --api "$api" --mode "$1" --fresh --work-dir "$W/dlt" >/dev/null
+  curl -fsS -X POST "$api/_mock/reset?mode=updates" >/dev/null
+  "$PY" "$BASELINES/dlt_sales.py" --api "$api" --mode "$1" --work-dir "$W/dlt" |
+    sed 's/"baseline": "\([a-z_]*\)"/"baseline": "\1_updates"/'
+}
+dlt=(dlt_merge dlt_csv)
+[ "${DLT:-1}" = 0 ] && dlt=()
 for r in $(seq 1 "$ROUNDS"); do
-  run=(sluice_updates stage_updates sluice_lookback stage_lookback raw sluice_updates_ff)
-  [ $((r % 2)) = 0 ] && run=(sluice_updates_ff raw stage_lookback sluice_lookback stage_updates sluice_updates)
+  run=(sluice_updates stage_updates sluice_lookback stage_lookback raw sluice_updates_ff "${dlt[@]}")
+  [ $((r % 2)) = 0 ] && run=("${dlt[@]}" sluice_updates_ff raw stage_lookback sluice_lookback stage_updates sluice_updates)
   for c in "${run[@]}"; do
     case "$c" in
       sluice_updates) "$BIN" load "$W/upd.csv" --after "$W/v1.csv" "${M[@]}" | as sluice_loader_existing_keys sluice_loader_updates ;;
@@ -40,6 +54,8 @@ for r in $(seq 1 "$ROUNDS"); do
         "${UP[@]}" --csv "$W/v1.csv" --method copy_raw --fresh >/dev/null
         "${UP[@]}" --csv "$W/lookback.csv" --method copy_stage | as upsert_copy_stage upsert_copy_stage_lookback ;;
       raw) "${UP[@]}" --csv "$W/v1.csv" --method copy_raw --fresh ;;
+      dlt_merge) dlt_updates merge ;;
+      dlt_csv) dlt_updates csv ;;
     esac 2>/dev/null
   done
 done >"$RESULTS"
@@ -48,16 +64,25 @@ import json, statistics, sys, platform, os
 sys.path.insert(0, "bench")
 from results import by_contender
 by = by_contender(sys.argv[1])
+for k, runs in by.items():
+    if k.startswith("dlt_"):  # dlt's load step is what compares with a loader; its whole run beside it
+        for x in runs:
+            x["whole_s"], x["seconds"], x["rows"] = x["seconds"], x["steps_s"]["load"], x["records"]
+            x["rows_per_s"] = x["rows"] / x["seconds"]
 med = {k: {"rows_per_s": statistics.median(x["rows_per_s"] for x in v),
            "seconds": statistics.median(x["seconds"] for x in v),
            "rows": v[0]["rows"], "runs": len(v),
-           **{f: v[0][f] for f in ("inserted", "updated", "unchanged", "copy_ms", "upsert_ms") if f in v[0]}}
+           **{f: statistics.median(x[f] for x in v) for f in ("whole_s",) if f in v[0]},
+           **{f: v[0][f] for f in ("inserted", "updated", "unchanged", "copy_ms", "upsert_ms", "table_rows",
+                                   "rows_from_this_run") if f in v[0]}}
        for k, v in by.items()}
 print(f"# updates and lookback at the loader, N={sys.argv[2]}, {sys.argv[3]} rounds, medians, {os.cpu_count()} cores, {platform.machine()}")
-print(f"{'contender':38} {'rows':>8} {'rows/s':>10} {'seconds':>8} {'inserted/updated/unchanged':>28}")
+print("# dlt: its load step (staging + merge SQL); whole = extract + normalize + load")
+print(f"{'contender':38} {'rows':>8} {'rows/s':>10} {'seconds':>8} {'inserted/updated/unchanged':>28} {'whole s':>8}")
 for k, m in sorted(med.items(), key=lambda kv: -kv[1]["rows_per_s"]):
     mix = "/".join(str(m[f]) for f in ("inserted", "updated", "unchanged")) if "inserted" in m else ""
-    print(f"{k:38} {m['rows']:>8} {m['rows_per_s']:>10.0f} {m['seconds']:>8.3f} {mix:>28}")
+    whole = f"{m['whole_s']:.3f}" if "whole_s" in m else ""
+    print(f"{k:38} {m['rows']:>8} {m['rows_per_s']:>10.0f} {m['seconds']:>8.3f} {mix:>28} {whole:>8}")
 def ratio(a, b):
     return round(med[a]["rows_per_s"] / med[b]["rows_per_s"], 2) if a in med and b in med else None
 print(json.dumps({"bench": "updates", "n": int(sys.argv[2]), "ratios": {
@@ -65,5 +90,7 @@ print(json.dumps({"bench": "updates", "n": int(sys.argv[2]), "ratios": {
     "updates_fillfactor50_vs_copy_stage": ratio("sluice_loader_updates_fillfactor50", "upsert_copy_stage_updates"),
     "lookback_vs_copy_stage": ratio("sluice_loader_lookback", "upsert_copy_stage_lookback"),
     "lookback_vs_raw_copy": ratio("sluice_loader_lookback", "upsert_copy_raw"),
+    "updates_vs_dlt_merge_load_step": ratio("sluice_loader_updates", "dlt_rest_api_merge_updates"),
+    "updates_vs_dlt_csv_load_step": ratio("sluice_loader_updates", "dlt_rest_api_merge_csv_updates"),
 }, "medians": med, "raw": [r for runs in by.values() for r in runs]}))
 PYEOF

@@ -154,6 +154,19 @@ impl<W: Write> CsvWriter<W> {
         Ok(self.out.take().expect("writer present until into_inner"))
     }
 
+    /// Bytes written but not yet flushed to the underlying writer.
+    ///
+    /// ```
+    /// use sluice_flatten::csv::CsvWriter;
+    ///
+    /// let mut w = CsvWriter::new(Vec::new());
+    /// w.write_fields([Some("a"), None]).unwrap();
+    /// assert_eq!((w.pending(), w.get_mut().len()), (3, 0));
+    /// ```
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+
     /// Mutable access to the underlying writer (flush first).
     pub fn get_mut(&mut self) -> &mut W {
         self.out.as_mut().expect("writer present until into_inner")

@@ -7,6 +7,12 @@
 //! async side probes those keys against the table. A repeat or an existing key turns the load
 //! to staging without a second read. After that, a repeat meets the unique index: a unique
 //! violation that the caller answers by rolling back and staging ([`Fail::Stage`]).
+//!
+//! Where the probe finds keys the table holds, and the table's greatest key is known in byte
+//! order (its collation orders text as bytes do), the load can split instead of staging: if
+//! most keys of the first batch are above the greatest, the first batch is staged, and after it
+//! a row whose key is above the greatest goes straight into the table (it cannot be there),
+//! the others are kept in staging form and staged after the direct rows.
 
 use std::collections::HashSet;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -15,6 +21,7 @@ use std::sync::mpsc as sync_mpsc;
 use sluice_flatten::csv::CsvWriter;
 use sluice_transform::{TypedRow, UpsertPlan, quote_ident};
 use sqlx::PgConnection;
+use sqlx::postgres::PgCopyIn;
 use tokio::sync::mpsc;
 
 use crate::error::{Error, Fail};
@@ -26,6 +33,43 @@ use crate::summary::LoadPath;
 pub(crate) const STAGE: &str = "sluice_stage";
 /// Keys of the first rows checked against the table before a direct `COPY`.
 const PROBE_KEYS: usize = 1000;
+/// A split load keeps at most this many batches of rows in staging form; past that, the rest
+/// of the object goes to staging as it comes (bounded memory, no second read).
+const SIDE_BATCHES: usize = 32;
+
+/// How an attempt starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Attempt {
+    /// Every row into the staging table.
+    Staged,
+    /// Straight into the table unless the first batch repeats a key or names one the table
+    /// holds (a probe). Then staged, or split on `ceiling`, the table's greatest key in byte
+    /// order, when one is known.
+    Direct { ceiling: Option<String> },
+}
+
+/// A direct attempt, with the table's greatest key when its collation orders text as bytes do
+/// (the caller decides whether a direct `COPY` may be tried at all).
+pub(crate) async fn direct_attempt(
+    conn: &mut PgConnection,
+    plan: &UpsertPlan,
+) -> Result<Attempt, Fail> {
+    let (Some(sql), [key]) = (plan.key_ceiling(), plan.key.as_slice()) else {
+        return Ok(Attempt::Direct { ceiling: None });
+    };
+    // Not kept prepared: its result type follows the key column's (a collation changed by
+    // `ALTER TABLE` would fail a cached plan).
+    let (ceiling, byte_order): (Option<String>, Option<bool>) =
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .persistent(false)
+            .bind(plan.table.quoted())
+            .bind(key)
+            .fetch_one(&mut *conn)
+            .await?;
+    Ok(Attempt::Direct {
+        ceiling: ceiling.filter(|_| byte_order == Some(true)),
+    })
+}
 
 /// What the `COPY` took.
 #[derive(Debug)]
@@ -34,56 +78,48 @@ pub(crate) struct Copied {
     pub rows_read: u64,
     /// Rows sent (to the table or to staging).
     pub sent: u64,
+    /// Of those, rows `COPY`ed straight into the table (as Postgres counted them).
+    pub direct: u64,
     pub keys: KeyOrder,
     pub quarantined: Quarantined,
 }
 
-/// Streams `rows` into Postgres: straight into the table when `try_direct` and the first batch
-/// qualifies, else into the staging table.
+/// Streams `rows` into Postgres as `attempt` says: straight into the table, into the staging
+/// table, or split between them.
 pub(crate) async fn copy_rows(
     conn: &mut PgConnection,
     rows: Rows,
-    try_direct: bool,
+    attempt: Attempt,
     batch_bytes: usize,
 ) -> Result<Copied, Fail> {
     let plan = rows.rules().bound.plan().clone();
     let (tx, mut rx) = mpsc::channel::<Batch>(4);
     let (decide_tx, decide_rx) = sync_mpsc::sync_channel::<bool>(1);
-    let producer = Producer::new(&rows, try_direct, batch_bytes, tx, decide_rx);
+    let producer = Producer::new(&rows, attempt, batch_bytes, tx, decide_rx);
     let parser = tokio::task::spawn_blocking(move || producer.run(rows));
     let Some(mut first) = rx.recv().await else {
         // No row to send (none, or all rejected): nothing to COPY either way. Reported as
         // direct: no staging table, no upsert, nothing inserted.
         let produced = join(parser).await?;
-        return Ok(produced.copied(LoadPath::Direct));
+        return Ok(produced.copied(LoadPath::Direct, 0));
     };
-    let path = decide(conn, &plan, &mut first, &decide_tx).await?;
-    let statement = match path {
-        LoadPath::Direct => plan.copy_target(),
-        LoadPath::Staged => {
-            sqlx::query(sqlx::AssertSqlSafe(plan.create_staging(STAGE)))
-                .execute(&mut *conn)
-                .await?;
-            plan.copy_staging(STAGE)
-        }
-    };
-    let produced = stream(conn, &statement, first, rx, parser).await?;
     // The probe's answer decides, also for a first batch that was the producer's last.
-    Ok(produced.copied(path))
+    decide(conn, &plan, &mut first, &decide_tx).await?;
+    stream(conn, &plan, first, rx, parser).await
 }
 
-/// The first batch decides the path: an undecided one is probed against the table.
+/// An undecided first batch is probed against the table, and becomes direct or staged.
 async fn decide(
     conn: &mut PgConnection,
     plan: &UpsertPlan,
     first: &mut Batch,
     decide_tx: &sync_mpsc::SyncSender<bool>,
-) -> Result<LoadPath, Fail> {
+) -> Result<(), Fail> {
     let (staged_rows, keys) = match std::mem::replace(&mut first.path, BatchPath::Staged) {
         BatchPath::Undecided { staged_rows, keys } => (staged_rows, keys),
         decided => {
             first.path = decided;
-            return Ok(first.path.decided());
+            return Ok(());
         }
     };
     let mut exists = false;
@@ -101,25 +137,27 @@ async fn decide(
     }
     if exists {
         first.rows = staged_rows;
+    } else {
+        first.path = BatchPath::Direct;
     }
     // The producer waits for this after a full first batch (not after its last).
     let _ = decide_tx.try_send(!exists);
-    Ok(if exists {
-        LoadPath::Staged
-    } else {
-        LoadPath::Direct
-    })
+    Ok(())
 }
 
-/// Sends the batches as they come, then ends the `COPY` in step with the producer's outcome.
+/// Sends the batches as they come, each to its target, one `COPY` per run of batches with the
+/// same target (a split stages its first batch, sends its direct rows, then stages the rest).
+/// Ends the `COPY` in step with the producer's outcome, and names the path the rows took.
 async fn stream(
     conn: &mut PgConnection,
-    statement: &str,
+    plan: &UpsertPlan,
     first: Batch,
     mut rx: mpsc::Receiver<Batch>,
     parser: tokio::task::JoinHandle<Result<Produce, Fail>>,
-) -> Result<Produce, Fail> {
-    let mut copy = conn.copy_in_raw(statement).await?;
+) -> Result<Copied, Fail> {
+    let mut sink = Sink::default();
+    let mut target = first.path.target();
+    let mut copy = sink.open(conn, plan, target).await?;
     let mut next = Some(first);
     let mut send_err = None;
     loop {
@@ -130,6 +168,17 @@ async fn stream(
                 None => break,
             },
         };
+        if batch.path.target() != target {
+            let ended = copy.finish().await.map(|n| sink.count(target, n));
+            target = batch.path.target();
+            copy = match ended {
+                Ok(()) => match sink.open(conn, plan, target).await {
+                    Ok(c) => c,
+                    Err(e) => return Err(stop(rx, parser, e).await),
+                },
+                Err(e) => return Err(stop(rx, parser, e).await),
+            };
+        }
         if let Err(e) = copy.send(batch.rows).await {
             send_err = Some(e);
             break;
@@ -142,9 +191,11 @@ async fn stream(
     }
     match produced {
         Ok(p) => {
-            let sent = copy.finish().await?;
-            debug_assert_eq!(sent, p.sent);
-            Ok(p)
+            let n = copy.finish().await?;
+            sink.count(target, n);
+            debug_assert_eq!(sink.direct + sink.staged, p.sent);
+            let path = sink.path();
+            Ok(p.copied(path, sink.direct))
         }
         Err(f) => {
             if matches!(f, Fail::Stage(_)) {
@@ -156,6 +207,64 @@ async fn stream(
             }
             Err(f)
         }
+    }
+}
+
+/// Stops the producer after a failed `COPY` statement.
+async fn stop(
+    rx: mpsc::Receiver<Batch>,
+    parser: tokio::task::JoinHandle<Result<Produce, Fail>>,
+    e: sqlx::Error,
+) -> Fail {
+    drop(rx);
+    let _ = join(parser).await;
+    e.into()
+}
+
+/// The rows each target took, as Postgres counted them.
+#[derive(Debug, Default)]
+struct Sink {
+    direct: u64,
+    staged: u64,
+    staging_created: bool,
+}
+
+impl Sink {
+    fn count(&mut self, target: Target, rows: u64) {
+        match target {
+            Target::Table => self.direct += rows,
+            Target::Stage => self.staged += rows,
+        }
+    }
+
+    fn path(&self) -> LoadPath {
+        match (self.direct, self.staging_created) {
+            (_, false) => LoadPath::Direct,
+            (0, true) => LoadPath::Staged,
+            (_, true) => LoadPath::Split,
+        }
+    }
+
+    /// Opens the `COPY` into `target`, creating the staging table the first time.
+    async fn open<'c>(
+        &mut self,
+        conn: &'c mut PgConnection,
+        plan: &UpsertPlan,
+        target: Target,
+    ) -> Result<PgCopyIn<&'c mut PgConnection>, sqlx::Error> {
+        let statement = match target {
+            Target::Table => plan.copy_target(),
+            Target::Stage => {
+                if !self.staging_created {
+                    sqlx::query(sqlx::AssertSqlSafe(plan.create_staging(STAGE)))
+                        .execute(&mut *conn)
+                        .await?;
+                    self.staging_created = true;
+                }
+                plan.copy_staging(STAGE)
+            }
+        };
+        conn.copy_in_raw(&statement).await
     }
 }
 
@@ -184,11 +293,18 @@ enum BatchPath {
     },
 }
 
+/// Where a batch's rows go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Table,
+    Stage,
+}
+
 impl BatchPath {
-    fn decided(&self) -> LoadPath {
+    fn target(&self) -> Target {
         match self {
-            Self::Direct | Self::Undecided { .. } => LoadPath::Direct,
-            Self::Staged => LoadPath::Staged,
+            Self::Direct | Self::Undecided { .. } => Target::Table,
+            Self::Staged => Target::Stage,
         }
     }
 }
@@ -204,6 +320,35 @@ enum Route {
     },
     Direct,
     Staged,
+    /// After a staged first batch: keys above the table's greatest straight into the table
+    /// (`out`), the rest kept staged.
+    Split(Box<Split>),
+}
+
+/// The table's greatest key, and what the first batch had above it.
+#[derive(Debug)]
+struct Ceiling {
+    key: Vec<u8>,
+    /// Hashes of the first batch's keys above the greatest: those rows are staged with the
+    /// first batch, so a later row with one of these keys is staged too (else the staged,
+    /// earlier row would overwrite it).
+    above: HashSet<u64>,
+    rows: u64,
+}
+
+impl Ceiling {
+    /// Whether `key` is not above the greatest key (in byte order): the table may hold it.
+    fn below(&self, key: &str) -> bool {
+        key.as_bytes() <= self.key.as_slice()
+    }
+}
+
+/// A split load: where rows go, and the rows kept in staging form.
+#[derive(Debug)]
+struct Split {
+    ceiling: Ceiling,
+    /// Rows whose key is not above the greatest, in staging form: staged after the direct ones.
+    side: CsvWriter<Vec<u8>>,
 }
 
 /// What the producer did.
@@ -216,11 +361,12 @@ struct Produce {
 }
 
 impl Produce {
-    fn copied(self, path: LoadPath) -> Copied {
+    fn copied(self, path: LoadPath, direct: u64) -> Copied {
         Copied {
             path,
             rows_read: self.rows_read,
             sent: self.sent,
+            direct,
             keys: self.keys,
             quarantined: self.quarantined,
         }
@@ -238,12 +384,14 @@ struct Producer {
     tx: mpsc::Sender<Batch>,
     /// The async side's answer to the first direct batch: `true` to stay direct.
     decision: sync_mpsc::Receiver<bool>,
+    /// The table's greatest key, until the first batch is decided.
+    ceiling: Option<Ceiling>,
 }
 
 impl Producer {
     fn new(
         rows: &Rows,
-        try_direct: bool,
+        attempt: Attempt,
         batch_bytes: usize,
         tx: mpsc::Sender<Batch>,
         decision: sync_mpsc::Receiver<bool>,
@@ -256,13 +404,19 @@ impl Producer {
             .iter()
             .filter_map(|k| names.iter().position(|n| n == k))
             .collect();
-        let route = if try_direct {
-            Route::Undecided {
-                staged: Box::new(CsvWriter::new(buffer(batch_bytes))),
-                probe: Vec::new(),
-            }
-        } else {
-            Route::Staged
+        let (route, ceiling) = match attempt {
+            Attempt::Staged => (Route::Staged, None),
+            Attempt::Direct { ceiling } => (
+                Route::Undecided {
+                    staged: Box::new(CsvWriter::new(buffer(batch_bytes))),
+                    probe: Vec::new(),
+                },
+                ceiling.filter(|_| key_pos.len() == 1).map(|k| Ceiling {
+                    key: k.into_bytes(),
+                    above: HashSet::new(),
+                    rows: 0,
+                }),
+            ),
         };
         Self {
             route,
@@ -277,6 +431,7 @@ impl Producer {
             batch_bytes,
             tx,
             decision,
+            ceiling,
         }
     }
 
@@ -299,6 +454,17 @@ impl Producer {
             let batch = self.batch()?;
             self.tx.blocking_send(batch).map_err(|_| cancelled())?;
         }
+        if let Route::Split(split) = self.route {
+            // The kept rows, staged after the direct ones.
+            let rows = split.side.into_inner().map_err(Error::Buffer)?;
+            if !rows.is_empty() {
+                let batch = Batch {
+                    rows,
+                    path: BatchPath::Staged,
+                };
+                self.tx.blocking_send(batch).map_err(|_| cancelled())?;
+            }
+        }
         Ok(Produce {
             rows_read: rows.read,
             sent: self.sent,
@@ -311,30 +477,69 @@ impl Producer {
     fn write(&mut self, line: u64, row: &TypedRow) -> Result<(), Fail> {
         let line = line.to_string();
         let numbered = std::iter::once(Some(line.as_str())).chain(row.iter());
-        match &mut self.route {
-            Route::Staged => self.out.write_fields(numbered),
-            Route::Direct => self.out.write_fields(row.iter()),
+        let key = self.keys.pos.first().and_then(|&k| row.get(k));
+        let key = key.unwrap_or_default();
+        // Whether the row is staged: its order and repeats matter to the staging path (its
+        // upsert skips the sort or the de-duplication when it can). A direct COPY needs them
+        // only while its first batch can still switch to staging; after that, a repeated key
+        // meets the unique index.
+        let staged = match &mut self.route {
+            Route::Staged => self.out.write_fields(numbered).map(|()| true),
+            Route::Direct => self.out.write_fields(row.iter()).map(|()| false),
             Route::Undecided { staged, probe } => {
                 if probe.len() < PROBE_KEYS && self.keys.pos.len() == 1 {
-                    probe.push(row.get(self.keys.pos[0]).unwrap_or_default().to_owned());
+                    probe.push(key.to_owned());
+                }
+                if let Some(c) = &mut self.ceiling {
+                    c.rows += 1;
+                    if !c.below(key) {
+                        c.above.insert(key_hash(key));
+                    }
                 }
                 staged
                     .write_fields(numbered)
                     .and_then(|()| self.out.write_fields(row.iter()))
+                    .map(|()| true)
+            }
+            Route::Split(split) => {
+                let c = &split.ceiling;
+                if c.below(key) || (!c.above.is_empty() && c.above.contains(&key_hash(key))) {
+                    split.side.write_fields(numbered).map(|()| true)
+                } else {
+                    self.out.write_fields(row.iter()).map(|()| false)
+                }
             }
         }
         .map_err(Error::Buffer)?;
         self.sent += 1;
-        // Order and repeats matter to the staging path (its upsert skips the sort or the
-        // de-duplication when it can). A direct COPY needs them only while its first batch
-        // can still switch to staging; after that, a repeated key meets the unique index.
-        if !matches!(self.route, Route::Direct)
+        if staged
             && self.keys.observe(row)
+            && matches!(self.route, Route::Undecided { .. })
             && let Route::Undecided { staged, .. } =
                 std::mem::replace(&mut self.route, Route::Staged)
         {
-            // Nothing sent yet: carry on in staging form.
+            // A repeat in the first batch, nothing sent yet: carry on in staging form.
             self.out = *staged;
+        }
+        self.overflow()
+    }
+
+    /// Past [`SIDE_BATCHES`] batches of rows kept by a split, the direct rows so far are sent
+    /// and the rest of the object is staged as it comes, after the kept rows.
+    fn overflow(&mut self) -> Result<(), Fail> {
+        let Route::Split(split) = &mut self.route else {
+            return Ok(());
+        };
+        if written(&mut split.side) < SIDE_BATCHES * self.batch_bytes {
+            return Ok(());
+        }
+        self.out.flush().map_err(Error::Buffer)?;
+        if !self.out.get_mut().is_empty() {
+            let batch = self.batch()?;
+            self.tx.blocking_send(batch).map_err(|_| cancelled())?;
+        }
+        if let Route::Split(split) = std::mem::replace(&mut self.route, Route::Staged) {
+            self.out = split.side;
         }
         Ok(())
     }
@@ -345,10 +550,18 @@ impl Producer {
         let undecided = matches!(batch.path, BatchPath::Undecided { .. });
         self.tx.blocking_send(batch).map_err(|_| cancelled())?;
         if undecided {
+            let ceiling = self.ceiling.take();
             self.route = if self.decision.recv().unwrap_or(false) {
                 // Direct from here on: the unique index watches for repeats.
                 self.keys.forget();
                 Route::Direct
+            } else if let Some(ceiling) = ceiling.filter(|c| c.above.len() as u64 * 2 > c.rows) {
+                // The table holds some of the first keys, but most are above its greatest:
+                // the first batch is staged, and the rest split.
+                Route::Split(Box::new(Split {
+                    ceiling,
+                    side: CsvWriter::new(buffer(self.batch_bytes)),
+                }))
             } else {
                 // The probe found an existing key: the rest goes to staging.
                 Route::Staged
@@ -370,10 +583,25 @@ impl Producer {
                 self.route = Route::Direct;
                 BatchPath::Direct
             }
+            Route::Split(split) => {
+                self.route = Route::Split(split);
+                BatchPath::Direct
+            }
             Route::Staged => BatchPath::Staged,
         };
         Ok(Batch { rows, path })
     }
+}
+
+fn key_hash(key: &str) -> u64 {
+    let mut h = DefaultHasher::new();
+    key.hash(&mut h);
+    h.finish()
+}
+
+/// Bytes a writer holds, flushed or not.
+fn written(w: &mut CsvWriter<Vec<u8>>) -> usize {
+    w.pending() + w.get_mut().len()
 }
 
 fn buffer(batch_bytes: usize) -> Vec<u8> {

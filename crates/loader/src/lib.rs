@@ -5,11 +5,12 @@
 //! transaction with a ledger row, so that redelivery, reordering and concurrency are safe. Rows
 //! that cannot load go to a quarantine CSV with their line and reason.
 //!
-//! Rows take one of two paths ([`LoadPath`]). New keys are `COPY`ed straight into the table
+//! Rows take one of three paths ([`LoadPath`]). New keys are `COPY`ed straight into the table
 //! (`direct`). Where keys exist or repeat, rows are `COPY`ed into a temporary staging table and
 //! then go in with one `INSERT … ON CONFLICT … DO UPDATE … WHERE … IS DISTINCT FROM …`
-//! (`staged`). The first batch decides; a conflict found later rolls back to a savepoint and
-//! stages.
+//! (`staged`). Where the table's greatest key is known in byte order, keys above it go straight
+//! in and the rest are staged (`split`). The first batch decides; a conflict found later rolls
+//! back to a savepoint and stages.
 //!
 //! The modules follow one load: [`event`] (which objects), [`store`] (their bytes), `rows`
 //! (records → typed or rejected rows, pure), `prepare` (types and DDL), `copy` (the `COPY`

@@ -18,7 +18,7 @@ use tracing::Instrument;
 use crate::checks::isolate_violations;
 use crate::config::{Config, DatabaseSource};
 use crate::connect::{connect_options, is_auth_failure};
-use crate::copy::{Copied, copy_rows};
+use crate::copy::{Attempt, Copied, copy_rows, direct_attempt};
 use crate::error::{Error, Fail, LoadError};
 use crate::event::ObjectRef;
 use crate::job::{Job, blocking, job, rules};
@@ -275,6 +275,7 @@ impl Loader {
         }
         summary.copy_ms = t0.elapsed().as_millis() as u64;
         summary.path = Some(copied.path);
+        summary.direct_rows = copied.direct;
         summary.rows.rows_read = copied.rows_read;
         summary.rows.rejected = copied.quarantined.rejected;
         copied
@@ -282,7 +283,7 @@ impl Loader {
             .check_ratio(copied.rows_read, self.config.max_reject_ratio)?;
         match copied.path {
             LoadPath::Direct => summary.rows.inserted = copied.sent,
-            LoadPath::Staged => upsert(tx, &plan, &copied, summary).await?,
+            LoadPath::Staged | LoadPath::Split => upsert(tx, &plan, &copied, summary).await?,
         }
         if let Some(file) = copied.quarantined.file {
             // Before the commit: a failed commit leaves a file the retry overwrites, never a
@@ -296,11 +297,12 @@ impl Loader {
         Ok(())
     }
 
-    /// The direct path first when the key is text: new keys go straight into the table. The
-    /// producer turns to staging by itself (no second read) when a key repeats within the first
-    /// batch, or when the probe of the first keys finds one that exists. A conflict after that
-    /// (a unique violation) rolls back to the savepoint, and the object is read again for the
-    /// staging path.
+    /// The direct path first when the key is text: new keys go straight into the table. Where
+    /// the table's greatest key is known in byte order, keys above it go straight in and the
+    /// rest are staged (a split). Otherwise the producer turns to staging by itself (no second
+    /// read) when a key repeats within the first batch, or when the probe of the first keys
+    /// finds one that exists. A conflict after that (a unique violation) rolls back to the
+    /// savepoint, and the object is read again for the staging path.
     async fn copy<S: Store>(
         &self,
         tx: &mut PgConnection,
@@ -310,13 +312,14 @@ impl Loader {
         let batch = self.config.batch_bytes;
         // CHECK constraints are evaluated on the staged rows: no direct path past them.
         if !rows.rules().bound.plan().text_key() || !rows.rules().checks.is_empty() {
-            return copy_rows(tx, rows, false, batch).await;
+            return copy_rows(tx, rows, Attempt::Staged, batch).await;
         }
         let rules = rows.rules().clone();
+        let attempt = direct_attempt(tx, rules.bound.plan()).await?;
         sqlx::query("SAVEPOINT sluice_direct")
             .execute(&mut *tx)
             .await?;
-        match copy_rows(tx, rows, true, batch).await {
+        match copy_rows(tx, rows, attempt, batch).await {
             Err(Fail::Stage(e)) => {
                 tracing::debug!(reason = %e, "direct COPY not possible; staging");
                 sqlx::query("ROLLBACK TO SAVEPOINT sluice_direct")
@@ -324,7 +327,7 @@ impl Loader {
                     .await?;
                 let raw = job.open_again().await?;
                 let reader = blocking(move || read_header(raw)).await??.0;
-                copy_rows(tx, Rows::new(reader, rules), false, batch).await
+                copy_rows(tx, Rows::new(reader, rules), Attempt::Staged, batch).await
             }
             copied => copied,
         }

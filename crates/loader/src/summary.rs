@@ -51,6 +51,9 @@ pub enum LoadPath {
     Direct,
     /// `COPY` into a staging table, then one upsert.
     Staged,
+    /// Keys above the table's greatest `COPY`ed straight into the table, the rest staged and
+    /// upserted.
+    Split,
 }
 
 /// What happened to one object.
@@ -79,6 +82,9 @@ pub struct ObjectSummary {
     /// `None` when no row was sent (an empty object, or a header only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<LoadPath>,
+    /// Rows `COPY`ed straight into the table: every inserted row on the direct path, the new
+    /// keys above the table's greatest on a split.
+    pub direct_rows: u64,
     /// Time spent reading, transforming and `COPY`ing (in parallel).
     pub copy_ms: u64,
     /// Time spent in the upsert statement.

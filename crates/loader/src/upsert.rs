@@ -38,10 +38,11 @@ pub(crate) async fn upsert(
     summary.upsert_ms = t0.elapsed().as_millis() as u64;
     let (inserted, updated, distinct): (i64, i64, i64) =
         (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
-    summary.rows.inserted = inserted as u64;
+    // A split load's direct rows are new keys, inserted before the staged ones.
+    summary.rows.inserted = copied.direct + inserted as u64;
     summary.rows.updated = updated as u64;
     summary.rows.unchanged = (distinct - inserted - updated) as u64;
-    summary.rows.duplicates = copied.sent - distinct as u64;
+    summary.rows.duplicates = copied.sent - copied.direct - distinct as u64;
     Ok(())
 }
 

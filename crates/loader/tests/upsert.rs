@@ -2,11 +2,14 @@
 //! updates, in-file duplicates, the ordering guard, concurrency, a connection killed mid-COPY,
 //! schema evolution and a 100k-row file.
 
+use std::ops::Range;
+
 use crate::common::{balanced, sales_csv};
 use sluice_loader::{Config, LoadPath, Loader, S3Store};
 
 const DIRECT: Option<LoadPath> = Some(LoadPath::Direct);
 const STAGED: Option<LoadPath> = Some(LoadPath::Staged);
+const SPLIT: Option<LoadPath> = Some(LoadPath::Split);
 
 #[tokio::test]
 async fn fresh_load_then_redelivery_changes_nothing() -> anyhow::Result<()> {
@@ -245,6 +248,11 @@ async fn the_path_is_chosen_without_reading_the_object_twice() -> anyhow::Result
     let (path, opens, s) = load("raw/sales/1.csv").await?;
     // Two reads: the table is new, so one pass infers the unmapped columns' types.
     assert_eq!((path, opens, s.rows.inserted), (DIRECT, 2, 500));
+    // A key whose collation does not order text as bytes: no greatest key to split on, so the
+    // first keys are probed.
+    sqlx::query(r#"ALTER TABLE sales ALTER COLUMN id TYPE text COLLATE "und-x-icu""#)
+        .execute(&env.db.pool)
+        .await?;
 
     // Existing keys first: the probe sends it to staging, same read.
     env.bucket
@@ -304,6 +312,156 @@ async fn the_path_is_chosen_without_reading_the_object_twice() -> anyhow::Result
         .fetch_one(&env.db.pool)
         .await?;
     assert_eq!(status, "LAST");
+    Ok(())
+}
+
+/// A CSV row of the `sales` mapping for key `id-<i>`.
+fn sale(i: u32, status: &str, ts: &str) -> String {
+    format!("id-{i:06},{status},{i}.50,{ts}\n")
+}
+
+/// The schedule's updates: a held key, then four new ones, and again (the header first).
+fn updates(held: Range<u32>, new: Range<u32>, status: &str, ts: &str) -> String {
+    let mut csv = String::from(crate::common::HEADER);
+    for (h, n) in held.zip(new.clone().step_by(4)) {
+        csv.push_str(&sale(h, status, ts));
+        (n..(n + 4).min(new.end)).for_each(|i| csv.push_str(&sale(i, status, ts)));
+    }
+    csv
+}
+
+#[tokio::test]
+async fn keys_above_the_greatest_held_go_straight_in_and_the_rest_are_staged() -> anyhow::Result<()>
+{
+    // Small batches: a split keeps at most 32 of them (32 KiB). The first batch is still
+    // 64 KiB of rows (the writer flushes every 64 KiB), about 1,560 of these.
+    let env = crate::common::env_with(&[("COPY_BATCH_BYTES", "1024")], &[]).await?;
+    let store = CountingStore {
+        inner: env.store.clone(),
+        opens: 0.into(),
+    };
+    let load = |key: &'static str, csv: String| {
+        let ev = serde_json::json!({"bucket": env.bucket.name, "key": key});
+        let (store, env) = (&store, &env);
+        async move {
+            env.bucket.put(key, csv).await?;
+            store.opens.store(0, std::sync::atomic::Ordering::SeqCst);
+            let s = sluice_loader::handle(&ev, &env.loader, store).await?;
+            assert!(balanced(&s), "{s:?}");
+            let r = &s.rows;
+            anyhow::Ok((
+                s.results[0].path,
+                store.opens.load(std::sync::atomic::Ordering::SeqCst),
+                (r.inserted, r.updated, r.duplicates),
+                s.results[0].direct_rows,
+            ))
+        }
+    };
+    let status = |id: &'static str| {
+        sqlx::query_scalar::<_, String>("SELECT status FROM sales WHERE id = $1")
+            .bind(id)
+            .fetch_one(&env.db.pool)
+    };
+    load(
+        "raw/sales/0.csv",
+        sales_csv(0..400, "NEW", "2024-01-01T00:00:00Z"),
+    )
+    .await?;
+
+    // The probe finds held keys in the first batch, most above the greatest: the first batch
+    // is staged, then new keys go straight in and held ones are kept for staging.
+    let csv = updates(0..400, 400..2000, "PAID", "2024-01-02T00:00:00Z");
+    let (path, opens, counts, direct) = load("raw/sales/1.csv", csv).await?;
+    assert_eq!((path, opens, counts), (SPLIT, 1, (1600, 400, 0)));
+    // The first batch (64 KiB, about 1,490 rows) staged, the 400 or so new rows after it not.
+    assert!((200..600).contains(&direct), "{direct}");
+    assert_eq!(env.count("sales").await?, 2000);
+    let paid: i64 = sqlx::query_scalar("SELECT count(*) FROM sales WHERE status = 'PAID'")
+        .fetch_one(&env.db.pool)
+        .await?;
+    assert_eq!(paid, 2000);
+
+    // More held rows than a split keeps: the new rows so far go in, and the rest of the
+    // object is staged as it comes, after the kept rows. One read.
+    let mut csv = updates(0..400, 2000..3600, "PAID2", "2024-01-03T00:00:00Z");
+    (400..1600).for_each(|i| csv.push_str(&sale(i, "PAID2", "2024-01-03T00:00:00Z")));
+    (3600..4000).for_each(|i| csv.push_str(&sale(i, "NEW", "2024-01-01T00:00:00Z")));
+    let (path, opens, counts, direct) = load("raw/sales/2.csv", csv).await?;
+    assert_eq!((path, opens, counts), (SPLIT, 1, (2000, 1600, 0)));
+    // The new rows between the first batch and the turn (about 430): the last 400 came after
+    // the turn, and were staged (without it, about 830 would be direct).
+    assert!((200..600).contains(&direct), "{direct}");
+    assert_eq!(env.count("sales").await?, 4000);
+
+    // A first batch of mostly held keys stages everything, same read.
+    let mut csv = sales_csv(0..100, "PAID3", "2024-01-04T00:00:00Z");
+    (4000..4050).for_each(|i| csv.push_str(&sale(i, "NEW", "2024-01-01T00:00:00Z")));
+    assert_eq!(
+        load("raw/sales/3.csv", csv).await?,
+        (STAGED, 1, (50, 100, 0), 0)
+    );
+
+    // A new key of the (staged) first batch again past it: staged too, and the last row wins.
+    let mut csv = updates(0..400, 4050..5650, "PAID4", "2024-01-05T00:00:00Z");
+    csv.push_str(&sale(5000, "LAST", "2024-01-05T00:00:00Z"));
+    let (path, opens, counts, _) = load("raw/sales/5.csv", csv).await?;
+    assert_eq!((path, opens, counts), (SPLIT, 1, (1600, 400, 1)));
+    assert_eq!(status("id-005000").await?, "LAST");
+
+    // A new key repeated past the first batch meets the unique index: the direct COPY rolls
+    // back and the object is read again for staging. The last row wins.
+    let mut csv = updates(0..400, 5650..7250, "PAID5", "2024-01-06T00:00:00Z");
+    csv.push_str(&sale(7249, "LAST", "2024-01-06T00:00:00Z"));
+    assert_eq!(
+        load("raw/sales/6.csv", csv).await?,
+        (STAGED, 2, (1600, 400, 1), 0)
+    );
+    assert_eq!(status("id-007249").await?, "LAST");
+    assert_eq!(env.count("sales").await?, 7250);
+    Ok(())
+}
+
+#[tokio::test]
+async fn concurrent_split_loads_equal_serial_application() -> anyhow::Result<()> {
+    // Both files hold changed keys and new ones above the table's greatest, overlapping on
+    // 2,000 new keys: a direct COPY meets the other load's rows and falls back to staging.
+    let a = updates(0..1000, 5000..9000, "A", "2024-01-02T00:00:00Z");
+    let b = updates(500..1500, 7000..11000, "B", "2024-01-03T00:00:00Z");
+    let seed = sales_csv(0..2000, "NEW", "2024-01-01T00:00:00Z");
+    // Batches of 1 KiB: the first is 64 KiB of rows (the writer's flush), and the rest split.
+    let small = [("COPY_BATCH_BYTES", "1024")];
+    let serial = crate::common::env_with(&small, &[]).await?;
+    serial
+        .put_and_load("raw/sales/seed.csv", seed.clone())
+        .await?;
+    let sa = serial.put_and_load("raw/sales/a.csv", a.clone()).await?;
+    assert_eq!(sa.results[0].path, SPLIT);
+    serial.put_and_load("raw/sales/b.csv", b.clone()).await?;
+    let expected = serial.rows("sales", "id, status, updated_at::text").await?;
+    assert_eq!(expected.len(), 2000 + 6000);
+
+    for round in 0..3 {
+        let env = crate::common::env_with(&small, &[]).await?;
+        env.put_and_load("raw/sales/seed.csv", seed.clone()).await?;
+        env.bucket.put("raw/sales/a.csv", a.clone()).await?;
+        env.bucket.put("raw/sales/b.csv", b.clone()).await?;
+        let other = Loader::new(
+            sluice_loader::pool(env.loader.config()).await?,
+            std::sync::Arc::new(env.loader.config().clone()),
+        );
+        let (ra, rb) = tokio::join!(env.replay("raw/sales/a.csv"), async {
+            let ev = serde_json::json!({"bucket": env.bucket.name, "key": "raw/sales/b.csv"});
+            sluice_loader::handle(&ev, &other, &env.store).await
+        });
+        let (ra, rb) = (ra?, rb?);
+        assert!(balanced(&ra) && balanced(&rb), "round {round}");
+        assert_eq!(ra.rows.inserted + rb.rows.inserted, 6000, "round {round}");
+        assert_eq!(
+            env.rows("sales", "id, status, updated_at::text").await?,
+            expected,
+            "round {round}"
+        );
+    }
     Ok(())
 }
 

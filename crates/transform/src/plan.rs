@@ -370,6 +370,46 @@ impl UpsertPlan {
         )
     }
 
+    /// The greatest key the table holds, and whether its collation orders text as bytes do (C,
+    /// POSIX, C.UTF-8, libc's): then any key above it in byte order is new, and can be
+    /// `COPY`ed straight into the table. For a single exact text key only; `None` otherwise.
+    /// Binds the table's quoted name (`$1`) and the key's name (`$2`); returns one row:
+    /// `ceiling` (text, NULL for an empty table) and `byte_order` (boolean).
+    ///
+    /// ```
+    /// use sluice_transform::{ColumnType, PlanColumn, TableRef, UpsertPlan};
+    ///
+    /// let plan = UpsertPlan::new(
+    ///     TableRef::new("public", "sales"),
+    ///     vec![PlanColumn::new("id", ColumnType::Text), PlanColumn::new("v", ColumnType::Bigint)],
+    ///     vec!["id".into()],
+    ///     None,
+    /// )
+    /// .unwrap();
+    /// assert!(plan.key_ceiling().unwrap().starts_with(r#"SELECT max(t."id") AS ceiling"#));
+    /// ```
+    pub fn key_ceiling(&self) -> Option<String> {
+        let [key] = self.key.as_slice() else {
+            return None;
+        };
+        if !self.text_key() {
+            return None;
+        }
+        const BYTES: &str = "('C', 'POSIX', 'C.UTF-8', 'C.utf8')";
+        Some(format!(
+            "SELECT max(t.{key}) AS ceiling, \
+             (SELECT CASE WHEN c.collname = 'default' \
+               THEN coalesce(to_jsonb(d) ->> 'datlocprovider', 'c') = 'c' AND d.datcollate IN {BYTES} \
+               ELSE c.collprovider = 'c' AND c.collcollate IN {BYTES} END \
+              FROM pg_attribute a JOIN pg_collation c ON c.oid = a.attcollation \
+              JOIN pg_database d ON d.datname = current_database() \
+              WHERE a.attrelid = $1::regclass AND a.attname = $2) AS byte_order \
+             FROM {table} t",
+            key = quote_ident(key),
+            table = self.table.quoted(),
+        ))
+    }
+
     /// `COPY` of CSV rows straight into the target table (the loader's fast path for new keys
     /// arriving in lock order).
     pub fn copy_target(&self) -> String {
