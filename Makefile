@@ -45,7 +45,7 @@ bench-flatten: ## flatten+CSV vs the Python DFS and pandas baselines and a serde
 bench-loader: ## loader path vs raw COPY, COPY+staging, the tutorial's per-row upsert and the Hotmart mapping's typed COPY floor; RSS at 1M rows
 	BASELINES=$(BASELINES) BENCH_N=$(BENCH_N) scripts/with-services bench/loader.sh
 
-bench-updates: ## the schedule's workload at the loader: the sample API's updates mode (20 % changed, 80 % new) and an unchanged lookback re-fetch, vs the Python staging upsert and raw COPY
+bench-updates: ## the schedule's workload at the loader: the sample API's updates mode (20 % changed, 80 % new) and an unchanged lookback re-fetch, vs the Python staging upsert, raw COPY and dlt merge
 	BASELINES=$(BASELINES) BENCH_N=$(BENCH_N) scripts/with-services bench/updates.sh
 
 bench-ingest: ## API → flatten → CSV → S3 (sample API and the Python mock) vs the Python DFS flattener; RSS
