@@ -5,7 +5,7 @@
 use std::ops::Range;
 
 use crate::common::{balanced, sales_csv};
-use sluice_loader::{Config, LoadPath, Loader, S3Store};
+use sluice_loader::{Config, InvocationSummary, LoadPath, Loader, S3Store};
 
 const DIRECT: Option<LoadPath> = Some(LoadPath::Direct);
 const STAGED: Option<LoadPath> = Some(LoadPath::Staged);
@@ -421,6 +421,24 @@ async fn keys_above_the_greatest_held_go_straight_in_and_the_rest_are_staged() -
     Ok(())
 }
 
+/// Loads objects `a` and `b` at once, each with its own loader and pool, as when S3 fans out
+/// to two Lambda instances.
+async fn at_once(
+    env: &crate::common::Env,
+    a: &str,
+    b: &str,
+) -> anyhow::Result<(InvocationSummary, InvocationSummary)> {
+    let other = Loader::new(
+        sluice_loader::pool(env.loader.config()).await?,
+        std::sync::Arc::new(env.loader.config().clone()),
+    );
+    let (ra, rb) = tokio::join!(env.replay(a), async {
+        let ev = serde_json::json!({"bucket": env.bucket.name, "key": b});
+        sluice_loader::handle(&ev, &other, &env.store).await
+    });
+    Ok((ra?, rb?))
+}
+
 #[tokio::test]
 async fn concurrent_split_loads_equal_serial_application() -> anyhow::Result<()> {
     // Both files hold changed keys and new ones above the table's greatest, overlapping on
@@ -445,15 +463,7 @@ async fn concurrent_split_loads_equal_serial_application() -> anyhow::Result<()>
         env.put_and_load("raw/sales/seed.csv", seed.clone()).await?;
         env.bucket.put("raw/sales/a.csv", a.clone()).await?;
         env.bucket.put("raw/sales/b.csv", b.clone()).await?;
-        let other = Loader::new(
-            sluice_loader::pool(env.loader.config()).await?,
-            std::sync::Arc::new(env.loader.config().clone()),
-        );
-        let (ra, rb) = tokio::join!(env.replay("raw/sales/a.csv"), async {
-            let ev = serde_json::json!({"bucket": env.bucket.name, "key": "raw/sales/b.csv"});
-            sluice_loader::handle(&ev, &other, &env.store).await
-        });
-        let (ra, rb) = (ra?, rb?);
+        let (ra, rb) = at_once(&env, "raw/sales/a.csv", "raw/sales/b.csv").await?;
         assert!(balanced(&ra) && balanced(&rb), "round {round}");
         assert_eq!(ra.rows.inserted + rb.rows.inserted, 6000, "round {round}");
         assert_eq!(
@@ -590,16 +600,7 @@ async fn concurrent_loads_of_overlapping_keys_equal_serial_application() -> anyh
         // Guarded table: the result is the same whatever the commit order.
         env.bucket.put("raw/sales/a.csv", a.clone()).await?;
         env.bucket.put("raw/sales/b.csv", b.clone()).await?;
-        // A second loader (its own pool), as when S3 fans out to two Lambda instances.
-        let other = Loader::new(
-            sluice_loader::pool(env.loader.config()).await?,
-            std::sync::Arc::new(env.loader.config().clone()),
-        );
-        let (ra, rb) = tokio::join!(env.replay("raw/sales/a.csv"), async {
-            let ev = serde_json::json!({"bucket": env.bucket.name, "key": "raw/sales/b.csv"});
-            sluice_loader::handle(&ev, &other, &env.store).await
-        });
-        let (ra, rb) = (ra?, rb?);
+        let (ra, rb) = at_once(&env, "raw/sales/a.csv", "raw/sales/b.csv").await?;
         assert_eq!(
             ra.rows.inserted + rb.rows.inserted,
             u64::from(n + n / 2),
@@ -617,22 +618,13 @@ async fn concurrent_loads_of_overlapping_keys_equal_serial_application() -> anyh
     let plain = |csv: &str| csv.replace("id,status,price,updated_at", "id,status,price,ts");
     env.bucket.put("raw/plain/a.csv", plain(&a)).await?;
     env.bucket.put("raw/plain/b.csv", plain(&b)).await?;
-    let other = Loader::new(
-        sluice_loader::pool(env.loader.config()).await?,
-        std::sync::Arc::new(env.loader.config().clone()),
-    );
     // Create the table first so both loads race on rows, not on DDL.
     env.put_and_load(
         "raw/plain/seed.csv",
         "id,status,price,ts\nzzz,X,1.5,2024-01-01T00:00:00Z\n",
     )
     .await?;
-    let (ra, rb) = tokio::join!(env.replay("raw/plain/a.csv"), async {
-        let ev = serde_json::json!({"bucket": env.bucket.name, "key": "raw/plain/b.csv"});
-        sluice_loader::handle(&ev, &other, &env.store).await
-    });
-    ra?;
-    rb?;
+    at_once(&env, "raw/plain/a.csv", "raw/plain/b.csv").await?;
     let overlap: Vec<Vec<Option<String>>> = env
         .rows("plain", "DISTINCT status")
         .await?
