@@ -24,14 +24,10 @@ for r in $(seq 1 "$ROUNDS"); do
   done
 done >"$RESULTS"
 "$PY" - "$RESULTS" "$N" "$ROUNDS" <<'PYEOF'
-import json, statistics, sys, platform, os
+import json, sys, platform, os
 sys.path.insert(0, "bench")
-from results import by_contender
-by = by_contender(sys.argv[1])
-med = {k: {"records_per_s": statistics.median(x["records_per_s"] for x in v),
-           "mb_per_s": statistics.median(x["mb_per_s"] for x in v),
-           "peak_rss_mb": max(x["peak_rss_mb"] for x in v),
-           "runs": len(v)} for k, v in by.items()}
+from results import by_contender, medians
+med = medians(by_contender(sys.argv[1]), median=("records_per_s", "mb_per_s"), peak=("peak_rss_mb",))
 s = med["sluice_flatten_csv"]
 print(f"# flatten + CSV, N={sys.argv[2]}, {sys.argv[3]} rounds, medians, {os.cpu_count()} cores, {platform.machine()}")
 print(f"{'contender':32} {'records/s':>11} {'MB/s':>8} {'peak RSS MB':>12} {'sluice ×':>9}")

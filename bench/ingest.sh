@@ -28,14 +28,14 @@ for r in $(seq 1 "$ROUNDS"); do
   done
 done >"$RESULTS"
 "$PY" - "$RESULTS" "$N" "$ROUNDS" <<'PYEOF'
-import json, statistics, sys, platform, os
+import json, sys, platform, os
 sys.path.insert(0, "bench")
-from results import by_contender
+from results import by_contender, medians
 by = by_contender(sys.argv[1])
-med = {k: {"records_per_s": statistics.median(x["records_per_s"] for x in v),
-           "peak_rss_mb": max(x["peak_rss_mb"] for x in v),
-           "api_wait_share": statistics.median(x.get("api_wait_share", 0) for x in v),
-           "records": v[0]["records"], "runs": len(v)} for k, v in by.items()}
+med = medians(by, median=("records_per_s", "api_wait_share"),
+              peak=("peak_rss_mb",), first=("records",))
+for m in med.values():
+    m.setdefault("api_wait_share", 0)
 print(f"# ingest, N={sys.argv[2]}, {sys.argv[3]} rounds, medians, {os.cpu_count()} cores, {platform.machine()}")
 print(f"{'contender':28} {'records':>8} {'records/s':>10} {'API wait':>9} {'peak RSS MB':>12}")
 for k, m in sorted(med.items(), key=lambda kv: -kv[1]["records_per_s"]):

@@ -56,18 +56,16 @@ if [ "${BIG_N:-1000000}" -gt 0 ]; then
   "$BIN" load "$W/big.csv" "${M[@]}" | sed 's/"sluice_loader_new_keys"/"sluice_loader_1m_rows"/' >>"$RESULTS"
 fi
 "$PY" - "$RESULTS" "$N" "$ROUNDS" <<'PYEOF'
-import json, statistics, sys, platform, os
+import json, sys, platform, os
 sys.path.insert(0, "bench")
-from results import by_contender
+from results import by_contender, medians
 def contender(r):
     # The staging upsert into a table that already has the rows is its own contender.
     if r["baseline"] == "upsert_copy_stage" and r.get("table_rows_before", 0):
         return "upsert_copy_stage_existing"
     return r["baseline"]
 by = by_contender(sys.argv[1], contender)
-med = {k: {"rows_per_s": statistics.median(x["rows_per_s"] for x in v),
-           "peak_rss_mb": max(x["peak_rss_mb"] for x in v),
-           "rows": v[0]["rows"], "runs": len(v)} for k, v in by.items()}
+med = medians(by, median=("rows_per_s",), peak=("peak_rss_mb",), first=("rows",))
 floor = med["upsert_copy_raw"]["rows_per_s"]
 print(f"# loader, N={sys.argv[2]}, {sys.argv[3]} rounds, medians, {os.cpu_count()} cores, {platform.machine()}")
 print(f"{'contender':32} {'rows':>8} {'rows/s':>10} {'× raw COPY':>11} {'peak RSS MB':>12}")

@@ -27,13 +27,11 @@ for r in $(seq 1 "$ROUNDS"); do
   done
 done >"$RESULTS"
 "$PY" - "$RESULTS" "$N" "$ROUNDS" <<'PYEOF'
-import json, os, platform, statistics, sys
+import json, os, platform, sys
 sys.path.insert(0, "bench")
-from results import by_contender
+from results import by_contender, medians
 by = by_contender(sys.argv[1])
-med = {k: {"records_per_s": statistics.median(x["records_per_s"] for x in v),
-           "peak_rss_mb": max(x["peak_rss_mb"] for x in v),
-           "bytes": statistics.median(x["bytes"] for x in v), "runs": len(v)} for k, v in by.items()}
+med = medians(by, median=("records_per_s", "bytes"), peak=("peak_rss_mb",))
 s = med["sluice_parquet"]
 print(f"# JSON Lines -> Parquet, N={sys.argv[2]} unicorns, {sys.argv[3]} rounds, medians, "
       f"{os.cpu_count()} cores, {platform.machine()}")

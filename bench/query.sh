@@ -51,14 +51,13 @@ wait_http "$port"
 AFTER=$(count)
 run_queries "$W/s3/day" after >>"$RESULTS"
 "$PY" - "$RESULTS" "$N" "$ROUNDS" "$BEFORE" "$AFTER" "$W/lake.json" <<'PYEOF'
-import json, os, platform, statistics, sys
+import json, os, platform, sys
 sys.path.insert(0, "bench")
-from results import by_contender
+from results import by_contender, medians
 path, n, rounds, before, after, lake = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
 by = by_contender(path)
 compact = by.pop("sluice_compact")[0]
-med = {k: {"seconds": statistics.median(x["seconds"] for x in v),
-           "peak_rss_mb": max(x["peak_rss_mb"] for x in v), "rows": v[0]["rows"]} for k, v in by.items()}
+med = medians(by, median=("seconds",), peak=("peak_rss_mb",), first=("rows",))
 print(f"# sluice query (DataFusion) and DuckDB, fresh process per query, {rounds} rounds, medians, "
       f"{os.cpu_count()} cores, {platform.machine()}")
 print(f"## {n} unicorns, 10 days, one object a day")

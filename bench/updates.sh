@@ -60,22 +60,18 @@ for r in $(seq 1 "$ROUNDS"); do
   done
 done >"$RESULTS"
 "$PY" - "$RESULTS" "$N" "$ROUNDS" <<'PYEOF'
-import json, statistics, sys, platform, os
+import json, sys, platform, os
 sys.path.insert(0, "bench")
-from results import by_contender
+from results import by_contender, medians
 by = by_contender(sys.argv[1])
 for k, runs in by.items():
     if k.startswith("dlt_"):  # dlt's load step is what compares with a loader; its whole run beside it
         for x in runs:
             x["whole_s"], x["seconds"], x["rows"] = x["seconds"], x["steps_s"]["load"], x["records"]
             x["rows_per_s"] = x["rows"] / x["seconds"]
-med = {k: {"rows_per_s": statistics.median(x["rows_per_s"] for x in v),
-           "seconds": statistics.median(x["seconds"] for x in v),
-           "rows": v[0]["rows"], "runs": len(v),
-           **{f: statistics.median(x[f] for x in v) for f in ("whole_s",) if f in v[0]},
-           **{f: v[0][f] for f in ("inserted", "updated", "unchanged", "copy_ms", "upsert_ms", "table_rows",
-                                   "rows_from_this_run") if f in v[0]}}
-       for k, v in by.items()}
+med = medians(by, median=("rows_per_s", "seconds", "whole_s"),
+              first=("rows", "inserted", "updated", "unchanged", "copy_ms", "upsert_ms", "table_rows",
+                     "rows_from_this_run"))
 print(f"# updates and lookback at the loader, N={sys.argv[2]}, {sys.argv[3]} rounds, medians, {os.cpu_count()} cores, {platform.machine()}")
 print("# dlt: its load step (staging + merge SQL); whole = extract + normalize + load")
 print(f"{'contender':38} {'rows':>8} {'rows/s':>10} {'seconds':>8} {'inserted/updated/unchanged':>28} {'whole s':>8}")
