@@ -333,7 +333,6 @@ struct Ceiling {
     /// first batch, so a later row with one of these keys is staged too (else the staged,
     /// earlier row would overwrite it).
     above: HashSet<u64>,
-    rows: u64,
 }
 
 impl Ceiling {
@@ -414,7 +413,6 @@ impl Producer {
                 ceiling.filter(|_| key_pos.len() == 1).map(|k| Ceiling {
                     key: k.into_bytes(),
                     above: HashSet::new(),
-                    rows: 0,
                 }),
             ),
         };
@@ -449,11 +447,7 @@ impl Producer {
                 }
             }
         }
-        self.out.flush().map_err(Error::Buffer)?;
-        if !self.out.get_mut().is_empty() {
-            let batch = self.batch()?;
-            self.tx.blocking_send(batch).map_err(|_| cancelled())?;
-        }
+        self.send_pending()?;
         if let Route::Split(split) = self.route {
             // The kept rows, staged after the direct ones.
             let rows = split.side.into_inner().map_err(Error::Buffer)?;
@@ -490,11 +484,10 @@ impl Producer {
                 if probe.len() < PROBE_KEYS && self.keys.pos.len() == 1 {
                     probe.push(key.to_owned());
                 }
-                if let Some(c) = &mut self.ceiling {
-                    c.rows += 1;
-                    if !c.below(key) {
-                        c.above.insert(key_hash(key));
-                    }
+                if let Some(c) = &mut self.ceiling
+                    && !c.below(key)
+                {
+                    c.above.insert(key_hash(key));
                 }
                 staged
                     .write_fields(numbered)
@@ -533,13 +526,19 @@ impl Producer {
         if written(&mut split.side) < SIDE_BATCHES * self.batch_bytes {
             return Ok(());
         }
+        self.send_pending()?;
+        if let Route::Split(split) = std::mem::replace(&mut self.route, Route::Staged) {
+            self.out = split.side;
+        }
+        Ok(())
+    }
+
+    /// Sends the rows written so far, if any, as a batch of the current route.
+    fn send_pending(&mut self) -> Result<(), Fail> {
         self.out.flush().map_err(Error::Buffer)?;
         if !self.out.get_mut().is_empty() {
             let batch = self.batch()?;
             self.tx.blocking_send(batch).map_err(|_| cancelled())?;
-        }
-        if let Route::Split(split) = std::mem::replace(&mut self.route, Route::Staged) {
-            self.out = split.side;
         }
         Ok(())
     }
@@ -550,12 +549,15 @@ impl Producer {
         let undecided = matches!(batch.path, BatchPath::Undecided { .. });
         self.tx.blocking_send(batch).map_err(|_| cancelled())?;
         if undecided {
+            // Every row so far is in the first batch.
+            let first_rows = self.sent;
             let ceiling = self.ceiling.take();
             self.route = if self.decision.recv().unwrap_or(false) {
                 // Direct from here on: the unique index watches for repeats.
                 self.keys.forget();
                 Route::Direct
-            } else if let Some(ceiling) = ceiling.filter(|c| c.above.len() as u64 * 2 > c.rows) {
+            } else if let Some(ceiling) = ceiling.filter(|c| c.above.len() as u64 * 2 > first_rows)
+            {
                 // The table holds some of the first keys, but most are above its greatest:
                 // the first batch is staged, and the rest split.
                 Route::Split(Box::new(Split {
