@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use sluice_edge::layout::CSV_SUFFIXES;
+use sluice_edge::layout::is_csv;
 use sluice_flatten::{Flattener, Options};
 use sluice_ingest::sink::ObjectWriter;
 use sluice_ingest::{Api, Credentials, Ingest, Lake, RunKind, S3Out, Sources};
@@ -197,7 +197,7 @@ pub fn load_s3(s3_url: &str, bucket: &str, prefix: &str, concurrency: usize) -> 
         while let Some(page) = pages.next().await {
             for o in page?.contents() {
                 let k = o.key().unwrap_or_default();
-                if CSV_SUFFIXES.iter().any(|s| k.ends_with(s)) {
+                if is_csv(k) {
                     keys.push(k.to_owned());
                 }
             }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
-use sluice_edge::layout::CSV_SUFFIXES;
+use sluice_edge::layout::is_csv;
 use sluice_loader::{
     Config, LoadError, Loader, LocalStore, ObjectRef, ObjectStatus, ObjectSummary, Routed,
     RowCounts, S3Store, Store,
@@ -64,7 +64,7 @@ async fn expand(sources: &[String], s3: Option<&aws_sdk_s3::Client>) -> Result<V
                     let page = page.with_context(|| format!("listing {src}"))?;
                     for o in page.contents() {
                         let k = o.key().unwrap_or_default();
-                        if CSV_SUFFIXES.iter().any(|s| k.ends_with(s)) {
+                        if is_csv(k) {
                             out.push(Object::S3(ObjectRef {
                                 bucket: bucket.clone(),
                                 key: k.to_owned(),

@@ -30,6 +30,17 @@ use jiff::civil::Date;
 /// The key suffixes of the ingest's CSV objects, the only raw objects the loader takes.
 pub const CSV_SUFFIXES: [&str; 2] = [".csv", ".csv.gz"];
 
+/// Whether `key` names a CSV object the loader takes (it ends in one of [`CSV_SUFFIXES`]).
+///
+/// ```
+/// use sluice_edge::layout::is_csv;
+/// assert!(is_csv("raw/hotmart-sales/dt=2024-05-01/a.csv.gz"));
+/// assert!(!is_csv("raw/hotmart-sales/dt=2024-05-01/a.manifest.json"));
+/// ```
+pub fn is_csv(key: &str) -> bool {
+    CSV_SUFFIXES.iter().any(|s| key.ends_with(s))
+}
+
 /// The end of a source's columns key (see [`Layout::columns`]).
 pub const COLUMNS_SUFFIX: &str = ".columns.json";
 
@@ -175,8 +186,7 @@ impl Layout {
     pub fn source_of<'k>(&self, key: &'k str) -> Option<&'k str> {
         let rest = key.strip_prefix(self.raw.as_str())?;
         let (source, _) = rest.split_once('/')?;
-        let csv = CSV_SUFFIXES.iter().any(|s| key.ends_with(s));
-        (!source.is_empty() && csv).then_some(source)
+        (!source.is_empty() && is_csv(key)).then_some(source)
     }
 
     /// A raw key's parts: its source, its `dt=` day and its name.
