@@ -57,11 +57,10 @@ pub(crate) async fn direct_attempt(
     let (Some(sql), [key]) = (plan.key_ceiling(), plan.key.as_slice()) else {
         return Ok(Attempt::Direct { ceiling: None });
     };
-    // Not kept prepared: its result type follows the key column's (a collation changed by
-    // `ALTER TABLE` would fail a cached plan).
+    // Kept prepared: its result's collation is fixed, so a collation changed by `ALTER TABLE`
+    // re-plans it instead of failing the cached plan ("must not change result type").
     let (ceiling, byte_order): (Option<String>, Option<bool>) =
         sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .persistent(false)
             .bind(plan.table.quoted())
             .bind(key)
             .fetch_one(&mut *conn)

@@ -315,6 +315,37 @@ async fn the_path_is_chosen_without_reading_the_object_twice() -> anyhow::Result
     Ok(())
 }
 
+#[tokio::test]
+async fn a_key_collation_changed_between_loads_re_plans_the_greatest_key() -> anyhow::Result<()> {
+    // The greatest key's statement stays prepared on the pool's connections. Loads one after
+    // the other go round both of them before the key's collation changes under them.
+    let env = crate::common::env().await?;
+    let mut paths = Vec::new();
+    for i in 0..4u32 {
+        let key = format!("raw/sales/{i}.csv");
+        let rows = sales_csv(i * 500..(i + 1) * 500, "NEW", "2024-01-01T00:00:00Z");
+        env.bucket.put(&key, rows).await?;
+        paths.push(env.replay(&key).await?.results[0].path);
+    }
+    assert_eq!(paths, [DIRECT; 4]);
+    sqlx::query(r#"ALTER TABLE sales ALTER COLUMN id TYPE text COLLATE "und-x-icu""#)
+        .execute(&env.db.pool)
+        .await?;
+    // A cached plan whose result type followed the column's collation would fail here ("cached
+    // plan must not change result type"). With no byte-order greatest key, the held keys are
+    // staged rather than split.
+    for (i, ids) in [(4u32, 1500..2600), (5, 2000..3700)] {
+        let key = format!("raw/sales/{i}.csv");
+        env.bucket
+            .put(&key, sales_csv(ids, "PAID", "2024-01-02T00:00:00Z"))
+            .await?;
+        let s = env.replay(&key).await?;
+        assert_eq!(s.results[0].path, STAGED, "{key}");
+    }
+    assert_eq!(env.count("sales").await?, 3700);
+    Ok(())
+}
+
 /// A CSV row of the `sales` mapping for key `id-<i>`.
 fn sale(i: u32, status: &str, ts: &str) -> String {
     format!("id-{i:06},{status},{i}.50,{ts}\n")

@@ -374,7 +374,10 @@ impl UpsertPlan {
     /// POSIX, C.UTF-8, libc's): then any key above it in byte order is new, and can be
     /// `COPY`ed straight into the table. For a single exact text key only; `None` otherwise.
     /// Binds the table's quoted name (`$1`) and the key's name (`$2`); returns one row:
-    /// `ceiling` (text, NULL for an empty table) and `byte_order` (boolean).
+    /// `ceiling` (text, NULL for an empty table) and `byte_order` (boolean). The greatest key is
+    /// taken in the column's own collation (the key index's order); only the result is labelled
+    /// `"C"`, so the result type stays the same when the column's collation changes and the
+    /// statement can stay prepared.
     ///
     /// ```
     /// use sluice_transform::{ColumnType, PlanColumn, TableRef, UpsertPlan};
@@ -386,7 +389,7 @@ impl UpsertPlan {
     ///     None,
     /// )
     /// .unwrap();
-    /// assert!(plan.key_ceiling().unwrap().starts_with(r#"SELECT max(t."id") AS ceiling"#));
+    /// assert!(plan.key_ceiling().unwrap().starts_with(r#"SELECT max(t."id") COLLATE "C" AS ceiling"#));
     /// ```
     pub fn key_ceiling(&self) -> Option<String> {
         let [key] = self.key.as_slice() else {
@@ -397,7 +400,7 @@ impl UpsertPlan {
         }
         const BYTES: &str = "('C', 'POSIX', 'C.UTF-8', 'C.utf8')";
         Some(format!(
-            "SELECT max(t.{key}) AS ceiling, \
+            "SELECT max(t.{key}) COLLATE \"C\" AS ceiling, \
              (SELECT CASE WHEN c.collname = 'default' \
                THEN coalesce(to_jsonb(d) ->> 'datlocprovider', 'c') = 'c' AND d.datcollate IN {BYTES} \
                ELSE c.collprovider = 'c' AND c.collcollate IN {BYTES} END \
