@@ -173,7 +173,7 @@ pub async fn csv_objects(
 ) -> Result<Vec<(String, Vec<String>, Vec<Vec<Option<String>>>)>> {
     let mut out = Vec::new();
     for key in bucket.keys("raw/").await? {
-        if key.ends_with(".csv") || key.ends_with(".csv.gz") {
+        if sluice_edge::layout::is_csv(&key) {
             let mut bytes = bucket.get(&key).await?;
             if key.ends_with(".gz") {
                 use std::io::Read;
