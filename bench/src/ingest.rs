@@ -240,25 +240,28 @@ pub(crate) async fn fresh_tables(pool: &sqlx::PgPool) -> Result<()> {
 }
 
 /// Postgres' own floor for the load: the rows just loaded, copied out, then timed as a plain
-/// `COPY` into an empty copy of the table (same types, same primary key), in one transaction
-/// that is rolled back.
+/// `COPY` (text format, Postgres' default) into an empty copy of the table (same types, same
+/// primary key), in one transaction that is rolled back. The copy is a logged table, as the
+/// loader's is: a temporary one would skip the WAL and shared buffers the load pays for.
 pub(crate) async fn copy_floor(pool: &sqlx::PgPool) -> Result<f64> {
     use futures_util::TryStreamExt;
     let mut conn = pool.acquire().await?;
     let mut data = Vec::new();
     let mut out = conn
-        .copy_out_raw("COPY public.hotmart_sales TO STDOUT (FORMAT csv)")
+        .copy_out_raw("COPY public.hotmart_sales TO STDOUT")
         .await?;
     while let Some(chunk) = out.try_next().await? {
         data.extend_from_slice(&chunk);
     }
     drop(out);
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-    sqlx::query("CREATE TEMP TABLE floor (LIKE public.hotmart_sales INCLUDING ALL)")
+    sqlx::query("CREATE TABLE public.sluice_bench_floor (LIKE public.hotmart_sales INCLUDING ALL)")
         .execute(&mut *tx)
         .await?;
     let t0 = Instant::now();
-    let mut copy = tx.copy_in_raw("COPY floor FROM STDIN (FORMAT csv)").await?;
+    let mut copy = tx
+        .copy_in_raw("COPY public.sluice_bench_floor FROM STDIN")
+        .await?;
     for chunk in data.chunks(1 << 20) {
         copy.send(chunk).await?;
     }

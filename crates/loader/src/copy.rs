@@ -18,8 +18,7 @@ use std::collections::HashSet;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::mpsc as sync_mpsc;
 
-use sluice_flatten::csv::CsvWriter;
-use sluice_transform::{TypedRow, UpsertPlan, quote_ident};
+use sluice_transform::{CopyText, TypedRow, UpsertPlan, quote_ident};
 use sqlx::PgConnection;
 use sqlx::postgres::PgCopyIn;
 use tokio::sync::mpsc;
@@ -314,7 +313,7 @@ enum Route {
     /// Until the first batch is decided: table form in `out`, staging form here, and the keys
     /// to probe.
     Undecided {
-        staged: Box<CsvWriter<Vec<u8>>>,
+        staged: Box<CopyText>,
         probe: Vec<String>,
     },
     Direct,
@@ -346,7 +345,7 @@ impl Ceiling {
 struct Split {
     ceiling: Ceiling,
     /// Rows whose key is not above the greatest, in staging form: staged after the direct ones.
-    side: CsvWriter<Vec<u8>>,
+    side: CopyText,
 }
 
 /// What the producer did.
@@ -374,7 +373,7 @@ impl Produce {
 /// The blocking half: rows in, batches out, rejected rows to quarantine.
 struct Producer {
     route: Route,
-    out: CsvWriter<Vec<u8>>,
+    out: CopyText,
     keys: KeyOrder,
     quarantine: Quarantine,
     sent: u64,
@@ -406,7 +405,7 @@ impl Producer {
             Attempt::Staged => (Route::Staged, None),
             Attempt::Direct { ceiling } => (
                 Route::Undecided {
-                    staged: Box::new(CsvWriter::new(buffer(batch_bytes))),
+                    staged: Box::new(CopyText::new(buffer(batch_bytes))),
                     probe: Vec::new(),
                 },
                 ceiling.filter(|_| key_pos.len() == 1).map(|k| Ceiling {
@@ -417,7 +416,7 @@ impl Producer {
         };
         Self {
             route,
-            out: CsvWriter::new(buffer(batch_bytes)),
+            out: CopyText::new(buffer(batch_bytes)),
             keys: KeyOrder::new(key_pos, plan.text_key()),
             quarantine: Quarantine::new(
                 rules.header.clone(),
@@ -437,7 +436,7 @@ impl Producer {
             match produced {
                 Produced::Typed { line, row } => {
                     self.write(line, row)?;
-                    if self.out.get_mut().len() >= self.batch_bytes {
+                    if self.out.len() >= self.batch_bytes {
                         self.send()?;
                     }
                 }
@@ -449,7 +448,7 @@ impl Producer {
         self.send_pending()?;
         if let Route::Split(split) = self.route {
             // The kept rows, staged after the direct ones.
-            let rows = split.side.into_inner().map_err(Error::Buffer)?;
+            let rows = split.side.into_inner();
             if !rows.is_empty() {
                 let batch = Batch {
                     rows,
@@ -477,8 +476,14 @@ impl Producer {
         // only while its first batch can still switch to staging; after that, a repeated key
         // meets the unique index.
         let staged = match &mut self.route {
-            Route::Staged => self.out.write_fields(numbered).map(|()| true),
-            Route::Direct => self.out.write_fields(row.iter()).map(|()| false),
+            Route::Staged => {
+                self.out.write_fields(numbered);
+                true
+            }
+            Route::Direct => {
+                self.out.write_fields(row.iter());
+                false
+            }
             Route::Undecided { staged, probe } => {
                 if probe.len() < PROBE_KEYS && self.keys.pos.len() == 1 {
                     probe.push(key.to_owned());
@@ -488,21 +493,21 @@ impl Producer {
                 {
                     c.above.insert(key_hash(key));
                 }
-                staged
-                    .write_fields(numbered)
-                    .and_then(|()| self.out.write_fields(row.iter()))
-                    .map(|()| true)
+                staged.write_fields(numbered);
+                self.out.write_fields(row.iter());
+                true
             }
             Route::Split(split) => {
                 let c = &split.ceiling;
                 if c.below(key) || (!c.above.is_empty() && c.above.contains(&key_hash(key))) {
-                    split.side.write_fields(numbered).map(|()| true)
+                    split.side.write_fields(numbered);
+                    true
                 } else {
-                    self.out.write_fields(row.iter()).map(|()| false)
+                    self.out.write_fields(row.iter());
+                    false
                 }
             }
-        }
-        .map_err(Error::Buffer)?;
+        };
         self.sent += 1;
         if staged
             && self.keys.observe(row)
@@ -522,7 +527,7 @@ impl Producer {
         let Route::Split(split) = &mut self.route else {
             return Ok(());
         };
-        if written(&mut split.side) < SIDE_BATCHES * self.batch_bytes {
+        if split.side.len() < SIDE_BATCHES * self.batch_bytes {
             return Ok(());
         }
         self.send_pending()?;
@@ -534,9 +539,8 @@ impl Producer {
 
     /// Sends the rows written so far, if any, as a batch of the current route.
     fn send_pending(&mut self) -> Result<(), Fail> {
-        self.out.flush().map_err(Error::Buffer)?;
-        if !self.out.get_mut().is_empty() {
-            let batch = self.batch()?;
+        if !self.out.is_empty() {
+            let batch = self.batch();
             self.tx.blocking_send(batch).map_err(|_| cancelled())?;
         }
         Ok(())
@@ -544,7 +548,7 @@ impl Producer {
 
     /// Sends a full batch; after the first one of a direct attempt, waits for the decision.
     fn send(&mut self) -> Result<(), Fail> {
-        let batch = self.batch()?;
+        let batch = self.batch();
         let undecided = matches!(batch.path, BatchPath::Undecided { .. });
         self.tx.blocking_send(batch).map_err(|_| cancelled())?;
         if undecided {
@@ -561,7 +565,7 @@ impl Producer {
                 // the first batch is staged, and the rest split.
                 Route::Split(Box::new(Split {
                     ceiling,
-                    side: CsvWriter::new(buffer(self.batch_bytes)),
+                    side: CopyText::new(buffer(self.batch_bytes)),
                 }))
             } else {
                 // The probe found an existing key: the rest goes to staging.
@@ -572,12 +576,11 @@ impl Producer {
     }
 
     /// The rows written so far as a batch (the first carries the undecided route's forms).
-    fn batch(&mut self) -> Result<Batch, Fail> {
-        self.out.flush().map_err(Error::Buffer)?;
-        let rows = std::mem::replace(self.out.get_mut(), buffer(self.batch_bytes));
+    fn batch(&mut self) -> Batch {
+        let rows = self.out.take(buffer(self.batch_bytes));
         let path = match std::mem::replace(&mut self.route, Route::Staged) {
             Route::Undecided { staged, probe } => BatchPath::Undecided {
-                staged_rows: staged.into_inner().map_err(Error::Buffer)?,
+                staged_rows: staged.into_inner(),
                 keys: probe,
             },
             Route::Direct => {
@@ -590,7 +593,7 @@ impl Producer {
             }
             Route::Staged => BatchPath::Staged,
         };
-        Ok(Batch { rows, path })
+        Batch { rows, path }
     }
 }
 
@@ -598,11 +601,6 @@ fn key_hash(key: &str) -> u64 {
     let mut h = DefaultHasher::new();
     key.hash(&mut h);
     h.finish()
-}
-
-/// Bytes a writer holds, flushed or not.
-fn written(w: &mut CsvWriter<Vec<u8>>) -> usize {
-    w.pending() + w.get_mut().len()
 }
 
 fn buffer(batch_bytes: usize) -> Vec<u8> {

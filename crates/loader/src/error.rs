@@ -98,8 +98,6 @@ pub enum Error {
     NoSalt { column: String },
     #[error("quarantine file: {0}")]
     Quarantine(#[source] io::Error),
-    #[error("COPY buffer: {0}")]
-    Buffer(#[source] io::Error),
     /// The row reader stopped or panicked.
     #[error("{0}")]
     Reader(String),

@@ -16,12 +16,14 @@
 //! assert!(bound.plan().create_table().contains(r#""purchase_price_value" numeric"#));
 //! ```
 
+mod copy_text;
 mod infer;
 mod limits;
 mod mapping;
 mod plan;
 mod types;
 
+pub use crate::copy_text::CopyText;
 pub use crate::infer::{Guess, Inference};
 pub use crate::limits::ColumnLimit;
 pub use crate::mapping::{

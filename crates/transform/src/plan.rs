@@ -360,10 +360,11 @@ impl UpsertPlan {
         )
     }
 
-    /// `COPY` of CSV rows (line number first, then the columns) into the staging table.
+    /// `COPY` of rows in text format ([`CopyText`](crate::CopyText): the line number first,
+    /// then the columns) into the staging table.
     pub fn copy_staging(&self, staging: &str) -> String {
         format!(
-            "COPY {} ({}, {}) FROM STDIN (FORMAT csv)",
+            "COPY {} ({}, {}) FROM STDIN",
             quote_ident(staging),
             quote_ident(LINE_COLUMN),
             self.col_list("")
@@ -413,11 +414,11 @@ impl UpsertPlan {
         ))
     }
 
-    /// `COPY` of CSV rows straight into the target table (the loader's fast path for new keys
-    /// arriving in lock order).
+    /// `COPY` of rows in text format ([`CopyText`](crate::CopyText)) straight into the target
+    /// table (the loader's direct path for new keys).
     pub fn copy_target(&self) -> String {
         format!(
-            "COPY {} ({}) FROM STDIN (FORMAT csv)",
+            "COPY {} ({}) FROM STDIN",
             self.table.quoted(),
             self.col_list("")
         )
@@ -672,11 +673,11 @@ mod tests {
         );
         assert_eq!(
             p.copy_target(),
-            r#"COPY "public"."sales" ("id", "we""ird col", "v") FROM STDIN (FORMAT csv)"#
+            r#"COPY "public"."sales" ("id", "we""ird col", "v") FROM STDIN"#
         );
         assert_eq!(
             p.copy_staging("s"),
-            r#"COPY "s" ("_sluice_line", "id", "we""ird col", "v") FROM STDIN (FORMAT csv)"#
+            r#"COPY "s" ("_sluice_line", "id", "we""ird col", "v") FROM STDIN"#
         );
     }
 

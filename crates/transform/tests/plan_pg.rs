@@ -1,8 +1,7 @@
 //! The generated SQL against a real Postgres: create, stage, COPY, upsert; counts, last-wins,
 //! unchanged rows untouched, and the ordering guard.
 
-use sluice_flatten::CsvWriter;
-use sluice_transform::{ColumnType, PlanColumn, TableRef, UpsertPlan};
+use sluice_transform::{ColumnType, CopyText, PlanColumn, TableRef, UpsertPlan};
 use sqlx::{PgPool, Row};
 
 fn plan(guard: bool) -> UpsertPlan {
@@ -30,14 +29,13 @@ async fn load(
     sqlx::query(sqlx::AssertSqlSafe(plan.create_staging("stage")))
         .execute(&mut *tx)
         .await?;
-    let mut w = CsvWriter::new(Vec::new());
+    let mut w = CopyText::default();
     for (line, r) in rows.iter().enumerate() {
         let line = (line + 2).to_string();
-        w.write_fields(std::iter::once(Some(line.as_str())).chain(r.iter().copied()))?;
+        w.write_fields(std::iter::once(Some(line.as_str())).chain(r.iter().copied()));
     }
-    let csv = w.into_inner()?;
     let mut copy = tx.copy_in_raw(&plan.copy_staging("stage")).await?;
-    copy.send(csv.as_slice()).await?;
+    copy.send(w.as_bytes()).await?;
     copy.finish().await?;
     let row = sqlx::query(sqlx::AssertSqlSafe(plan.upsert("stage")))
         .fetch_one(&mut *tx)
@@ -112,6 +110,39 @@ async fn upsert_counts_last_wins_and_leaves_unchanged_rows_alone() -> anyhow::Re
         load(&db.pool, &p, &[[Some("c"), Some(""), None, None]]).await?,
         (0, 1, 0)
     );
+    Ok(())
+}
+
+/// Values that the text format must escape reach the table as they were: tabs, line breaks,
+/// backslashes, text that reads like `COPY`'s NULL or end-of-data marker, and the empty string
+/// (not NULL).
+#[tokio::test]
+async fn awkward_values_reach_the_table_unchanged() -> anyhow::Result<()> {
+    let db = sluice_testkit::database().await?;
+    let p = plan(false);
+    sqlx::query(sqlx::AssertSqlSafe(p.create_table()))
+        .execute(&db.pool)
+        .await?;
+    let awkward = [
+        "tab\there",
+        "line\nbreak\r\n",
+        r"C:\dir\",
+        r"\N",
+        r"\.",
+        "",
+        r#"a,"b";c"#,
+        "ação",
+    ];
+    let keys = ["k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7"];
+    let rows: Vec<[Option<&str>; 4]> = keys
+        .iter()
+        .zip(awkward)
+        .map(|(k, v)| [Some(*k), Some(v), None, None])
+        .collect();
+    assert_eq!(load(&db.pool, &p, &rows).await?, (8, 0, 0));
+    let stored: Vec<Option<String>> = table(&db.pool).await?.into_iter().map(|r| r.1).collect();
+    let expected: Vec<Option<String>> = awkward.iter().map(|v| Some(v.to_string())).collect();
+    assert_eq!(stored, expected);
     Ok(())
 }
 
