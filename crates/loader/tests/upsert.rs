@@ -285,7 +285,7 @@ async fn the_path_is_chosen_without_reading_the_object_twice() -> anyhow::Result
         (STAGED, 1, 2, 1)
     );
 
-    // New first keys, an existing one past the first batch (the writer flushes every 64 KiB):
+    // New first keys, an existing one past the first batch (batches of 1 KiB, about 25 rows):
     // the direct COPY meets it, rolls back, and the object is read again for staging.
     let mut csv = sales_csv(600..3000, "NEW", "2024-01-03T00:00:00Z");
     csv.push_str("zz,LATE,1,2024-01-03T00:00:00Z\n");
@@ -364,8 +364,8 @@ fn updates(held: Range<u32>, new: Range<u32>, status: &str, ts: &str) -> String 
 #[tokio::test]
 async fn keys_above_the_greatest_held_go_straight_in_and_the_rest_are_staged() -> anyhow::Result<()>
 {
-    // Small batches: a split keeps at most 32 of them (32 KiB). The first batch is still
-    // 64 KiB of rows (the writer flushes every 64 KiB), about 1,560 of these.
+    // Small batches: a split keeps at most 32 of them (32 KiB). The first batch is 1 KiB of
+    // rows, about 25 of these: 5 held keys and 20 new ones.
     let env = crate::common::env_with(&[("COPY_BATCH_BYTES", "1024")], &[]).await?;
     let store = CountingStore {
         inner: env.store.clone(),
@@ -404,8 +404,8 @@ async fn keys_above_the_greatest_held_go_straight_in_and_the_rest_are_staged() -
     let csv = updates(0..400, 400..2000, "PAID", "2024-01-02T00:00:00Z");
     let (path, opens, counts, direct) = load("raw/sales/1.csv", csv).await?;
     assert_eq!((path, opens, counts), (SPLIT, 1, (1600, 400, 0)));
-    // The first batch (64 KiB, about 1,490 rows) staged, the 400 or so new rows after it not.
-    assert!((200..600).contains(&direct), "{direct}");
+    // The first batch (about 20 new rows) staged, the 1,580 or so new rows after it not.
+    assert!((1500..1600).contains(&direct), "{direct}");
     assert_eq!(env.count("sales").await?, 2000);
     let paid: i64 = sqlx::query_scalar("SELECT count(*) FROM sales WHERE status = 'PAID'")
         .fetch_one(&env.db.pool)
@@ -419,9 +419,9 @@ async fn keys_above_the_greatest_held_go_straight_in_and_the_rest_are_staged() -
     (3600..4000).for_each(|i| csv.push_str(&sale(i, "NEW", "2024-01-01T00:00:00Z")));
     let (path, opens, counts, direct) = load("raw/sales/2.csv", csv).await?;
     assert_eq!((path, opens, counts), (SPLIT, 1, (2000, 1600, 0)));
-    // The new rows between the first batch and the turn (about 430): the last 400 came after
-    // the turn, and were staged (without it, about 830 would be direct).
-    assert!((200..600).contains(&direct), "{direct}");
+    // The new rows between the first batch and the turn (about 1,580): the last 400 came
+    // after the turn, and were staged (without it, about 1,980 would be direct).
+    assert!((1500..1600).contains(&direct), "{direct}");
     assert_eq!(env.count("sales").await?, 4000);
 
     // A first batch of mostly held keys stages everything, same read.
@@ -434,10 +434,10 @@ async fn keys_above_the_greatest_held_go_straight_in_and_the_rest_are_staged() -
 
     // A new key of the (staged) first batch again past it: staged too, and the last row wins.
     let mut csv = updates(0..400, 4050..5650, "PAID4", "2024-01-05T00:00:00Z");
-    csv.push_str(&sale(5000, "LAST", "2024-01-05T00:00:00Z"));
+    csv.push_str(&sale(4060, "LAST", "2024-01-05T00:00:00Z"));
     let (path, opens, counts, _) = load("raw/sales/5.csv", csv).await?;
     assert_eq!((path, opens, counts), (SPLIT, 1, (1600, 400, 1)));
-    assert_eq!(status("id-005000").await?, "LAST");
+    assert_eq!(status("id-004060").await?, "LAST");
 
     // A new key repeated past the first batch meets the unique index: the direct COPY rolls
     // back and the object is read again for staging. The last row wins.
@@ -477,7 +477,7 @@ async fn concurrent_split_loads_equal_serial_application() -> anyhow::Result<()>
     let a = updates(0..1000, 5000..9000, "A", "2024-01-02T00:00:00Z");
     let b = updates(500..1500, 7000..11000, "B", "2024-01-03T00:00:00Z");
     let seed = sales_csv(0..2000, "NEW", "2024-01-01T00:00:00Z");
-    // Batches of 1 KiB: the first is 64 KiB of rows (the writer's flush), and the rest split.
+    // Batches of 1 KiB: the first (about 25 rows, most of them new) is staged, the rest split.
     let small = [("COPY_BATCH_BYTES", "1024")];
     let serial = crate::common::env_with(&small, &[]).await?;
     serial
