@@ -46,15 +46,6 @@ impl CopyText {
     }
 
     fn field(&mut self, value: &[u8]) {
-        // Most values have nothing to escape. This test has no early exit, so the compiler can
-        // check many bytes at a time; the loop below runs only for the rest.
-        let plain = !value.iter().fold(false, |hit, &b| {
-            hit | (b == b'\\') | (b == b'\t') | (b == b'\n') | (b == b'\r')
-        });
-        if plain {
-            self.buf.extend_from_slice(value);
-            return;
-        }
         let mut start = 0;
         for (i, &b) in value.iter().enumerate() {
             let escaped = match b {
