@@ -31,12 +31,14 @@ dlt() { # API_URL MODE TAG
     sed "s/\"baseline\": \"\\([a-z_]*\\)\"/\"baseline\": \"\\1$3\"/"
 }
 for r in $(seq 1 "$ROUNDS"); do
-  run=(sluice overlapped csv merge)
-  [ $((r % 2)) = 0 ] && run=(merge csv overlapped sluice)
+  run=(sluice overlapped csv merge overlapped_text)
+  [ $((r % 2)) = 0 ] && run=(overlapped_text merge csv overlapped sluice)
   for c in "${run[@]}"; do
     case "$c" in
       sluice) sluice_e2e "http://127.0.0.1:$APIP" "" ;;
       overlapped) overlapped "http://127.0.0.1:$APIP" "" ;;
+      # The same with the loaders sending COPY's text format instead of binary.
+      overlapped_text) COPY_FORMAT=text overlapped "http://127.0.0.1:$APIP" "" | sed 's/"sluice_overlapped"/"sluice_overlapped_text"/' ;;
       csv) dlt "http://127.0.0.1:$APIP" csv "" ;;
       merge) dlt "http://127.0.0.1:$APIP" merge "" ;;
     esac 2>/dev/null
@@ -49,6 +51,24 @@ sys.path.insert(0, "bench")
 from results import by_contender
 n = int(sys.argv[2])
 by = by_contender(sys.argv[1])
+def overlapped(out, key):
+    v = by.get(key, [])
+    if v:
+        out[key] = {"records_per_s": statistics.median(x["records_per_s"] for x in v),
+            "seconds": statistics.median(x["seconds"] for x in v),
+            "api_wait_s": statistics.median(x["api_wait_s"] for x in v),
+            "peak_rss_mb": {"ingest": max(x["peak_rss_mb"]["ingest"] for x in v),
+                            "loader": max(x["peak_rss_mb"]["loaders"] for x in v)},
+            "ingest_s": statistics.median(x["ingest_s"] for x in v),
+            "after_ingest_s": statistics.median(x["after_ingest_s"] for x in v),
+            "first_load_started_s": statistics.median(x["first_load_started_s"] for x in v),
+            "pg_copy_floor_s": statistics.median(x["pg_copy_floor_s"] for x in v),
+            "x_floor": statistics.median(x["seconds"] / x["pg_copy_floor_s"] for x in v),
+            "pg_copy_floor_binary_s": statistics.median(x.get("pg_copy_floor_binary_s", 0) for x in v),
+            "x_floor_binary": statistics.median(x["seconds"] / x["pg_copy_floor_binary_s"] for x in v
+                                                if x.get("pg_copy_floor_binary_s")) if any(x.get("pg_copy_floor_binary_s") for x in v) else None,
+            "objects": v[0]["objects"], "concurrency": v[0]["concurrency"],
+            "rows_loaded": v[0]["records"], "runs": len(v)}
 def pipelines(tag):
     out = {}
     ing, lod = by.get("sluice_ingest" + tag, []), by.get("sluice_loader_s3" + tag, [])
@@ -61,20 +81,8 @@ def pipelines(tag):
             "loader_s": statistics.median(b["seconds"] for b in lod),
             "pg_copy_floor_s": statistics.median(b["pg_copy_floor_s"] for b in lod),
             "rows_loaded": lod[0]["records"], "runs": len(secs)}
-    v = by.get("sluice_overlapped" + tag, [])
-    if v:
-        out["sluice_overlapped" + tag] = {"records_per_s": statistics.median(x["records_per_s"] for x in v),
-            "seconds": statistics.median(x["seconds"] for x in v),
-            "api_wait_s": statistics.median(x["api_wait_s"] for x in v),
-            "peak_rss_mb": {"ingest": max(x["peak_rss_mb"]["ingest"] for x in v),
-                            "loader": max(x["peak_rss_mb"]["loaders"] for x in v)},
-            "ingest_s": statistics.median(x["ingest_s"] for x in v),
-            "after_ingest_s": statistics.median(x["after_ingest_s"] for x in v),
-            "first_load_started_s": statistics.median(x["first_load_started_s"] for x in v),
-            "pg_copy_floor_s": statistics.median(x["pg_copy_floor_s"] for x in v),
-            "x_floor": statistics.median(x["seconds"] / x["pg_copy_floor_s"] for x in v),
-            "objects": v[0]["objects"], "concurrency": v[0]["concurrency"],
-            "rows_loaded": v[0]["records"], "runs": len(v)}
+    for name in ("sluice_overlapped", "sluice_overlapped_text"):
+        overlapped(out, name + tag)
     for k in ("dlt_rest_api_merge_csv", "dlt_rest_api_merge"):
         v = by.get(k + tag, [])
         if v:
@@ -104,11 +112,14 @@ if o:
     print(f"# sluice overlapped: {o['objects']} objects, {o['concurrency']} loaders at once; the first load started at "
           f"{o['first_load_started_s']:.2f} s, the ingest ended at {o['ingest_s']:.2f} s and the last load "
           f"{o['after_ingest_s']:.2f} s after it; {o['x_floor']:.2f}x Postgres' own COPY of the same rows "
-          f"(median of each run's ratio; floor {o['pg_copy_floor_s']:.2f} s)")
+          f"(median of each run's ratio; floor {o['pg_copy_floor_s']:.2f} s); "
+          f"{o['x_floor_binary'] or 0:.2f}x its binary-format COPY ({o['pg_copy_floor_binary_s']:.2f} s)")
 print(json.dumps({"bench": "e2e", "n": n, "ratios": {
     "sluice_overlapped_vs_dlt_csv": ratio("sluice_overlapped", "dlt_rest_api_merge_csv"),
     "sluice_overlapped_vs_sluice_sequential": ratio("sluice_overlapped", "sluice"),
+    "sluice_overlapped_binary_vs_text": ratio("sluice_overlapped", "sluice_overlapped_text"),
     "sluice_overlapped_x_postgres_copy": round(o["x_floor"], 2) if o else None,
+    "sluice_overlapped_x_postgres_copy_binary": round(o["x_floor_binary"], 2) if o and o["x_floor_binary"] else None,
     "sluice_vs_dlt_csv": ratio("sluice", "dlt_rest_api_merge_csv"),
     "sluice_vs_dlt_merge": ratio("sluice", "dlt_rest_api_merge"),
     "sluice_vs_dlt_csv_python_mock_api_bound": ratio("sluice_python_mock", "dlt_rest_api_merge_csv_python_mock"),

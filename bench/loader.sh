@@ -28,8 +28,8 @@ head -n $((TN + 1)) "$W/v1.csv" >"$W/t1.csv"
 M=(--mapping bench/mappings/baseline-types.toml)
 UP=("$PY" "$BASELINES/upsert_python.py" --table bench_sales --key purchase_transaction)
 for r in $(seq 1 "$ROUNDS"); do
-  run=(sluice_new raw stage_new sluice_old stage_old sluice_hotmart typed_copy sluice_new_ff sluice_old_ff)
-  [ $((r % 2)) = 0 ] && run=(sluice_old_ff sluice_new_ff typed_copy sluice_hotmart stage_old sluice_old stage_new raw sluice_new)
+  run=(sluice_new raw stage_new sluice_old stage_old sluice_hotmart typed_copy sluice_new_ff sluice_old_ff sluice_hotmart_text sluice_old_text)
+  [ $((r % 2)) = 0 ] && run=(sluice_old_text sluice_hotmart_text sluice_old_ff sluice_new_ff typed_copy sluice_hotmart stage_old sluice_old stage_new raw sluice_new)
   for c in "${run[@]}"; do
     case "$c" in
       sluice_new) "$BIN" load "$W/v1.csv" "${M[@]}" ;;
@@ -38,6 +38,9 @@ for r in $(seq 1 "$ROUNDS"); do
       sluice_old_ff) "$BIN" load "$W/v2.csv" --after "$W/v1.csv" "${M[@]}" --fillfactor "$FF" ;;
       sluice_hotmart) "$BIN" load "$W/v1.csv" | sed 's/"sluice_loader_new_keys"/"sluice_loader_new_keys_hotmart_mapping"/' ;;
       typed_copy) "$BIN" load "$W/v1.csv" --typed-copy ;;
+      # The same two loads with the rows sent in COPY's text format instead of binary.
+      sluice_hotmart_text) COPY_FORMAT=text "$BIN" load "$W/v1.csv" | sed 's/"sluice_loader_new_keys"/"sluice_loader_new_keys_hotmart_mapping_text"/' ;;
+      sluice_old_text) COPY_FORMAT=text "$BIN" load "$W/v2.csv" --after "$W/v1.csv" "${M[@]}" | sed 's/"sluice_loader_existing_keys"/"sluice_loader_existing_keys_text"/' ;;
       raw) "${UP[@]}" --csv "$W/v1.csv" --method copy_raw --fresh ;;
       stage_new) "${UP[@]}" --csv "$W/v1.csv" --method copy_stage --fresh ;;
       stage_old)
@@ -85,6 +88,8 @@ summary = {
     "new_keys_fillfactor_vs_raw_copy": ratio(ff_new, "upsert_copy_raw"),
     "new_keys_vs_tutorial": ratio("sluice_loader_new_keys", "upsert_tutorial"),
     "hotmart_mapping_vs_typed_copy": ratio("sluice_loader_new_keys_hotmart_mapping", "pg_copy_typed_rows"),
+    "hotmart_mapping_binary_vs_text": ratio("sluice_loader_new_keys_hotmart_mapping", "sluice_loader_new_keys_hotmart_mapping_text"),
+    "existing_keys_binary_vs_text": ratio("sluice_loader_existing_keys", "sluice_loader_existing_keys_text"),
 }
 print(json.dumps({"bench": "loader", "n": int(sys.argv[2]), "ratios": summary, "medians": med, "raw": [r for runs in by.values() for r in runs]}))
 PYEOF

@@ -210,11 +210,12 @@ pub fn load_s3(s3_url: &str, bucket: &str, prefix: &str, concurrency: usize) -> 
         // The loader's high-water mark, before the floor below holds the whole table in memory.
         let rss = peak_rss_mb();
         crate::concurrency::check_table(&pool, &rows).await?;
-        let floor = copy_floor(&pool).await?;
+        let (floor, floor_binary) = copy_floors(&pool).await?;
         println!(
             "{}",
             serde_json::json!({
                 "pg_copy_floor_s": (floor * 1e4).round() / 1e4,
+                "pg_copy_floor_binary_s": (floor_binary * 1e4).round() / 1e4,
                 "baseline": "sluice_loader_s3",
                 "concurrency": concurrency,
                 "objects": objects,
@@ -239,16 +240,25 @@ pub(crate) async fn fresh_tables(pool: &sqlx::PgPool) -> Result<()> {
     Ok(())
 }
 
+/// Postgres' own floors for the load, in seconds: `(text, binary)`. See [`copy_floor_in`].
+pub(crate) async fn copy_floors(pool: &sqlx::PgPool) -> Result<(f64, f64)> {
+    Ok((
+        copy_floor_in(pool, "").await?,
+        copy_floor_in(pool, " (FORMAT binary)").await?,
+    ))
+}
+
 /// Postgres' own floor for the load: the rows just loaded, copied out, then timed as a plain
-/// `COPY` (text format, Postgres' default) into an empty copy of the table (same types, same
-/// primary key), in one transaction that is rolled back. The copy is a logged table, as the
-/// loader's is: a temporary one would skip the WAL and shared buffers the load pays for.
-pub(crate) async fn copy_floor(pool: &sqlx::PgPool) -> Result<f64> {
+/// `COPY` (`options`: "" for the text format, Postgres' default) into an empty copy of the
+/// table (same types, same primary key), in one transaction that is rolled back. The copy is a
+/// logged table, as the loader's is: a temporary one would skip the WAL and shared buffers the
+/// load pays for.
+async fn copy_floor_in(pool: &sqlx::PgPool, options: &str) -> Result<f64> {
     use futures_util::TryStreamExt;
     let mut conn = pool.acquire().await?;
     let mut data = Vec::new();
     let mut out = conn
-        .copy_out_raw("COPY public.hotmart_sales TO STDOUT")
+        .copy_out_raw(&format!("COPY public.hotmart_sales TO STDOUT{options}"))
         .await?;
     while let Some(chunk) = out.try_next().await? {
         data.extend_from_slice(&chunk);
@@ -260,7 +270,9 @@ pub(crate) async fn copy_floor(pool: &sqlx::PgPool) -> Result<f64> {
         .await?;
     let t0 = Instant::now();
     let mut copy = tx
-        .copy_in_raw("COPY public.sluice_bench_floor FROM STDIN")
+        .copy_in_raw(&format!(
+            "COPY public.sluice_bench_floor FROM STDIN{options}"
+        ))
         .await?;
     for chunk in data.chunks(1 << 20) {
         copy.send(chunk).await?;

@@ -16,7 +16,7 @@ use sluice_edge::layout::CSV_SUFFIXES;
 use sluice_loader::{Config, Loader, ObjectRef, RowCounts, S3Store};
 use sluice_testkit::notify::{Created, Listing, deliver_while};
 
-use crate::ingest::{copy_floor, endpoint, fresh_tables};
+use crate::ingest::{copy_floors, endpoint, fresh_tables};
 use crate::peak_rss_mb;
 
 /// How often the bucket is listed for new objects: S3 notifies within about this.
@@ -111,7 +111,7 @@ pub fn pipeline(p: &Pipeline<'_>) -> Result<()> {
                 rows.rows_read
             );
         }
-        let floor = copy_floor(&pool).await?;
+        let (floor, floor_binary) = copy_floors(&pool).await?;
         let first_load = loads.first().map_or(0.0, |l| l.0);
         let round = |s: f64| (s * 1e4).round() / 1e4;
         println!(
@@ -129,6 +129,7 @@ pub fn pipeline(p: &Pipeline<'_>) -> Result<()> {
                 "after_ingest_s": round(secs - ingest_ended),
                 "api_wait_s": ingest["api_wait_s"],
                 "pg_copy_floor_s": round(floor),
+                "pg_copy_floor_binary_s": round(floor_binary),
                 "peak_rss_mb": {"ingest": ingest["peak_rss_mb"], "loaders": rss},
             })
         );

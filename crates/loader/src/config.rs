@@ -25,6 +25,7 @@ pub use sluice_edge::Secret;
 /// `Environment` against this list; a unit test checks this list against the code).
 pub const ENV_VARS: &[&str] = &[
     "COPY_BATCH_BYTES",
+    "COPY_FORMAT",
     "DATABASE_ACQUIRE_TIMEOUT_SECS",
     "DATABASE_CA_BUNDLE",
     "DATABASE_HOST",
@@ -118,8 +119,40 @@ pub struct Config {
     pub ledger_schema: String,
     /// `COPY_BATCH_BYTES` (default 1 MiB): rows are sent to Postgres in batches of about this size.
     pub batch_bytes: usize,
+    /// `COPY_FORMAT` (default `binary`): the format rows are sent to Postgres in.
+    pub copy_format: SendFormat,
     /// `DATABASE_ACQUIRE_TIMEOUT_SECS` (default 10): how long one attempt waits for a connection.
     pub acquire_timeout: std::time::Duration,
+}
+
+/// `COPY_FORMAT`: the format of the rows sent to Postgres. Both load the same values; the
+/// binary format spares Postgres parsing them (README, Benchmarks).
+///
+/// ```
+/// use sluice_loader::config::SendFormat;
+///
+/// assert_eq!("text".parse::<SendFormat>(), Ok(SendFormat::Text));
+/// assert!("csv".parse::<SendFormat>().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SendFormat {
+    /// `binary`: Postgres' binary format where every column's type allows it (sluice writes
+    /// each value exactly as that type stores it), else text.
+    #[default]
+    Binary,
+    /// `text`: always Postgres' text format.
+    Text,
+}
+
+impl std::str::FromStr for SendFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "binary" => Ok(Self::Binary),
+            "text" => Ok(Self::Text),
+            other => Err(format!("{other:?}: expected binary or text")),
+        }
+    }
 }
 
 /// The prefixes the loader reads and writes under: `raw/` and `quarantine/`.
@@ -163,6 +196,10 @@ impl Config {
             *n >= 1024
         })?;
         let acquire_timeout = acquire_timeout(get("DATABASE_ACQUIRE_TIMEOUT_SECS"))?;
+        let copy_format = get("COPY_FORMAT")
+            .map(|f| f.parse().map_err(|e: String| invalid("COPY_FORMAT", e)))
+            .transpose()?
+            .unwrap_or_default();
         Ok(Self {
             acquire_timeout,
             database,
@@ -176,6 +213,7 @@ impl Config {
             redact_salt_secret: get("REDACT_SALT_SECRET_ARN"),
             ledger_schema: get("LEDGER_SCHEMA").unwrap_or_else(|| "public".into()),
             batch_bytes,
+            copy_format,
         })
     }
 }

@@ -18,11 +18,14 @@ use std::collections::HashSet;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::mpsc as sync_mpsc;
 
-use sluice_transform::{CopyText, TypedRow, UpsertPlan, quote_ident};
+use sluice_transform::{
+    CopyFormat, CopyRows, EncodeError, LINE_COLUMN, TypedRow, UpsertPlan, quote_ident,
+};
 use sqlx::PgConnection;
 use sqlx::postgres::PgCopyIn;
 use tokio::sync::mpsc;
 
+use crate::config::SendFormat;
 use crate::error::{Error, Fail};
 use crate::quarantine::{Quarantine, Quarantined};
 use crate::rows::{Produced, Rows};
@@ -82,18 +85,52 @@ pub(crate) struct Copied {
     pub quarantined: Quarantined,
 }
 
+/// The format of each target's rows.
+#[derive(Debug, Clone)]
+struct Formats {
+    table: CopyFormat,
+    /// The table's, with the line number first.
+    staging: CopyFormat,
+}
+
+impl Formats {
+    /// Binary when asked for and the plan's columns allow it, on Postgres 14 or later (whose
+    /// binary `numeric` has the infinities); else text.
+    fn new(plan: &UpsertPlan, wanted: SendFormat, server_version: Option<u32>) -> Self {
+        let table = match wanted {
+            SendFormat::Binary if server_version.is_some_and(|v| v >= 140_000) => {
+                plan.copy_format()
+            }
+            _ => CopyFormat::Text,
+        };
+        Self {
+            staging: table.numbered(),
+            table,
+        }
+    }
+
+    fn of(&self, target: Target) -> &CopyFormat {
+        match target {
+            Target::Table => &self.table,
+            Target::Stage => &self.staging,
+        }
+    }
+}
+
 /// Streams `rows` into Postgres as `attempt` says: straight into the table, into the staging
-/// table, or split between them.
+/// table, or split between them, in the format `format` asks for where the columns allow it.
 pub(crate) async fn copy_rows(
     conn: &mut PgConnection,
     rows: Rows,
     attempt: Attempt,
     batch_bytes: usize,
+    format: SendFormat,
 ) -> Result<Copied, Fail> {
     let plan = rows.rules().bound.plan().clone();
+    let formats = Formats::new(&plan, format, conn.server_version_num());
     let (tx, mut rx) = mpsc::channel::<Batch>(4);
     let (decide_tx, decide_rx) = sync_mpsc::sync_channel::<bool>(1);
-    let producer = Producer::new(&rows, attempt, batch_bytes, tx, decide_rx);
+    let producer = Producer::new(&rows, attempt, batch_bytes, formats.clone(), tx, decide_rx);
     let parser = tokio::task::spawn_blocking(move || producer.run(rows));
     let Some(mut first) = rx.recv().await else {
         // No row to send (none, or all rejected): nothing to COPY either way. Reported as
@@ -103,7 +140,7 @@ pub(crate) async fn copy_rows(
     };
     // The probe's answer decides, also for a first batch that was the producer's last.
     decide(conn, &plan, &mut first, &decide_tx).await?;
-    stream(conn, &plan, first, rx, parser).await
+    stream(conn, &plan, &formats, first, rx, parser).await
 }
 
 /// An undecided first batch is probed against the table, and becomes direct or staged.
@@ -149,13 +186,14 @@ async fn decide(
 async fn stream(
     conn: &mut PgConnection,
     plan: &UpsertPlan,
+    formats: &Formats,
     first: Batch,
     mut rx: mpsc::Receiver<Batch>,
     parser: tokio::task::JoinHandle<Result<Produce, Fail>>,
 ) -> Result<Copied, Fail> {
     let mut sink = Sink::default();
     let mut target = first.path.target();
-    let mut copy = sink.open(conn, plan, target).await?;
+    let mut copy = sink.open(conn, plan, formats, target).await?;
     let mut next = Some(first);
     let mut send_err = None;
     loop {
@@ -170,7 +208,7 @@ async fn stream(
             let ended = copy.finish().await.map(|n| sink.count(target, n));
             target = batch.path.target();
             copy = match ended {
-                Ok(()) => match sink.open(conn, plan, target).await {
+                Ok(()) => match sink.open(conn, plan, formats, target).await {
                     Ok(c) => c,
                     Err(e) => return Err(stop(rx, parser, e).await),
                 },
@@ -243,11 +281,12 @@ impl Sink {
         }
     }
 
-    /// Opens the `COPY` into `target`, creating the staging table the first time.
+    /// Opens the `COPY` into `target` in its format, creating the staging table the first time.
     async fn open<'c>(
         &mut self,
         conn: &'c mut PgConnection,
         plan: &UpsertPlan,
+        formats: &Formats,
         target: Target,
     ) -> Result<PgCopyIn<&'c mut PgConnection>, sqlx::Error> {
         let statement = match target {
@@ -262,7 +301,14 @@ impl Sink {
                 plan.copy_staging(STAGE)
             }
         };
-        conn.copy_in_raw(&statement).await
+        let format = formats.of(target);
+        let mut copy = conn
+            .copy_in_raw(&format!("{statement}{}", format.options()))
+            .await?;
+        if !format.header().is_empty() {
+            copy.send(format.header()).await?;
+        }
+        Ok(copy)
     }
 }
 
@@ -313,7 +359,7 @@ enum Route {
     /// Until the first batch is decided: table form in `out`, staging form here, and the keys
     /// to probe.
     Undecided {
-        staged: Box<CopyText>,
+        staged: Box<CopyRows>,
         probe: Vec<String>,
     },
     Direct,
@@ -345,7 +391,7 @@ impl Ceiling {
 struct Split {
     ceiling: Ceiling,
     /// Rows whose key is not above the greatest, in staging form: staged after the direct ones.
-    side: CopyText,
+    side: CopyRows,
 }
 
 /// What the producer did.
@@ -373,7 +419,10 @@ impl Produce {
 /// The blocking half: rows in, batches out, rejected rows to quarantine.
 struct Producer {
     route: Route,
-    out: CopyText,
+    out: CopyRows,
+    formats: Formats,
+    /// The table's column names, for an error.
+    names: Vec<String>,
     keys: KeyOrder,
     quarantine: Quarantine,
     sent: u64,
@@ -390,6 +439,7 @@ impl Producer {
         rows: &Rows,
         attempt: Attempt,
         batch_bytes: usize,
+        formats: Formats,
         tx: mpsc::Sender<Batch>,
         decision: sync_mpsc::Receiver<bool>,
     ) -> Self {
@@ -405,7 +455,7 @@ impl Producer {
             Attempt::Staged => (Route::Staged, None),
             Attempt::Direct { ceiling } => (
                 Route::Undecided {
-                    staged: Box::new(CopyText::new(buffer(batch_bytes))),
+                    staged: Box::new(formats.staging.writer(buffer(batch_bytes))),
                     probe: Vec::new(),
                 },
                 ceiling.filter(|_| key_pos.len() == 1).map(|k| Ceiling {
@@ -414,9 +464,15 @@ impl Producer {
                 }),
             ),
         };
+        let out = match route {
+            Route::Staged => formats.staging.writer(buffer(batch_bytes)),
+            _ => formats.table.writer(buffer(batch_bytes)),
+        };
         Self {
             route,
-            out: CopyText::new(buffer(batch_bytes)),
+            out,
+            formats,
+            names: names.iter().map(|n| n.to_string()).collect(),
             keys: KeyOrder::new(key_pos, plan.text_key()),
             quarantine: Quarantine::new(
                 rules.header.clone(),
@@ -477,11 +533,13 @@ impl Producer {
         // meets the unique index.
         let staged = match &mut self.route {
             Route::Staged => {
-                self.out.write_fields(numbered);
+                let w = self.out.write_fields(numbered);
+                w.map_err(|e| unencodable(&self.names, &line, e, Target::Stage))?;
                 true
             }
             Route::Direct => {
-                self.out.write_fields(row.iter());
+                let w = self.out.write_fields(row.iter());
+                w.map_err(|e| unencodable(&self.names, &line, e, Target::Table))?;
                 false
             }
             Route::Undecided { staged, probe } => {
@@ -493,17 +551,21 @@ impl Producer {
                 {
                     c.above.insert(key_hash(key));
                 }
-                staged.write_fields(numbered);
-                self.out.write_fields(row.iter());
+                let w = staged.write_fields(numbered);
+                w.map_err(|e| unencodable(&self.names, &line, e, Target::Stage))?;
+                let w = self.out.write_fields(row.iter());
+                w.map_err(|e| unencodable(&self.names, &line, e, Target::Table))?;
                 true
             }
             Route::Split(split) => {
                 let c = &split.ceiling;
                 if c.below(key) || (!c.above.is_empty() && c.above.contains(&key_hash(key))) {
-                    split.side.write_fields(numbered);
+                    let w = split.side.write_fields(numbered);
+                    w.map_err(|e| unencodable(&self.names, &line, e, Target::Stage))?;
                     true
                 } else {
-                    self.out.write_fields(row.iter());
+                    let w = self.out.write_fields(row.iter());
+                    w.map_err(|e| unencodable(&self.names, &line, e, Target::Table))?;
                     false
                 }
             }
@@ -565,10 +627,11 @@ impl Producer {
                 // the first batch is staged, and the rest split.
                 Route::Split(Box::new(Split {
                     ceiling,
-                    side: CopyText::new(buffer(self.batch_bytes)),
+                    side: self.formats.staging.writer(buffer(self.batch_bytes)),
                 }))
             } else {
-                // The probe found an existing key: the rest goes to staging.
+                // The probe found an existing key: the rest goes to staging, in its form.
+                self.out = self.formats.staging.writer(buffer(self.batch_bytes));
                 Route::Staged
             };
         }
@@ -601,6 +664,22 @@ fn key_hash(key: &str) -> u64 {
     let mut h = DefaultHasher::new();
     key.hash(&mut h);
     h.finish()
+}
+
+/// A value the binary format cannot carry: not its type's canonical text, which the mapping
+/// always writes. The load stops, naming the line and the column (not the value).
+fn unencodable(names: &[String], line: &str, e: EncodeError, target: Target) -> Fail {
+    let column = match target {
+        Target::Table => Some(e.column),
+        Target::Stage => e.column.checked_sub(1),
+    };
+    let name = column
+        .and_then(|c| names.get(c))
+        .map_or(LINE_COLUMN, String::as_str);
+    Fail::Permanent(Error::Reader(format!(
+        "line {line}: column {name:?} ({}) cannot be sent in COPY's binary format: {}",
+        e.ty, e.reason
+    )))
 }
 
 fn buffer(batch_bytes: usize) -> Vec<u8> {

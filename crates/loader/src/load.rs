@@ -309,17 +309,17 @@ impl Loader {
         job: &Job<'_, S>,
         rows: Rows,
     ) -> Result<Copied, Fail> {
-        let batch = self.config.batch_bytes;
+        let (batch, format) = (self.config.batch_bytes, self.config.copy_format);
         // CHECK constraints are evaluated on the staged rows: no direct path past them.
         if !rows.rules().bound.plan().text_key() || !rows.rules().checks.is_empty() {
-            return copy_rows(tx, rows, Attempt::Staged, batch).await;
+            return copy_rows(tx, rows, Attempt::Staged, batch, format).await;
         }
         let rules = rows.rules().clone();
         let attempt = direct_attempt(tx, rules.bound.plan()).await?;
         sqlx::query("SAVEPOINT sluice_direct")
             .execute(&mut *tx)
             .await?;
-        match copy_rows(tx, rows, attempt, batch).await {
+        match copy_rows(tx, rows, attempt, batch, format).await {
             Err(Fail::Stage(e)) => {
                 tracing::debug!(reason = %e, "direct COPY not possible; staging");
                 sqlx::query("ROLLBACK TO SAVEPOINT sluice_direct")
@@ -327,7 +327,7 @@ impl Loader {
                     .await?;
                 let raw = job.open_again().await?;
                 let reader = blocking(move || read_header(raw)).await??.0;
-                copy_rows(tx, Rows::new(reader, rules), Attempt::Staged, batch).await
+                copy_rows(tx, Rows::new(reader, rules), Attempt::Staged, batch, format).await
             }
             copied => copied,
         }

@@ -16,6 +16,8 @@
 //! assert!(bound.plan().create_table().contains(r#""purchase_price_value" numeric"#));
 //! ```
 
+mod copy_binary;
+mod copy_format;
 mod copy_text;
 mod infer;
 mod limits;
@@ -23,6 +25,8 @@ mod mapping;
 mod plan;
 mod types;
 
+pub use crate::copy_binary::{COPY_BINARY_HEADER, CopyBinary, EncodeError, encode_binary};
+pub use crate::copy_format::{CopyFormat, CopyRows};
 pub use crate::copy_text::CopyText;
 pub use crate::infer::{Guess, Inference};
 pub use crate::limits::ColumnLimit;

@@ -21,6 +21,7 @@
 
 use std::collections::HashSet;
 
+use crate::copy_format::CopyFormat;
 use crate::types::ColumnType;
 
 /// The staging table's line-number column: the last line of a file wins for a key.
@@ -414,8 +415,36 @@ impl UpsertPlan {
         ))
     }
 
+    /// The format the rows can be sent in: binary when every column's binary form is the one
+    /// sluice writes for its type (the table's own type is that type exactly, or the table does
+    /// not exist yet), else text. Text and binary load the same values.
+    ///
+    /// ```
+    /// use sluice_transform::{ColumnType, CopyFormat, PlanColumn, TableRef, UpsertPlan};
+    ///
+    /// let id = PlanColumn::new("id", ColumnType::Text);
+    /// let mut n = PlanColumn::new("n", ColumnType::Integer);
+    /// let plan = |n: PlanColumn| {
+    ///     UpsertPlan::new(TableRef::new("public", "t"), vec![id.clone(), n], vec!["id".into()], None)
+    ///         .unwrap()
+    /// };
+    /// let binary = CopyFormat::Binary([ColumnType::Text, ColumnType::Integer].into());
+    /// assert_eq!(plan(n.clone()).copy_format(), binary);
+    /// n.sql_type = Some("smallint".into()); // the table's column is narrower: text
+    /// assert_eq!(plan(n).copy_format(), CopyFormat::Text);
+    /// ```
+    pub fn copy_format(&self) -> CopyFormat {
+        let exact = |c: &PlanColumn| c.sql_type.as_deref().is_none_or(|t| c.ty.is_pg(t));
+        if self.columns.iter().all(exact) {
+            CopyFormat::Binary(self.columns.iter().map(|c| c.ty).collect())
+        } else {
+            CopyFormat::Text
+        }
+    }
+
     /// `COPY` of rows in text format ([`CopyText`](crate::CopyText)) straight into the target
-    /// table (the loader's direct path for new keys).
+    /// table (the loader's direct path for new keys); [`CopyFormat::options`] says what to
+    /// append for another format.
     pub fn copy_target(&self) -> String {
         format!(
             "COPY {} ({}) FROM STDIN",

@@ -211,7 +211,10 @@ impl Conversion {
                 out.push_str(value);
             }
             ColumnType::Double => match value.parse::<f64>() {
-                Ok(v) if v.is_finite() && is_decimal(value) => out.push_str(value),
+                // Postgres refuses what overflows, and what underflows to zero too.
+                Ok(v) if v.is_finite() && (v != 0.0 || zero_digits(value)) && is_decimal(value) => {
+                    out.push_str(value)
+                }
                 Ok(_) if is_decimal(value) => {
                     return Err("out of range for double precision".into());
                 }
@@ -353,6 +356,12 @@ fn epoch(value: &str, scale: i64) -> Result<Timestamp, String> {
     Timestamp::from_nanosecond(total).map_err(|_| format!("{} is out of range", bad()))
 }
 
+/// Whether every digit of a decimal literal's mantissa is 0 (its value is zero).
+fn zero_digits(v: &str) -> bool {
+    let mantissa = v.split(['e', 'E']).next().unwrap_or(v);
+    mantissa.bytes().all(|b| !b.is_ascii_digit() || b == b'0')
+}
+
 fn parse_bool(v: &str) -> Option<bool> {
     match v.to_ascii_lowercase().as_str() {
         "true" | "t" | "1" | "yes" | "y" | "on" => Some(true),
@@ -477,6 +486,9 @@ mod tests {
         let d = Conversion::plain(ColumnType::Double);
         assert_eq!(d.convert("0.1").unwrap(), "0.1");
         assert!(d.convert("1e400").unwrap_err().contains("out of range"));
+        assert!(d.convert("1e-400").unwrap_err().contains("out of range"));
+        assert_eq!(d.convert("-0.0e-400").unwrap(), "-0.0e-400");
+        assert_eq!(d.convert("5e-324").unwrap(), "5e-324");
         assert!(d.convert("inf").is_err());
     }
 
