@@ -5,6 +5,7 @@ mod common;
 
 mod bad_input;
 mod connect;
+mod copy_format;
 mod events;
 mod evolve;
 mod inference;
