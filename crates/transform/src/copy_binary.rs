@@ -13,7 +13,7 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use jiff::civil::{Date, DateTime};
 
-use crate::types::ColumnType;
+use crate::types::{ColumnType, NumericLiteral};
 
 /// The signature, flags and header-extension length every binary `COPY` stream starts with.
 pub const COPY_BINARY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
@@ -251,49 +251,29 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// `numeric`'s binary form of a decimal literal (`[+-]digits[.digits][e[+-]digits]`) or of
-/// `NaN`/`Infinity`: base-10,000 digits aligned on the decimal point, the weight of the first,
-/// the sign and the display scale (the fraction's digits less the exponent, at least 0).
+/// `numeric`'s binary form of a decimal literal (`[+-]digits[.digits][e[+-]digits]`, in
+/// `numeric`'s range) or of `NaN`/`Infinity`: base-10,000 digits aligned on the decimal point,
+/// the weight of the first, the sign and the display scale (the fraction's digits less the
+/// exponent, at least 0).
 fn numeric(text: &str, out: &mut Vec<u8>) -> Result<(), &'static str> {
     const POS: u16 = 0x0000;
     const NEG: u16 = 0x4000;
-    let special = |sign: u16, out: &mut Vec<u8>| {
-        out.extend_from_slice(&[0, 0, 0, 0]);
-        out.extend_from_slice(&sign.to_be_bytes());
-        out.extend_from_slice(&[0, 0]);
+    let d = match NumericLiteral::parse(text)? {
+        NumericLiteral::Finite(d) => d,
+        special => {
+            let sign: u16 = match special {
+                NumericLiteral::NaN => 0xC000,
+                NumericLiteral::Infinity => 0xD000,
+                _ => 0xF000,
+            };
+            out.extend_from_slice(&[0, 0, 0, 0]);
+            out.extend_from_slice(&sign.to_be_bytes());
+            out.extend_from_slice(&[0, 0]);
+            return Ok(());
+        }
     };
-    let lower = |w: &str| text.eq_ignore_ascii_case(w);
-    if lower("nan") {
-        special(0xC000, out);
-        return Ok(());
-    }
-    if lower("infinity") || lower("+infinity") {
-        special(0xD000, out);
-        return Ok(());
-    }
-    if lower("-infinity") {
-        special(0xF000, out);
-        return Ok(());
-    }
-    let (negative, unsigned) = match text.as_bytes().first() {
-        Some(b'-') => (true, &text[1..]),
-        Some(b'+') => (false, &text[1..]),
-        _ => (false, text),
-    };
-    let (mantissa, exp) = match unsigned.find(['e', 'E']) {
-        Some(i) => (
-            &unsigned[..i],
-            unsigned[i + 1..]
-                .parse::<i64>()
-                .map_err(|_| "bad exponent")?,
-        ),
-        None => (unsigned, 0),
-    };
-    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-    if (int.is_empty() && frac.is_empty()) || !all_digits(int) || !all_digits(frac) {
-        return Err("not a number");
-    }
+    let (int, frac, exp) = (d.int, d.frac, d.exp);
+    // In numeric's range, so -16,383 ≤ exp ≤ 131,072: nothing below overflows.
     let dscale = (frac.len() as i64 - exp).max(0);
     // The significant digits, and how many of them stand before the decimal point.
     let digits = int.bytes().chain(frac.bytes()).map(|b| b - b'0');
@@ -303,9 +283,6 @@ fn numeric(text: &str, out: &mut Vec<u8>) -> Result<(), &'static str> {
         sig.pop();
     }
     let point = int.len() as i64 - lead as i64 + exp;
-    if dscale > 0x3FFF {
-        return Err("display scale out of range");
-    }
     if sig.is_empty() {
         out.extend_from_slice(&[0, 0, 0, 0]);
         out.extend_from_slice(&POS.to_be_bytes());
@@ -322,7 +299,7 @@ fn numeric(text: &str, out: &mut Vec<u8>) -> Result<(), &'static str> {
     }
     out.extend_from_slice(&(groups as u16).to_be_bytes());
     out.extend_from_slice(&(weight as i16).to_be_bytes());
-    out.extend_from_slice(&(if negative { NEG } else { POS }).to_be_bytes());
+    out.extend_from_slice(&(if d.negative { NEG } else { POS }).to_be_bytes());
     out.extend_from_slice(&(dscale as u16).to_be_bytes());
     let padded = std::iter::repeat_n(0u8, pad as usize)
         .chain(sig)
@@ -374,6 +351,17 @@ mod tests {
         assert_eq!(num("NaN").2, 0xC000);
         assert_eq!(num("-Infinity").2, 0xF000);
         assert!(encode_binary(ColumnType::Numeric, "1.2.3", &mut Vec::new()).is_err());
+        // Out of numeric's range, near i64's ends too: refused, not wrapped around.
+        for far in [
+            "1e200000",
+            "12e9223372036854775806",
+            "1e-9223372036854775808",
+        ] {
+            assert!(
+                encode_binary(ColumnType::Numeric, far, &mut Vec::new()).is_err(),
+                "{far}"
+            );
+        }
     }
 
     #[test]

@@ -207,12 +207,15 @@ impl Conversion {
                 push_display(out, v);
             }
             ColumnType::Numeric => {
-                check_numeric(value)?;
+                NumericLiteral::parse(value)?;
                 out.push_str(value);
             }
             ColumnType::Double => match value.parse::<f64>() {
                 // Postgres refuses what overflows, and what underflows to zero too.
-                Ok(v) if v.is_finite() && (v != 0.0 || zero_digits(value)) && is_decimal(value) => {
+                Ok(v)
+                    if v.is_finite()
+                        && Decimal::parse(value).is_some_and(|d| v != 0.0 || d.is_zero()) =>
+                {
                     out.push_str(value)
                 }
                 Ok(_) if is_decimal(value) => {
@@ -356,12 +359,6 @@ fn epoch(value: &str, scale: i64) -> Result<Timestamp, String> {
     Timestamp::from_nanosecond(total).map_err(|_| format!("{} is out of range", bad()))
 }
 
-/// Whether every digit of a decimal literal's mantissa is 0 (its value is zero).
-fn zero_digits(v: &str) -> bool {
-    let mantissa = v.split(['e', 'E']).next().unwrap_or(v);
-    mantissa.bytes().all(|b| !b.is_ascii_digit() || b == b'0')
-}
-
 fn parse_bool(v: &str) -> Option<bool> {
     match v.to_ascii_lowercase().as_str() {
         "true" | "t" | "1" | "yes" | "y" | "on" => Some(true),
@@ -372,51 +369,90 @@ fn parse_bool(v: &str) -> Option<bool> {
 
 /// `[+-]digits[.digits][e[+-]digits]`, the JSON-and-SQL decimal syntax.
 pub fn is_decimal(v: &str) -> bool {
-    decimal_parts(v).is_some()
+    Decimal::parse(v).is_some()
 }
 
-/// (digits before the point, digits after, exponent) of a decimal literal.
-fn decimal_parts(v: &str) -> Option<(usize, usize, i64)> {
-    let v = v.strip_prefix(['-', '+']).unwrap_or(v);
-    let (mantissa, exp) = match v.find(['e', 'E']) {
-        Some(i) => (&v[..i], Some(&v[i + 1..])),
-        None => (v, None),
-    };
-    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    if int.is_empty() && frac.is_empty() {
-        return None;
-    }
-    if !int.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let exp = match exp {
-        None => 0,
-        Some(e) => {
-            let digits = e.strip_prefix(['-', '+']).unwrap_or(e);
-            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            e.parse::<i64>().unwrap_or(i64::MAX)
+/// A decimal literal's parts: `[+-]int[.frac][e[+-]exp]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Decimal<'a> {
+    pub negative: bool,
+    /// The digits before the point, and after it (one of them may be empty).
+    pub int: &'a str,
+    pub frac: &'a str,
+    /// The exponent; `i64::MAX` when it does not fit.
+    pub exp: i64,
+}
+
+impl<'a> Decimal<'a> {
+    pub fn parse(v: &'a str) -> Option<Self> {
+        let negative = v.starts_with('-');
+        let v = v.strip_prefix(['-', '+']).unwrap_or(v);
+        let (mantissa, exp) = match v.find(['e', 'E']) {
+            Some(i) => (&v[..i], Some(&v[i + 1..])),
+            None => (v, None),
+        };
+        let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+        if int.is_empty() && frac.is_empty() {
+            return None;
         }
-    };
-    Some((int.trim_start_matches('0').len(), frac.len(), exp))
+        if !int.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let exp = match exp {
+            None => 0,
+            Some(e) => {
+                let digits = e.strip_prefix(['-', '+']).unwrap_or(e);
+                if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+                e.parse::<i64>().unwrap_or(i64::MAX)
+            }
+        };
+        Some(Self {
+            negative,
+            int,
+            frac,
+            exp,
+        })
+    }
+
+    /// Whether every digit is 0.
+    pub fn is_zero(&self) -> bool {
+        self.int.bytes().chain(self.frac.bytes()).all(|b| b == b'0')
+    }
 }
 
-/// Postgres `numeric` holds up to 131072 digits before the point and 16383 after.
-fn check_numeric(v: &str) -> Result<(), String> {
-    let special = ["nan", "infinity", "-infinity", "+infinity"];
-    if special.iter().any(|w| w.eq_ignore_ascii_case(v)) {
-        return Ok(());
+/// A `numeric` value as Postgres reads it: a special value or a decimal in range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NumericLiteral<'a> {
+    NaN,
+    Infinity,
+    NegInfinity,
+    Finite(Decimal<'a>),
+}
+
+impl<'a> NumericLiteral<'a> {
+    /// Postgres `numeric` holds up to 131072 digits before the point and 16383 after.
+    pub fn parse(v: &'a str) -> Result<Self, &'static str> {
+        let is = |w: &str| v.eq_ignore_ascii_case(w);
+        if is("nan") {
+            return Ok(Self::NaN);
+        }
+        if is("infinity") || is("+infinity") {
+            return Ok(Self::Infinity);
+        }
+        if is("-infinity") {
+            return Ok(Self::NegInfinity);
+        }
+        let d = Decimal::parse(v).ok_or("not a number")?;
+        let int = d.int.trim_start_matches('0').len() as i64;
+        let weight = int.saturating_add(d.exp);
+        let scale = (d.frac.len() as i64).saturating_sub(d.exp);
+        if weight > 131_072 || scale > 16_383 {
+            return Err("out of range for numeric");
+        }
+        Ok(Self::Finite(d))
     }
-    let Some((int, frac, exp)) = decimal_parts(v) else {
-        return Err("not a number".into());
-    };
-    let weight = int as i64 + exp;
-    let scale = frac as i64 - exp;
-    if weight > 131_072 || scale > 16_383 {
-        return Err("out of range for numeric".into());
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -476,7 +512,16 @@ mod tests {
         ] {
             assert_eq!(n.convert(ok).unwrap(), ok);
         }
-        for bad in ["abc", "1e", "--1", "1e200000", "1.2.3", ""] {
+        // An exponent near i64's ends is out of range, not an overflow.
+        for bad in [
+            "abc",
+            "1e",
+            "--1",
+            "1e200000",
+            "1.2.3",
+            "",
+            "11e9223372036854775807",
+        ] {
             assert!(n.convert(bad).is_err(), "{bad}");
         }
     }
