@@ -533,13 +533,11 @@ impl Producer {
         // meets the unique index.
         let staged = match &mut self.route {
             Route::Staged => {
-                let w = self.out.write_fields(numbered);
-                w.map_err(|e| unencodable(&self.names, &line, e, Target::Stage))?;
+                put(&mut self.out, numbered, Target::Stage, &self.names, &line)?;
                 true
             }
             Route::Direct => {
-                let w = self.out.write_fields(row.iter());
-                w.map_err(|e| unencodable(&self.names, &line, e, Target::Table))?;
+                put(&mut self.out, row.iter(), Target::Table, &self.names, &line)?;
                 false
             }
             Route::Undecided { staged, probe } => {
@@ -551,21 +549,17 @@ impl Producer {
                 {
                     c.above.insert(key_hash(key));
                 }
-                let w = staged.write_fields(numbered);
-                w.map_err(|e| unencodable(&self.names, &line, e, Target::Stage))?;
-                let w = self.out.write_fields(row.iter());
-                w.map_err(|e| unencodable(&self.names, &line, e, Target::Table))?;
+                put(staged, numbered, Target::Stage, &self.names, &line)?;
+                put(&mut self.out, row.iter(), Target::Table, &self.names, &line)?;
                 true
             }
             Route::Split(split) => {
                 let c = &split.ceiling;
                 if c.below(key) || (!c.above.is_empty() && c.above.contains(&key_hash(key))) {
-                    let w = split.side.write_fields(numbered);
-                    w.map_err(|e| unencodable(&self.names, &line, e, Target::Stage))?;
+                    put(&mut split.side, numbered, Target::Stage, &self.names, &line)?;
                     true
                 } else {
-                    let w = self.out.write_fields(row.iter());
-                    w.map_err(|e| unencodable(&self.names, &line, e, Target::Table))?;
+                    put(&mut self.out, row.iter(), Target::Table, &self.names, &line)?;
                     false
                 }
             }
@@ -664,6 +658,18 @@ fn key_hash(key: &str) -> u64 {
     let mut h = DefaultHasher::new();
     key.hash(&mut h);
     h.finish()
+}
+
+/// Writes one row into `w`, in `target`'s form (the staging form has the line number first).
+fn put<'a>(
+    w: &mut CopyRows,
+    fields: impl IntoIterator<Item = Option<&'a str>>,
+    target: Target,
+    names: &[String],
+    line: &str,
+) -> Result<(), Fail> {
+    w.write_fields(fields)
+        .map_err(|e| unencodable(names, line, e, target))
 }
 
 /// A value the binary format cannot carry: not its type's canonical text, which the mapping
