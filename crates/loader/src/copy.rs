@@ -27,6 +27,7 @@ use tokio::sync::mpsc;
 
 use crate::config::SendFormat;
 use crate::error::{Error, Fail};
+use crate::held::{Held, HeldRows};
 use crate::quarantine::{Quarantine, Quarantined};
 use crate::rows::{Produced, Rows};
 use crate::summary::LoadPath;
@@ -83,6 +84,8 @@ pub(crate) struct Copied {
     pub direct: u64,
     pub keys: KeyOrder,
     pub quarantined: Quarantined,
+    /// Rows not sent: the table held them unchanged.
+    pub held: Held,
 }
 
 /// The format of each target's rows.
@@ -128,6 +131,7 @@ pub(crate) async fn copy_rows(
 ) -> Result<Copied, Fail> {
     let plan = rows.rules().bound.plan().clone();
     let formats = Formats::new(&plan, format, conn.server_version_num());
+    let held = HeldRows::new(&plan, &formats.staging, !rows.rules().checks.is_empty());
     let (tx, mut rx) = mpsc::channel::<Batch>(4);
     let (decide_tx, decide_rx) = sync_mpsc::sync_channel::<bool>(1);
     let producer = Producer::new(&rows, attempt, batch_bytes, formats.clone(), tx, decide_rx);
@@ -136,11 +140,11 @@ pub(crate) async fn copy_rows(
         // No row to send (none, or all rejected): nothing to COPY either way. Reported as
         // direct: no staging table, no upsert, nothing inserted.
         let produced = join(parser).await?;
-        return Ok(produced.copied(LoadPath::Direct, 0));
+        return Ok(produced.copied(LoadPath::Direct, 0, Held::default()));
     };
     // The probe's answer decides, also for a first batch that was the producer's last.
     decide(conn, &plan, &mut first, &decide_tx).await?;
-    stream(conn, &plan, &formats, first, rx, parser).await
+    stream(conn, &plan, &formats, held, first, rx, parser).await
 }
 
 /// An undecided first batch is probed against the table, and becomes direct or staged.
@@ -182,11 +186,14 @@ async fn decide(
 
 /// Sends the batches as they come, each to its target, one `COPY` per run of batches with the
 /// same target (a split stages its first batch, sends its direct rows, then stages the rest).
-/// Ends the `COPY` in step with the producer's outcome, and names the path the rows took.
+/// A staged batch read back against the table ([`HeldRows`]) ends the `COPY` before it and
+/// starts another after it. Ends the `COPY` in step with the producer's outcome, and names the
+/// path the rows took.
 async fn stream(
     conn: &mut PgConnection,
     plan: &UpsertPlan,
     formats: &Formats,
+    mut held: Option<HeldRows>,
     first: Batch,
     mut rx: mpsc::Receiver<Batch>,
     parser: tokio::task::JoinHandle<Result<Produce, Fail>>,
@@ -197,23 +204,40 @@ async fn stream(
     let mut next = Some(first);
     let mut send_err = None;
     loop {
-        let batch = match next.take() {
+        let mut batch = match next.take() {
             Some(b) => b,
             None => match rx.recv().await {
                 Some(b) => b,
                 None => break,
             },
         };
-        if batch.path.target() != target {
-            let ended = copy.finish().await.map(|n| sink.count(target, n));
+        let staged = batch.path.target() == Target::Stage;
+        let read_back = staged && held.as_ref().is_some_and(HeldRows::reads_next);
+        if batch.path.target() != target || read_back {
+            let mut ended = copy
+                .finish()
+                .await
+                .map(|n| sink.count(target, n))
+                .map_err(Fail::from);
             target = batch.path.target();
+            if ended.is_ok()
+                && read_back
+                && let Some(h) = held.as_mut()
+            {
+                ended = h.filter(conn, &mut batch.rows).await;
+            }
             copy = match ended {
                 Ok(()) => match sink.open(conn, plan, formats, target).await {
                     Ok(c) => c,
-                    Err(e) => return Err(stop(rx, parser, e).await),
+                    Err(e) => return Err(stop(rx, parser, e.into()).await),
                 },
                 Err(e) => return Err(stop(rx, parser, e).await),
             };
+        } else if let (true, Some(h)) = (staged, held.as_mut()) {
+            if let Err(e) = h.note(&batch.rows) {
+                let _ = copy.abort(e.error().to_string()).await;
+                return Err(stop(rx, parser, e).await);
+            }
         }
         if let Err(e) = copy.send(batch.rows).await {
             send_err = Some(e);
@@ -229,9 +253,10 @@ async fn stream(
         Ok(p) => {
             let n = copy.finish().await?;
             sink.count(target, n);
-            debug_assert_eq!(sink.direct + sink.staged, p.sent);
+            let held = held.map(|h| h.held()).unwrap_or_default();
+            debug_assert_eq!(sink.direct + sink.staged + held.rows(), p.sent);
             let path = sink.path();
-            Ok(p.copied(path, sink.direct))
+            Ok(p.copied(path, sink.direct, held))
         }
         Err(f) => {
             if matches!(f, Fail::Stage(_)) {
@@ -246,15 +271,15 @@ async fn stream(
     }
 }
 
-/// Stops the producer after a failed `COPY` statement.
+/// Stops the producer after a failed `COPY` statement or read-back.
 async fn stop(
     rx: mpsc::Receiver<Batch>,
     parser: tokio::task::JoinHandle<Result<Produce, Fail>>,
-    e: sqlx::Error,
+    f: Fail,
 ) -> Fail {
     drop(rx);
     let _ = join(parser).await;
-    e.into()
+    f
 }
 
 /// The rows each target took, as Postgres counted them.
@@ -404,14 +429,16 @@ struct Produce {
 }
 
 impl Produce {
-    fn copied(self, path: LoadPath, direct: u64) -> Copied {
+    /// What the `COPY` took, `held` of the rows produced left out.
+    fn copied(self, path: LoadPath, direct: u64, held: Held) -> Copied {
         Copied {
             path,
             rows_read: self.rows_read,
-            sent: self.sent,
+            sent: self.sent - held.rows(),
             direct,
             keys: self.keys,
             quarantined: self.quarantined,
+            held,
         }
     }
 }

@@ -43,6 +43,7 @@ mod copy;
 mod error;
 pub mod event;
 mod handler;
+mod held;
 mod job;
 mod ledger;
 mod load;

@@ -276,6 +276,7 @@ impl Loader {
         summary.copy_ms = t0.elapsed().as_millis() as u64;
         summary.path = Some(copied.path);
         summary.direct_rows = copied.direct;
+        summary.held_rows = copied.held.rows();
         summary.rows.rows_read = copied.rows_read;
         summary.rows.rejected = copied.quarantined.rejected;
         copied

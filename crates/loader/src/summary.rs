@@ -85,6 +85,10 @@ pub struct ObjectSummary {
     /// Rows `COPY`ed straight into the table: every inserted row on the direct path, the new
     /// keys above the table's greatest on a split.
     pub direct_rows: u64,
+    /// Rows never sent: read back, the table held them unchanged (a lookback re-fetch). They
+    /// are counted as `unchanged`, or as `duplicates` where a later row with the same key
+    /// superseded them.
+    pub held_rows: u64,
     /// Time spent reading, transforming and `COPY`ing (in parallel).
     pub copy_ms: u64,
     /// Time spent in the upsert statement.

@@ -41,8 +41,10 @@ pub(crate) async fn upsert(
     // A split load's direct rows are new keys, inserted before the staged ones.
     summary.rows.inserted = copied.direct + inserted as u64;
     summary.rows.updated = updated as u64;
-    summary.rows.unchanged = (distinct - inserted - updated) as u64;
-    summary.rows.duplicates = copied.sent - copied.direct - distinct as u64;
+    // Rows left out before staging were held unchanged, or superseded by a later row.
+    summary.rows.unchanged = (distinct - inserted - updated) as u64 + copied.held.unchanged;
+    summary.rows.duplicates =
+        copied.sent - copied.direct - distinct as u64 + copied.held.duplicates;
     Ok(())
 }
 

@@ -41,3 +41,59 @@ async fn binary_and_text_load_the_same_rows_and_counts() -> anyhow::Result<()> {
     assert_eq!(x[2].as_deref(), Some("0.000"));
     Ok(())
 }
+
+/// A lookback re-fetch in small batches, loaded with `COPY_FORMAT=format`: unchanged rows,
+/// changed ones, new ones, and keys repeated across batches, where a row the table holds
+/// unchanged comes before or after a changed row with its key. The table as text, the second
+/// load's (read, inserted, updated, unchanged, duplicates), and its rows left out unsent.
+async fn refetch(format: &str) -> anyhow::Result<(Rows, [u64; 5], u64)> {
+    let env = env_with(
+        &[("COPY_FORMAT", format), ("COPY_BATCH_BYTES", "1024")],
+        &[],
+    )
+    .await?;
+    let (t1, t2) = ("2024-01-01T00:00:00.5Z", "2024-01-02T00:00:00Z");
+    env.put_and_load("raw/sales/a.csv", sales_csv(0..200, "NEW", t1))
+        .await?;
+    let body = |ids, status, ts| sales_csv(ids, status, ts)[HEADER.len()..].to_owned();
+    let mut b = sales_csv(0..100, "NEW", t1); // id-000000 first as held, then changed
+    b.push_str(&body(100..101, "PAID", t2)); // id-000100 changed, then as held: held wins
+    b.push_str(&body(0..1, "PAID", t2));
+    b.push_str(&body(101..150, "NEW", t1));
+    b.push_str(&body(100..101, "NEW", t1));
+    b.push_str(&body(150..151, "NEW", t1)); // id-000150 twice as held
+    b.push_str(&body(150..190, "NEW", t1));
+    b.push_str(&body(190..200, "PAID", t2));
+    b.push_str(&body(200..210, "NEW", t1));
+    let s = env.put_and_load("raw/sales/b.csv", b).await?;
+    let r = s.rows;
+    let counts = [
+        r.rows_read,
+        r.inserted,
+        r.updated,
+        r.unchanged,
+        r.duplicates,
+    ];
+    let rows = env
+        .rows("sales", "id, status, price::text, updated_at::text")
+        .await?;
+    Ok((rows, counts, s.results[0].held_rows))
+}
+
+#[tokio::test]
+async fn rows_held_unchanged_are_left_out_with_the_same_rows_and_counts() -> anyhow::Result<()> {
+    let (binary, binary_counts, held) = refetch("binary").await?;
+    let (text, text_counts, text_held) = refetch("text").await?;
+    // 213 lines: 10 new, 11 changed (id-000000 and id-190..199), 189 unchanged, 3 repeats.
+    assert_eq!(binary_counts, [213, 10, 11, 189, 3]);
+    assert_eq!(text_counts, binary_counts);
+    assert_eq!(binary, text);
+    assert_eq!(binary.len(), 210);
+    assert_eq!(text_held, 0, "the text format stages every row");
+    assert!(held >= 150, "most unchanged rows were never sent: {held}");
+    let status = |id: &str| binary.iter().find(|r| r[0].as_deref() == Some(id)).unwrap()[1].clone();
+    assert_eq!(status("id-000000").as_deref(), Some("PAID"));
+    assert_eq!(status("id-000100").as_deref(), Some("NEW"));
+    assert_eq!(status("id-000195").as_deref(), Some("PAID"));
+    Ok(())
+}

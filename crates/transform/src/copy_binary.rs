@@ -106,6 +106,90 @@ impl CopyBinary {
     }
 }
 
+/// The rows of a buffer that [`CopyBinary`] wrote (no stream header), read back one at a time.
+/// Reading stops at the first row that does not fit in what is left: [`rest`](Self::rest) then
+/// says how many bytes were not read.
+///
+/// ```
+/// use sluice_transform::{BinaryRows, ColumnType, CopyBinary};
+///
+/// let mut rows = CopyBinary::new(Vec::new(), [ColumnType::Integer, ColumnType::Text].into());
+/// rows.write_fields([Some("7"), None]).unwrap();
+/// rows.write_fields([Some("8"), Some("x")]).unwrap();
+/// let buf = rows.into_inner();
+/// let mut read = BinaryRows::new(&buf);
+/// let first = read.next().unwrap();
+/// assert_eq!(first.fields().collect::<Vec<_>>(), [Some(&[0, 0, 0, 7][..]), None]);
+/// assert_eq!(read.next().unwrap().fields().nth(1), Some(Some(&b"x"[..])));
+/// assert!(read.next().is_none());
+/// assert_eq!(read.rest(), 0);
+/// ```
+#[derive(Debug, Clone)]
+pub struct BinaryRows<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+/// One row in `COPY`'s binary format: its bytes, from its field count to its last field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BinaryRow<'a> {
+    bytes: &'a [u8],
+    /// Where the row starts in the buffer it was read from.
+    pub offset: usize,
+}
+
+impl<'a> BinaryRows<'a> {
+    pub fn new(buf: &'a [u8]) -> Self {
+        Self { buf, pos: 0 }
+    }
+
+    /// Bytes not read: 0 once every row was read whole.
+    pub fn rest(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+}
+
+impl<'a> Iterator for BinaryRows<'a> {
+    type Item = BinaryRow<'a>;
+
+    fn next(&mut self) -> Option<BinaryRow<'a>> {
+        let start = self.pos;
+        let mut at = start;
+        let count = i16::from_be_bytes(self.buf.get(at..at + 2)?.try_into().ok()?);
+        at += 2;
+        for _ in 0..count {
+            let len = i32::from_be_bytes(self.buf.get(at..at + 4)?.try_into().ok()?);
+            at += 4 + usize::try_from(len).unwrap_or(0);
+        }
+        let bytes = self.buf.get(start..at)?;
+        self.pos = at;
+        Some(BinaryRow {
+            bytes,
+            offset: start,
+        })
+    }
+}
+
+impl<'a> BinaryRow<'a> {
+    /// The row's bytes, as they go to Postgres.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// Each field's bytes, `None` for NULL.
+    pub fn fields(&self) -> impl Iterator<Item = Option<&'a [u8]>> + use<'a> {
+        let bytes = self.bytes;
+        let mut at = 2;
+        (0..i16::from_be_bytes([bytes[0], bytes[1]])).map(move |_| {
+            let len = i32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+            at += 4;
+            let len = usize::try_from(len).ok()?;
+            at += len;
+            Some(&bytes[at - len..at])
+        })
+    }
+}
+
 /// Appends `text`, the canonical text of a `ty` value, in the type's binary form.
 ///
 /// ```

@@ -25,7 +25,9 @@ mod mapping;
 mod plan;
 mod types;
 
-pub use crate::copy_binary::{COPY_BINARY_HEADER, CopyBinary, EncodeError, encode_binary};
+pub use crate::copy_binary::{
+    BinaryRow, BinaryRows, COPY_BINARY_HEADER, CopyBinary, EncodeError, encode_binary,
+};
 pub use crate::copy_format::{CopyFormat, CopyRows};
 pub use crate::copy_text::CopyText;
 pub use crate::infer::{Guess, Inference};
