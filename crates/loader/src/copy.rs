@@ -233,11 +233,12 @@ async fn stream(
                 },
                 Err(e) => return Err(stop(rx, parser, e).await),
             };
-        } else if let (true, Some(h)) = (staged, held.as_mut()) {
-            if let Err(e) = h.note(&batch.rows) {
-                let _ = copy.abort(e.error().to_string()).await;
-                return Err(stop(rx, parser, e).await);
-            }
+        } else if staged
+            && let Some(h) = held.as_mut()
+            && let Err(e) = h.note(&batch.rows)
+        {
+            let _ = copy.abort(e.error().to_string()).await;
+            return Err(stop(rx, parser, e).await);
         }
         if let Err(e) = copy.send(batch.rows).await {
             send_err = Some(e);
