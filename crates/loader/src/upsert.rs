@@ -23,7 +23,8 @@ pub(crate) async fn upsert(
     // No key text seen twice means no key twice only where equal keys have equal texts.
     // Strictly ascending keys are unique too (whatever a hash collision said).
     let unique = copied.keys.unique || copied.keys.presorted;
-    let sql = if !plan.exact_key() || !unique {
+    let unique_form = plan.exact_key() && unique;
+    let sql = if !unique_form {
         plan.upsert(STAGE)
     } else if mostly_held(tx, plan).await? {
         plan.upsert_unique_changed(STAGE)
@@ -32,9 +33,12 @@ pub(crate) async fn upsert(
     } else {
         plan.upsert_unique(STAGE, false)
     };
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .fetch_one(&mut *tx)
-        .await?;
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    if unique_form {
+        // Its `distinct_rows`: every staged row, as the COPY counted them.
+        query = query.bind((copied.sent - copied.direct) as i64);
+    }
+    let row = query.fetch_one(&mut *tx).await?;
     summary.upsert_ms = t0.elapsed().as_millis() as u64;
     let (inserted, updated, distinct): (i64, i64, i64) =
         (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);

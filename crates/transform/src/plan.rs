@@ -173,6 +173,9 @@ fn check_ident(s: &str) -> Result<(), PlanError> {
     Ok(())
 }
 
+/// The staged rows' count where every staged key is distinct: bound by the caller.
+const STAGED_ROWS: &str = "SELECT $1::bigint";
+
 /// Table, typed columns, key and optional ordering guard, and the SQL that follows from them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpsertPlan {
@@ -529,7 +532,7 @@ impl UpsertPlan {
 
     /// `rows` (a `SELECT` of the columns, ending in a space) into the table under the conflict
     /// clause, with the result row every upsert returns: `inserted`, `updated`, and
-    /// `distinct_rows` counted by `distinct_rows` (a `SELECT count(*)`).
+    /// `distinct_rows` counted by `distinct_rows` (a `SELECT count(*)`, or [`STAGED_ROWS`]).
     fn counted(&self, rows: &str, distinct_rows: &str) -> String {
         format!(
             "WITH up AS (INSERT INTO {table} AS t ({cols}) \
@@ -630,6 +633,7 @@ impl UpsertPlan {
     /// out). Same result row. Only where [`can_skip_unchanged_first`](Self::can_skip_unchanged_first).
     /// The rows left are always sorted: a join need not keep the staged order (Postgres 16 may
     /// hash the staged side of an anti-join), and the sort is what keeps the lock order.
+    /// Binds `$1`, the number of staged rows, as [`upsert_unique`](Self::upsert_unique) does.
     pub fn upsert_unique_changed(&self, staging: &str) -> String {
         let stage = quote_ident(staging);
         self.counted(
@@ -640,14 +644,30 @@ impl UpsertPlan {
                 same = self.held_unchanged(),
                 order = self.lock_order(),
             ),
-            &format!("SELECT count(*) FROM {stage}"),
+            STAGED_ROWS,
         )
     }
 
     /// [`upsert`](Self::upsert) for a staging table whose keys are known to be unique (the
     /// loader saw no key twice): no de-duplication step. `presorted`: the rows were staged in
     /// strictly ascending byte order of a text key, which is already the lock order, so they go
-    /// in as staged, without a sort. Same result row.
+    /// in as staged, without a sort. Same result row, whose `distinct_rows` is the number of
+    /// staged rows, bound as `$1` (the caller's `COPY` counted them: no scan to count them
+    /// again).
+    ///
+    /// ```
+    /// # use sluice_transform::{ColumnType, PlanColumn, TableRef, UpsertPlan};
+    /// let plan = UpsertPlan::new(
+    ///     TableRef::new("public", "t"),
+    ///     vec![PlanColumn::new("id", ColumnType::Text), PlanColumn::new("v", ColumnType::Integer)],
+    ///     vec!["id".into()],
+    ///     None,
+    /// )
+    /// .unwrap();
+    /// let sql = plan.upsert_unique("stage", true);
+    /// assert!(sql.contains(r#"FROM "stage" ON CONFLICT ("id") DO UPDATE"#));
+    /// assert!(sql.ends_with("(SELECT $1::bigint) AS distinct_rows FROM up"));
+    /// ```
     pub fn upsert_unique(&self, staging: &str, presorted: bool) -> String {
         let order = if presorted {
             String::new()
@@ -657,7 +677,7 @@ impl UpsertPlan {
         let stage = quote_ident(staging);
         self.counted(
             &format!("SELECT {} FROM {stage} {order}", self.col_list("")),
-            &format!("SELECT count(*) FROM {stage}"),
+            STAGED_ROWS,
         )
     }
 }
