@@ -15,7 +15,9 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 
-use sluice_transform::{BinaryRow, BinaryRows, ColumnType, CopyFormat, UpsertPlan, quote_ident};
+use sluice_transform::{
+    BinaryRow, BinaryRows, ColumnType, CopyFormat, PlanColumn, UpsertPlan, quote_ident,
+};
 use sqlx::postgres::{PgRow, PgValueFormat};
 use sqlx::{PgConnection, Row, ValueRef};
 
@@ -43,7 +45,7 @@ const MAX_GAP: u32 = 64;
 /// Leaves out of staged batches (binary form, line number first) the rows the table holds.
 #[derive(Debug)]
 pub(crate) struct HeldRows {
-    /// `SELECT key, compared… FROM table WHERE key = ANY($1)`.
+    /// `SELECT key, compared… FROM table WHERE key = ANY($1)`, each cast to its type.
     select: String,
     /// Field of the key in a staged row.
     key_field: usize,
@@ -71,7 +73,11 @@ impl HeldRows {
             return None;
         }
         let key_field = 1 + plan.columns.iter().position(|c| &c.name == key)?;
-        let mut names = vec![quote_ident(key)];
+        // Each column cast to its type (the table's own, or binary would not be chosen): the
+        // statement stays prepared on the connection, and a column widened since then makes
+        // another statement instead of a cached plan whose result type changed.
+        let cast = |c: &PlanColumn| format!("{}::{}", quote_ident(&c.name), c.ty.sql());
+        let mut names = vec![format!("{}::text", quote_ident(key))];
         let mut compared = Vec::new();
         for (i, c) in plan.columns.iter().enumerate() {
             if &c.name == key || c.lineage {
@@ -80,7 +86,7 @@ impl HeldRows {
             if c.ty == ColumnType::Jsonb {
                 return None;
             }
-            names.push(quote_ident(&c.name));
+            names.push(cast(c));
             compared.push(i + 1);
         }
         let select = format!(

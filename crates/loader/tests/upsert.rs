@@ -944,3 +944,30 @@ async fn types_guessed_from_the_first_rows_are_checked_by_the_load() -> anyhow::
     assert_eq!(column_type("extra").await?, "numeric");
     Ok(())
 }
+
+/// A re-fetch reads the table's rows back with a statement the connection keeps prepared. A
+/// column widened by a later object changes that statement's result type: the read-back must
+/// not fail with "cached plan must not change result type".
+#[tokio::test]
+async fn a_column_widened_between_refetches_is_read_back_in_its_new_type() -> anyhow::Result<()> {
+    // Loads one after another reuse the pool's connection, and its prepared statements.
+    let env = crate::common::env().await?;
+    let csv = |last: &str| {
+        let mut s = String::from("id,v\n");
+        for i in 0..50 {
+            s.push_str(&format!("k{i:03},{i}\n"));
+        }
+        s.push_str(&format!("k050,{last}\n"));
+        s
+    };
+    env.put_and_load("raw/plain/1.csv", csv("50")).await?;
+    let s = env.put_and_load("raw/plain/2.csv", csv("50")).await?;
+    assert_eq!((s.rows.unchanged, s.results[0].held_rows), (51, 51));
+    let s = env.put_and_load("raw/plain/3.csv", csv("50.5")).await?;
+    assert_eq!(s.failed, 0, "{:?}", s.errors);
+    assert_eq!((s.rows.updated, s.rows.unchanged), (1, 50));
+    assert!(s.results[0].held_rows >= 25, "{}", s.results[0].held_rows);
+    let v = env.rows("plain", "id, v::text").await?;
+    assert_eq!(v[50][1].as_deref(), Some("50.5"));
+    Ok(())
+}
