@@ -186,9 +186,9 @@ async fn decide(
 
 /// Sends the batches as they come, each to its target, one `COPY` per run of batches with the
 /// same target (a split stages its first batch, sends its direct rows, then stages the rest).
-/// A staged batch read back against the table ([`HeldRows`]) ends the `COPY` before it and
-/// starts another after it. Ends the `COPY` in step with the producer's outcome, and names the
-/// path the rows took.
+/// A staged batch read back against the table ([`HeldRows`]) is read back while no `COPY` is
+/// open, and opens one only if rows are left to send. Ends the last `COPY` in step with the
+/// producer's outcome, and names the path the rows took.
 async fn stream(
     conn: &mut PgConnection,
     plan: &UpsertPlan,
@@ -199,67 +199,107 @@ async fn stream(
     parser: tokio::task::JoinHandle<Result<Produce, Fail>>,
 ) -> Result<Copied, Fail> {
     let mut sink = Sink::default();
-    let mut target = first.path.target();
-    let mut copy = sink.open(conn, plan, formats, target).await?;
     let mut next = Some(first);
-    let mut send_err = None;
     loop {
         let mut batch = match next.take() {
             Some(b) => b,
             None => match rx.recv().await {
                 Some(b) => b,
-                None => break,
+                None => return ended(None, &mut sink, held, parser).await,
             },
         };
-        let staged = batch.path.target() == Target::Stage;
-        let read_back = staged && held.as_ref().is_some_and(HeldRows::reads_next);
-        if batch.path.target() != target || read_back {
-            let mut ended = copy
-                .finish()
-                .await
-                .map(|n| sink.count(target, n))
-                .map_err(Fail::from);
-            target = batch.path.target();
-            if ended.is_ok()
-                && read_back
-                && let Some(h) = held.as_mut()
-            {
-                ended = h.filter(conn, &mut batch.rows).await;
-            }
-            copy = match ended {
-                Ok(()) => match sink.open(conn, plan, formats, target).await {
-                    Ok(c) => c,
-                    Err(e) => return Err(stop(rx, parser, e.into()).await),
-                },
-                Err(e) => return Err(stop(rx, parser, e).await),
-            };
-        } else if staged
-            && let Some(h) = held.as_mut()
-            && let Err(e) = h.note(&batch.rows)
+        if let Some(h) = held
+            .as_mut()
+            .filter(|_| batch.path.target() == Target::Stage)
+            && let Err(e) = h.check(conn, &mut batch.rows).await
         {
-            let _ = copy.abort(e.error().to_string()).await;
             return Err(stop(rx, parser, e).await);
         }
-        if let Err(e) = copy.send(batch.rows).await {
-            send_err = Some(e);
-            break;
+        if batch.rows.is_empty() {
+            continue; // every row held: nothing to send
+        }
+        match run(conn, plan, formats, &mut sink, &mut held, batch, &mut rx).await {
+            Run::Next(b) => next = Some(b),
+            Run::End(copy) => return ended(Some(copy), &mut sink, held, parser).await,
+            Run::Failed(f) => return Err(stop(rx, parser, f).await),
         }
     }
-    drop(rx);
-    let produced = join(parser).await;
-    if let Some(e) = send_err {
-        return Err(e.into());
+}
+
+/// How a run of batches into one `COPY` ended.
+enum Run<'c> {
+    /// The `COPY` is finished; this batch goes to another target, or is read back first.
+    Next(Batch),
+    /// The producer is done: the `COPY` is still open.
+    End(PgCopyIn<&'c mut PgConnection>),
+    Failed(Fail),
+}
+
+/// Opens a `COPY` into `batch`'s target and sends it, then the batches after it that go to the
+/// same target and need no read-back (their keys noted as staged).
+async fn run<'c>(
+    conn: &'c mut PgConnection,
+    plan: &UpsertPlan,
+    formats: &Formats,
+    sink: &mut Sink,
+    held: &mut Option<HeldRows>,
+    batch: Batch,
+    rx: &mut mpsc::Receiver<Batch>,
+) -> Run<'c> {
+    let target = batch.path.target();
+    let mut copy = match sink.open(conn, plan, formats, target).await {
+        Ok(c) => c,
+        Err(e) => return Run::Failed(e.into()),
+    };
+    let mut rows = batch.rows;
+    loop {
+        if let Err(e) = copy.send(rows).await {
+            return Run::Failed(e.into());
+        }
+        let Some(b) = rx.recv().await else {
+            return Run::End(copy);
+        };
+        let staged = b.path.target() == Target::Stage;
+        let read_back = staged && held.as_ref().is_some_and(HeldRows::reads_next);
+        if b.path.target() != target || read_back {
+            return match copy.finish().await {
+                Ok(n) => {
+                    sink.count(target, n);
+                    Run::Next(b)
+                }
+                Err(e) => Run::Failed(e.into()),
+            };
+        }
+        if let Some(h) = held.as_mut().filter(|_| staged)
+            && let Err(e) = h.note(&b.rows)
+        {
+            let _ = copy.abort(e.error().to_string()).await;
+            return Run::Failed(e);
+        }
+        rows = b.rows;
     }
-    match produced {
-        Ok(p) => {
-            let n = copy.finish().await?;
-            sink.count(target, n);
+}
+
+/// After the producer's last batch: its outcome, and the open `COPY` (if any) ended in step
+/// with it.
+async fn ended(
+    copy: Option<PgCopyIn<&mut PgConnection>>,
+    sink: &mut Sink,
+    held: Option<HeldRows>,
+    parser: tokio::task::JoinHandle<Result<Produce, Fail>>,
+) -> Result<Copied, Fail> {
+    match (join(parser).await, copy) {
+        (Ok(p), copy) => {
+            if let Some(copy) = copy {
+                let target = sink.open_target;
+                sink.count(target, copy.finish().await?);
+            }
             let held = held.map(|h| h.held()).unwrap_or_default();
             debug_assert_eq!(sink.direct + sink.staged + held.rows(), p.sent);
-            let path = sink.path();
+            let path = sink.path(held.rows() > 0);
             Ok(p.copied(path, sink.direct, held))
         }
-        Err(f) => {
+        (Err(f), Some(copy)) => {
             if matches!(f, Fail::Stage(_)) {
                 // Ending the COPY normally keeps the protocol in step whatever the server
                 // already said (a unique violation, say); the savepoint undoes it anyway.
@@ -269,6 +309,7 @@ async fn stream(
             }
             Err(f)
         }
+        (Err(f), None) => Err(f),
     }
 }
 
@@ -289,6 +330,8 @@ struct Sink {
     direct: u64,
     staged: u64,
     staging_created: bool,
+    /// The target of the `COPY` opened last.
+    open_target: Target,
 }
 
 impl Sink {
@@ -299,8 +342,9 @@ impl Sink {
         }
     }
 
-    fn path(&self) -> LoadPath {
-        match (self.direct, self.staging_created) {
+    /// The path, `held` when rows were left out of staging (perhaps all of them).
+    fn path(&self, held: bool) -> LoadPath {
+        match (self.direct, self.staging_created || held) {
             (_, false) => LoadPath::Direct,
             (0, true) => LoadPath::Staged,
             (_, true) => LoadPath::Split,
@@ -327,6 +371,7 @@ impl Sink {
                 plan.copy_staging(STAGE)
             }
         };
+        self.open_target = target;
         let format = formats.of(target);
         let mut copy = conn
             .copy_in_raw(&format!("{statement}{}", format.options()))
@@ -364,8 +409,9 @@ enum BatchPath {
 }
 
 /// Where a batch's rows go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 enum Target {
+    #[default]
     Table,
     Stage,
 }

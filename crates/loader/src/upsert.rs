@@ -20,6 +20,14 @@ pub(crate) async fn upsert(
     summary: &mut ObjectSummary,
 ) -> Result<(), Fail> {
     let t0 = Instant::now();
+    if copied.sent == copied.direct {
+        // Every row meant for staging was held unchanged: no statement (and perhaps no
+        // staging table).
+        summary.rows.inserted = copied.direct;
+        summary.rows.unchanged = copied.held.unchanged;
+        summary.rows.duplicates = copied.held.duplicates;
+        return Ok(());
+    }
     // No key text seen twice means no key twice only where equal keys have equal texts.
     // Strictly ascending keys are unique too (whatever a hash collision said).
     let unique = copied.keys.unique || copied.keys.presorted;

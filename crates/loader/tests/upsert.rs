@@ -963,6 +963,8 @@ async fn a_column_widened_between_refetches_is_read_back_in_its_new_type() -> an
     env.put_and_load("raw/plain/1.csv", csv("50")).await?;
     let s = env.put_and_load("raw/plain/2.csv", csv("50")).await?;
     assert_eq!((s.rows.unchanged, s.results[0].held_rows), (51, 51));
+    // Every row held: no COPY, no staging table, no upsert statement.
+    assert_eq!(s.results[0].path, Some(LoadPath::Staged));
     let s = env.put_and_load("raw/plain/3.csv", csv("50.5")).await?;
     assert_eq!(s.failed, 0, "{:?}", s.errors);
     assert_eq!((s.rows.updated, s.rows.unchanged), (1, 50));
