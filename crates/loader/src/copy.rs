@@ -144,7 +144,12 @@ pub(crate) async fn copy_rows(
     };
     // The probe's answer decides, also for a first batch that was the producer's last.
     decide(conn, &plan, &mut first, &decide_tx).await?;
-    stream(conn, &plan, &formats, held, first, rx, parser).await
+    let to = Targets {
+        plan: &plan,
+        formats: &formats,
+        batch_bytes,
+    };
+    stream(conn, to, held, first, rx, parser).await
 }
 
 /// An undecided first batch is probed against the table, and becomes direct or staged.
@@ -184,15 +189,24 @@ async fn decide(
     Ok(())
 }
 
+/// What a `COPY` needs to know of its targets.
+#[derive(Clone, Copy)]
+struct Targets<'a> {
+    plan: &'a UpsertPlan,
+    formats: &'a Formats,
+    batch_bytes: usize,
+}
+
 /// Sends the batches as they come, each to its target, one `COPY` per run of batches with the
 /// same target (a split stages its first batch, sends its direct rows, then stages the rest).
-/// A staged batch read back against the table ([`HeldRows`]) is read back while no `COPY` is
-/// open, and opens one only if rows are left to send. Ends the last `COPY` in step with the
-/// producer's outcome, and names the path the rows took.
+/// A staged batch due for a read-back ([`HeldRows`]) is read back while no `COPY` is open; the
+/// rows it leaves are kept until a batch's worth is gathered (or another target comes, or the
+/// end), so that a re-fetch with a few changed rows per batch does not open a small `COPY` per
+/// batch. Ends the last `COPY` in step with the producer's outcome, and names the path the
+/// rows took.
 async fn stream(
     conn: &mut PgConnection,
-    plan: &UpsertPlan,
-    formats: &Formats,
+    to: Targets<'_>,
     mut held: Option<HeldRows>,
     first: Batch,
     mut rx: mpsc::Receiver<Batch>,
@@ -200,29 +214,61 @@ async fn stream(
 ) -> Result<Copied, Fail> {
     let mut sink = Sink::default();
     let mut next = Some(first);
+    // Staged rows left by read-backs, not sent yet, in the order they came.
+    let mut kept: Vec<u8> = Vec::new();
     loop {
         let mut batch = match next.take() {
             Some(b) => b,
             None => match rx.recv().await {
                 Some(b) => b,
-                None => return ended(None, &mut sink, held, parser).await,
+                None if kept.is_empty() => return ended(None, &mut sink, held, parser).await,
+                None => staged(std::mem::take(&mut kept)),
             },
         };
-        if let Some(h) = held
-            .as_mut()
-            .filter(|_| batch.path.target() == Target::Stage)
-            && let Err(e) = h.check(conn, &mut batch.rows).await
-        {
-            return Err(stop(rx, parser, e).await);
+        let staged_batch = batch.path.target() == Target::Stage;
+        match held.as_mut() {
+            Some(h) if staged_batch && h.reads_next() => {
+                if let Err(e) = h.filter(conn, &mut batch.rows).await {
+                    return Err(stop(rx, parser, e).await);
+                }
+                kept.extend_from_slice(&batch.rows);
+                if kept.len() < to.batch_bytes {
+                    continue;
+                }
+                batch = staged(std::mem::take(&mut kept));
+            }
+            Some(h) if staged_batch => {
+                if let Err(e) = h.note(&batch.rows) {
+                    return Err(stop(rx, parser, e).await);
+                }
+                if !kept.is_empty() {
+                    kept.extend_from_slice(&batch.rows);
+                    batch = staged(std::mem::take(&mut kept));
+                }
+            }
+            _ if !kept.is_empty() => {
+                // Another target: the kept rows go first.
+                next = Some(batch);
+                batch = staged(std::mem::take(&mut kept));
+            }
+            _ => {}
         }
         if batch.rows.is_empty() {
-            continue; // every row held: nothing to send
+            continue;
         }
-        match run(conn, plan, formats, &mut sink, &mut held, batch, &mut rx).await {
+        match run(conn, to, &mut sink, &mut held, batch, &mut next, &mut rx).await {
             Run::Next(b) => next = Some(b),
             Run::End(copy) => return ended(Some(copy), &mut sink, held, parser).await,
             Run::Failed(f) => return Err(stop(rx, parser, f).await),
         }
+    }
+}
+
+/// Rows already checked, to be staged.
+fn staged(rows: Vec<u8>) -> Batch {
+    Batch {
+        rows,
+        path: BatchPath::Staged,
     }
 }
 
@@ -235,29 +281,40 @@ enum Run<'c> {
     Failed(Fail),
 }
 
-/// Opens a `COPY` into `batch`'s target and sends it, then the batches after it that go to the
-/// same target and need no read-back (their keys noted as staged).
+/// Opens a `COPY` into `batch`'s target and sends it (with the format's header, in one
+/// message: a header alone would wait out TCP's delayed ACK), then the batches after it
+/// (`next` first) that go to the same target and need no read-back (their keys noted as
+/// staged).
 async fn run<'c>(
     conn: &'c mut PgConnection,
-    plan: &UpsertPlan,
-    formats: &Formats,
+    to: Targets<'_>,
     sink: &mut Sink,
     held: &mut Option<HeldRows>,
     batch: Batch,
+    next: &mut Option<Batch>,
     rx: &mut mpsc::Receiver<Batch>,
 ) -> Run<'c> {
     let target = batch.path.target();
-    let mut copy = match sink.open(conn, plan, formats, target).await {
+    let mut copy = match sink.open(conn, to.plan, to.formats, target).await {
         Ok(c) => c,
         Err(e) => return Run::Failed(e.into()),
     };
-    let mut rows = batch.rows;
+    let header = to.formats.of(target).header();
+    let mut rows = if header.is_empty() {
+        batch.rows
+    } else {
+        [header, &batch.rows].concat()
+    };
     loop {
         if let Err(e) = copy.send(rows).await {
             return Run::Failed(e.into());
         }
-        let Some(b) = rx.recv().await else {
-            return Run::End(copy);
+        let b = match next.take() {
+            Some(b) => b,
+            None => match rx.recv().await {
+                Some(b) => b,
+                None => return Run::End(copy),
+            },
         };
         let staged = b.path.target() == Target::Stage;
         let read_back = staged && held.as_ref().is_some_and(HeldRows::reads_next);
@@ -351,7 +408,8 @@ impl Sink {
         }
     }
 
-    /// Opens the `COPY` into `target` in its format, creating the staging table the first time.
+    /// Opens the `COPY` into `target` in its format (the caller sends the format's header),
+    /// creating the staging table the first time.
     async fn open<'c>(
         &mut self,
         conn: &'c mut PgConnection,
@@ -373,13 +431,8 @@ impl Sink {
         };
         self.open_target = target;
         let format = formats.of(target);
-        let mut copy = conn
-            .copy_in_raw(&format!("{statement}{}", format.options()))
-            .await?;
-        if !format.header().is_empty() {
-            copy.send(format.header()).await?;
-        }
-        Ok(copy)
+        conn.copy_in_raw(&format!("{statement}{}", format.options()))
+            .await
     }
 }
 

@@ -112,16 +112,6 @@ impl HeldRows {
         self.held
     }
 
-    /// Before a staged batch opens a `COPY`: reads it back when a read is due (rows the table
-    /// holds unchanged are removed from `rows`), else notes its keys.
-    pub async fn check(&mut self, conn: &mut PgConnection, rows: &mut Vec<u8>) -> Result<(), Fail> {
-        if self.reads_next() {
-            self.filter(conn, rows).await
-        } else {
-            self.note(rows)
-        }
-    }
-
     /// Whether the next batch is read back (else [`note`](Self::note) it).
     pub fn reads_next(&self) -> bool {
         self.skip == 0
@@ -139,7 +129,11 @@ impl HeldRows {
 
     /// Reads back the table's rows with the batch's keys and removes from `rows` those it
     /// holds unchanged.
-    async fn filter(&mut self, conn: &mut PgConnection, rows: &mut Vec<u8>) -> Result<(), Fail> {
+    pub async fn filter(
+        &mut self,
+        conn: &mut PgConnection,
+        rows: &mut Vec<u8>,
+    ) -> Result<(), Fail> {
         let parsed = read_all(rows)?;
         let same = self.same_in_table(conn, &parsed).await?;
         let mut keep = Vec::with_capacity(parsed.len());
