@@ -34,6 +34,7 @@ pub const ENV_VARS: &[&str] = &[
     "DATABASE_SECRET_ARN",
     "DATABASE_SSLMODE",
     "DATABASE_URL",
+    "HELD_ROWS",
     "LEDGER_SCHEMA",
     "MAPPINGS",
     "MAX_REJECT_RATIO",
@@ -121,6 +122,8 @@ pub struct Config {
     pub batch_bytes: usize,
     /// `COPY_FORMAT` (default `binary`): the format rows are sent to Postgres in.
     pub copy_format: SendFormat,
+    /// `HELD_ROWS` (default `stage`): what becomes of staged rows the table holds unchanged.
+    pub held_rows: HeldRowsMode,
     /// `DATABASE_ACQUIRE_TIMEOUT_SECS` (default 10): how long one attempt waits for a connection.
     pub acquire_timeout: std::time::Duration,
 }
@@ -151,6 +154,38 @@ impl std::str::FromStr for SendFormat {
             "binary" => Ok(Self::Binary),
             "text" => Ok(Self::Text),
             other => Err(format!("{other:?}: expected binary or text")),
+        }
+    }
+}
+
+/// `HELD_ROWS`: what becomes of staged rows the table already holds unchanged (a lookback
+/// re-fetch). Both load the same rows and counts.
+///
+/// ```
+/// use sluice_loader::config::HeldRowsMode;
+///
+/// assert_eq!("read_back".parse::<HeldRowsMode>(), Ok(HeldRowsMode::ReadBack));
+/// assert!("skip".parse::<HeldRowsMode>().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HeldRowsMode {
+    /// `stage`: every row is staged; the upsert leaves the unchanged ones out (an anti-join
+    /// when most are).
+    #[default]
+    Stage,
+    /// `read_back`: each staged batch is first read back from the table, and rows it holds
+    /// with the same bytes are not sent. Slower than `stage` until sqlx sets `TCP_NODELAY`
+    /// again (README, Benchmarks).
+    ReadBack,
+}
+
+impl std::str::FromStr for HeldRowsMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "stage" => Ok(Self::Stage),
+            "read_back" => Ok(Self::ReadBack),
+            other => Err(format!("{other:?}: expected stage or read_back")),
         }
     }
 }
@@ -200,6 +235,10 @@ impl Config {
             .map(|f| f.parse().map_err(|e: String| invalid("COPY_FORMAT", e)))
             .transpose()?
             .unwrap_or_default();
+        let held_rows = get("HELD_ROWS")
+            .map(|f| f.parse().map_err(|e: String| invalid("HELD_ROWS", e)))
+            .transpose()?
+            .unwrap_or_default();
         Ok(Self {
             acquire_timeout,
             database,
@@ -214,6 +253,7 @@ impl Config {
             ledger_schema: get("LEDGER_SCHEMA").unwrap_or_else(|| "public".into()),
             batch_bytes,
             copy_format,
+            held_rows,
         })
     }
 }

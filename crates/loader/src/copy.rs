@@ -25,7 +25,7 @@ use sqlx::PgConnection;
 use sqlx::postgres::PgCopyIn;
 use tokio::sync::mpsc;
 
-use crate::config::SendFormat;
+use crate::config::{HeldRowsMode, SendFormat};
 use crate::error::{Error, Fail};
 use crate::held::{Held, HeldRows};
 use crate::quarantine::{Quarantine, Quarantined};
@@ -71,6 +71,14 @@ pub(crate) async fn direct_attempt(
     Ok(Attempt::Direct {
         ceiling: ceiling.filter(|_| byte_order == Some(true)),
     })
+}
+
+/// How rows are sent (from the configuration).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CopyOptions {
+    pub batch_bytes: usize,
+    pub format: SendFormat,
+    pub held_rows: HeldRowsMode,
 }
 
 /// What the `COPY` took.
@@ -126,12 +134,20 @@ pub(crate) async fn copy_rows(
     conn: &mut PgConnection,
     rows: Rows,
     attempt: Attempt,
-    batch_bytes: usize,
-    format: SendFormat,
+    options: CopyOptions,
 ) -> Result<Copied, Fail> {
+    let CopyOptions {
+        batch_bytes,
+        format,
+        held_rows,
+    } = options;
     let plan = rows.rules().bound.plan().clone();
     let formats = Formats::new(&plan, format, conn.server_version_num());
-    let held = HeldRows::new(&plan, &formats.staging, !rows.rules().checks.is_empty());
+    let checked = !rows.rules().checks.is_empty();
+    let held = match held_rows {
+        HeldRowsMode::ReadBack => HeldRows::new(&plan, &formats.staging, checked),
+        HeldRowsMode::Stage => None,
+    };
     let (tx, mut rx) = mpsc::channel::<Batch>(4);
     let (decide_tx, decide_rx) = sync_mpsc::sync_channel::<bool>(1);
     let producer = Producer::new(&rows, attempt, batch_bytes, formats.clone(), tx, decide_rx);

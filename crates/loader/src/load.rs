@@ -18,7 +18,7 @@ use tracing::Instrument;
 use crate::checks::isolate_violations;
 use crate::config::{Config, DatabaseSource};
 use crate::connect::{connect_options, is_auth_failure};
-use crate::copy::{Attempt, Copied, copy_rows, direct_attempt};
+use crate::copy::{Attempt, Copied, CopyOptions, copy_rows, direct_attempt};
 use crate::error::{Error, Fail, LoadError};
 use crate::event::ObjectRef;
 use crate::job::{Job, blocking, job, rules};
@@ -310,17 +310,21 @@ impl Loader {
         job: &Job<'_, S>,
         rows: Rows,
     ) -> Result<Copied, Fail> {
-        let (batch, format) = (self.config.batch_bytes, self.config.copy_format);
+        let options = CopyOptions {
+            batch_bytes: self.config.batch_bytes,
+            format: self.config.copy_format,
+            held_rows: self.config.held_rows,
+        };
         // CHECK constraints are evaluated on the staged rows: no direct path past them.
         if !rows.rules().bound.plan().text_key() || !rows.rules().checks.is_empty() {
-            return copy_rows(tx, rows, Attempt::Staged, batch, format).await;
+            return copy_rows(tx, rows, Attempt::Staged, options).await;
         }
         let rules = rows.rules().clone();
         let attempt = direct_attempt(tx, rules.bound.plan()).await?;
         sqlx::query("SAVEPOINT sluice_direct")
             .execute(&mut *tx)
             .await?;
-        match copy_rows(tx, rows, attempt, batch, format).await {
+        match copy_rows(tx, rows, attempt, options).await {
             Err(Fail::Stage(e)) => {
                 tracing::debug!(reason = %e, "direct COPY not possible; staging");
                 sqlx::query("ROLLBACK TO SAVEPOINT sluice_direct")
@@ -328,7 +332,7 @@ impl Loader {
                     .await?;
                 let raw = job.open_again().await?;
                 let reader = blocking(move || read_header(raw)).await??.0;
-                copy_rows(tx, Rows::new(reader, rules), Attempt::Staged, batch, format).await
+                copy_rows(tx, Rows::new(reader, rules), Attempt::Staged, options).await
             }
             copied => copied,
         }

@@ -47,11 +47,12 @@ async fn binary_and_text_load_the_same_rows_and_counts() -> anyhow::Result<()> {
 /// unchanged comes before or after a changed row with its key. The table as text, the second
 /// load's (read, inserted, updated, unchanged, duplicates), and its rows left out unsent.
 async fn refetch(format: &str) -> anyhow::Result<(Rows, [u64; 5], u64)> {
-    let env = env_with(
-        &[("COPY_FORMAT", format), ("COPY_BATCH_BYTES", "1024")],
-        &[],
-    )
-    .await?;
+    let vars = [
+        ("COPY_FORMAT", format),
+        ("COPY_BATCH_BYTES", "1024"),
+        ("HELD_ROWS", "read_back"),
+    ];
+    let env = env_with(&vars, &[]).await?;
     let (t1, t2) = ("2024-01-01T00:00:00.5Z", "2024-01-02T00:00:00Z");
     env.put_and_load("raw/sales/a.csv", sales_csv(0..200, "NEW", t1))
         .await?;

@@ -951,7 +951,7 @@ async fn types_guessed_from_the_first_rows_are_checked_by_the_load() -> anyhow::
 #[tokio::test]
 async fn a_column_widened_between_refetches_is_read_back_in_its_new_type() -> anyhow::Result<()> {
     // Loads one after another reuse the pool's connection, and its prepared statements.
-    let env = crate::common::env().await?;
+    let env = crate::common::env_with(&[("HELD_ROWS", "read_back")], &[]).await?;
     let csv = |last: &str| {
         let mut s = String::from("id,v\n");
         for i in 0..50 {
