@@ -274,7 +274,9 @@ async fn stream(
         }
         match run(conn, to, &mut sink, &mut held, batch, &mut next, &mut rx).await {
             Run::Next(b) => next = Some(b),
-            Run::End(copy) => return ended(Some(copy), &mut sink, held, parser).await,
+            Run::End(copy, target) => {
+                return ended(Some((copy, target)), &mut sink, held, parser).await;
+            }
             Run::Failed(f) => return Err(stop(rx, parser, f).await),
         }
     }
@@ -292,8 +294,8 @@ fn staged(rows: Vec<u8>) -> Batch {
 enum Run<'c> {
     /// The `COPY` is finished; this batch goes to another target, or is read back first.
     Next(Batch),
-    /// The producer is done: the `COPY` is still open.
-    End(PgCopyIn<&'c mut PgConnection>),
+    /// The producer is done: the `COPY` into this target is still open.
+    End(PgCopyIn<&'c mut PgConnection>, Target),
     Failed(Fail),
 }
 
@@ -329,7 +331,7 @@ async fn run<'c>(
             Some(b) => b,
             None => match rx.recv().await {
                 Some(b) => b,
-                None => return Run::End(copy),
+                None => return Run::End(copy, target),
             },
         };
         let staged = b.path.target() == Target::Stage;
@@ -356,15 +358,14 @@ async fn run<'c>(
 /// After the producer's last batch: its outcome, and the open `COPY` (if any) ended in step
 /// with it.
 async fn ended(
-    copy: Option<PgCopyIn<&mut PgConnection>>,
+    copy: Option<(PgCopyIn<&mut PgConnection>, Target)>,
     sink: &mut Sink,
     held: Option<HeldRows>,
     parser: tokio::task::JoinHandle<Result<Produce, Fail>>,
 ) -> Result<Copied, Fail> {
     match (join(parser).await, copy) {
         (Ok(p), copy) => {
-            if let Some(copy) = copy {
-                let target = sink.open_target;
+            if let Some((copy, target)) = copy {
                 sink.count(target, copy.finish().await?);
             }
             let held = held.map(|h| h.held()).unwrap_or_default();
@@ -372,7 +373,7 @@ async fn ended(
             let path = sink.path(held.rows() > 0);
             Ok(p.copied(path, sink.direct, held))
         }
-        (Err(f), Some(copy)) => {
+        (Err(f), Some((copy, _))) => {
             if matches!(f, Fail::Stage(_)) {
                 // Ending the COPY normally keeps the protocol in step whatever the server
                 // already said (a unique violation, say); the savepoint undoes it anyway.
@@ -403,8 +404,6 @@ struct Sink {
     direct: u64,
     staged: u64,
     staging_created: bool,
-    /// The target of the `COPY` opened last.
-    open_target: Target,
 }
 
 impl Sink {
@@ -445,7 +444,6 @@ impl Sink {
                 plan.copy_staging(STAGE)
             }
         };
-        self.open_target = target;
         let format = formats.of(target);
         conn.copy_in_raw(&format!("{statement}{}", format.options()))
             .await
@@ -478,9 +476,8 @@ enum BatchPath {
 }
 
 /// Where a batch's rows go.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Target {
-    #[default]
     Table,
     Stage,
 }
@@ -690,7 +687,7 @@ impl Producer {
                 if let Some(c) = &mut self.ceiling
                     && !c.below(key)
                 {
-                    c.above.insert(key_hash(key));
+                    c.above.insert(key_hash(key.as_bytes()));
                 }
                 put(staged, numbered, Target::Stage, &self.names, &line)?;
                 put(&mut self.out, row.iter(), Target::Table, &self.names, &line)?;
@@ -698,7 +695,9 @@ impl Producer {
             }
             Route::Split(split) => {
                 let c = &split.ceiling;
-                if c.below(key) || (!c.above.is_empty() && c.above.contains(&key_hash(key))) {
+                if c.below(key)
+                    || (!c.above.is_empty() && c.above.contains(&key_hash(key.as_bytes())))
+                {
                     put(&mut split.side, numbered, Target::Stage, &self.names, &line)?;
                     true
                 } else {
@@ -797,7 +796,8 @@ impl Producer {
     }
 }
 
-fn key_hash(key: &str) -> u64 {
+/// A key's hash, for the sets that remember keys (a collision only ever says "maybe seen").
+pub(crate) fn key_hash(key: &[u8]) -> u64 {
     let mut h = DefaultHasher::new();
     key.hash(&mut h);
     h.finish()

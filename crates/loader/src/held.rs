@@ -19,7 +19,6 @@
 //! 0.86–0.98 s.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{DefaultHasher, Hash, Hasher};
 
 use sluice_transform::{
     BinaryRow, BinaryRows, ColumnType, CopyFormat, PlanColumn, UpsertPlan, quote_ident,
@@ -27,6 +26,7 @@ use sluice_transform::{
 use sqlx::postgres::{PgRow, PgValueFormat};
 use sqlx::{PgConnection, Row, ValueRef};
 
+use crate::copy::key_hash;
 use crate::error::{Error, Fail};
 
 /// Rows left out because the table held them unchanged.
@@ -297,12 +297,6 @@ fn compact(rows: &mut Vec<u8>, spans: &[(usize, usize)], keep: &[bool]) {
         to += len;
     }
     rows.truncate(to);
-}
-
-fn key_hash(key: &[u8]) -> u64 {
-    let mut h = DefaultHasher::new();
-    key.hash(&mut h);
-    h.finish()
 }
 
 #[cfg(test)]
