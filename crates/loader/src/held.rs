@@ -11,12 +11,11 @@
 //! waste, so it is tried on a batch only after one where most rows were held, or after a
 //! growing number of batches.
 //!
-//! Opt-in (`HELD_ROWS=read_back`): on 100k unchanged rows (`make bench-updates`, README) the
-//! server spent 0.5 s in the read-backs, yet the load took 3.4–3.6 s, against 1.12 s for
-//! staging everything in the last session's run. The client was mostly idle, about 57 ms per
-//! batch: TCP's delayed ACK, since sqlx 0.9.0 leaves Nagle's algorithm on and, over TLS, a
-//! read-back's 30 KB key array goes out as two records. Without TLS the same load took
-//! 0.86–0.98 s.
+//! Opt-in (`HELD_ROWS=read_back`): on 100k unchanged rows (`make bench-updates`, README) it
+//! matches staging everything at best; the loader waits on each read with nothing to overlap
+//! it. Each request's keys fit one TLS record ([`REQUEST_KEY_BYTES`]): sqlx 0.9.0 leaves
+//! Nagle's algorithm on, and a 30 KB key array sent as two records made the load three times
+//! slower (3.8 s against 1.3 s with `TCP_NODELAY` set, README).
 
 use std::collections::{HashMap, HashSet};
 
@@ -186,10 +185,14 @@ impl HeldRows {
                 keys.push(k);
             }
         }
-        let found = sqlx::query(sqlx::AssertSqlSafe(self.select.as_str()))
-            .bind(&keys)
-            .fetch_all(&mut *conn)
-            .await?;
+        let mut found = Vec::new();
+        for part in requests(&keys, REQUEST_KEY_BYTES) {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(self.select.as_str()))
+                .bind(part)
+                .fetch_all(&mut *conn)
+                .await?;
+            found.extend(rows);
+        }
         let mut same = vec![false; rows.len()];
         for t in &found {
             let Sent::Binary(key) = raw(t, 0)? else {
@@ -289,6 +292,35 @@ fn raw(row: &PgRow, col: usize) -> Result<Sent<'_>, Fail> {
     Ok(Sent::Binary(bytes))
 }
 
+/// The key bytes one read-back request carries at most: with the statement's framing, the
+/// request stays under one TLS record (16 KiB), so it leaves in one write. sqlx 0.9.0 leaves
+/// Nagle's algorithm on, and a request written as two records waited for the server's delayed
+/// ACK, about 40 ms, on every batch.
+const REQUEST_KEY_BYTES: usize = 12 * 1024;
+
+/// `keys` in consecutive parts of at most `budget` bytes (a key counts its 4-byte length as an
+/// array element); a key longer than the budget is a part alone.
+fn requests<'a, 'k>(keys: &'a [&'k str], budget: usize) -> impl Iterator<Item = &'a [&'k str]> {
+    let mut rest = keys;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut bytes = 0;
+        let n = rest
+            .iter()
+            .take_while(|k| {
+                bytes += k.len() + 4;
+                bytes <= budget
+            })
+            .count()
+            .max(1);
+        let (part, tail) = rest.split_at(n);
+        rest = tail;
+        Some(part)
+    })
+}
+
 /// Keeps the rows (`(offset, length)` spans, in order) whose `keep` is true, in place.
 fn compact(rows: &mut Vec<u8>, spans: &[(usize, usize)], keep: &[bool]) {
     let mut to = 0;
@@ -302,6 +334,19 @@ fn compact(rows: &mut Vec<u8>, spans: &[(usize, usize)], keep: &[bool]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_split_keys_in_order_under_the_budget() {
+        let keys = ["aaaa", "bb", "cccccccccccc", "d", "ee"];
+        let parts: Vec<&[&str]> = requests(&keys, 14).collect();
+        // 8 + 6 bytes fit 14; the 16-byte key goes alone; 5 + 6 fit.
+        assert_eq!(
+            parts,
+            [&["aaaa", "bb"][..], &["cccccccccccc"], &["d", "ee"]]
+        );
+        assert_eq!(requests(&[], 14).count(), 0);
+        assert_eq!(requests(&keys, 1 << 20).count(), 1);
+    }
 
     #[test]
     fn compact_keeps_the_kept_rows_in_order() {

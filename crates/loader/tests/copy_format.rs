@@ -98,3 +98,20 @@ async fn rows_held_unchanged_are_left_out_with_the_same_rows_and_counts() -> any
     assert_eq!(status("id-000195").as_deref(), Some("PAID"));
     Ok(())
 }
+
+/// A re-fetch of 2,000 unchanged rows, one batch: its keys (26 KB) are read back in several
+/// requests, each under one TLS record, and every row is held, not only the first request's.
+#[tokio::test]
+async fn a_batch_read_back_in_several_requests_is_held_whole() -> anyhow::Result<()> {
+    let env = env_with(&[("HELD_ROWS", "read_back")], &[]).await?;
+    let csv = sales_csv(0..2000, "NEW", "2024-01-01T00:00:00Z");
+    env.put_and_load("raw/sales/a.csv", csv.clone()).await?;
+    let s = env.put_and_load("raw/sales/b.csv", csv).await?;
+    let r = s.rows;
+    assert_eq!(s.results[0].held_rows, 2000);
+    assert_eq!(
+        [r.rows_read, r.inserted, r.updated, r.unchanged],
+        [2000, 0, 0, 2000]
+    );
+    Ok(())
+}
