@@ -2,7 +2,8 @@
 # The workload the 7-minute schedule really makes, at the loader (not a test):
 #   updates   the sample API's `updates` mode after its first load: 20 % of the rows are changed
 #             sales the table holds, 80 % are new;
-#   lookback  the same rows again, unchanged (a lookback re-fetch).
+#   lookback  the same rows again, unchanged (a lookback re-fetch); also with a `row_hash` column
+#             in the mapping (`--row-hash`), on both loads: keys and hashes are read back.
 # sluice's loader against the Python COPY + staging upsert (upsert_python.py copy_stage) on the
 # same CSV and column types, and raw COPY into an empty keyed table: the cost of reading the rows.
 # dlt's merge (../shared/baselines/dlt_sales.py, `--mode merge` and `--mode csv`) runs the same
@@ -39,14 +40,18 @@ dlt_updates() { # MODE: a first load, then the updates pull into the table it ma
 dlt=(dlt_merge dlt_csv)
 [ "${DLT:-1}" = 0 ] && dlt=()
 for r in $(seq 1 "$ROUNDS"); do
-  run=(sluice_updates stage_updates sluice_lookback stage_lookback raw sluice_updates_ff "${dlt[@]}")
-  [ $((r % 2)) = 0 ] && run=("${dlt[@]}" sluice_updates_ff raw stage_lookback sluice_lookback stage_updates sluice_updates)
+  run=(sluice_updates stage_updates sluice_lookback stage_lookback raw sluice_lookback_hash sluice_updates_hash sluice_updates_ff "${dlt[@]}")
+  [ $((r % 2)) = 0 ] && run=("${dlt[@]}" sluice_updates_ff sluice_updates_hash sluice_lookback_hash raw stage_lookback sluice_lookback stage_updates sluice_updates)
   for c in "${run[@]}"; do
     case "$c" in
       sluice_updates) "$BIN" load "$W/upd.csv" --after "$W/v1.csv" "${M[@]}" | as sluice_loader_existing_keys sluice_loader_updates ;;
       sluice_updates_ff) "$BIN" load "$W/upd.csv" --after "$W/v1.csv" "${M[@]}" --fillfactor 50 |
         as sluice_loader_existing_keys_fillfactor50 sluice_loader_updates_fillfactor50 ;;
       sluice_lookback) "$BIN" load "$W/lookback.csv" --after "$W/v1.csv" "${M[@]}" | as sluice_loader_existing_keys sluice_loader_lookback ;;
+      sluice_lookback_hash) "$BIN" load "$W/lookback.csv" --after "$W/v1.csv" "${M[@]}" --row-hash |
+        as sluice_loader_existing_keys_row_hash sluice_loader_lookback_row_hash ;;
+      sluice_updates_hash) "$BIN" load "$W/upd.csv" --after "$W/v1.csv" "${M[@]}" --row-hash |
+        as sluice_loader_existing_keys_row_hash sluice_loader_updates_row_hash ;;
       stage_updates)
         "${UP[@]}" --csv "$W/v1.csv" --method copy_raw --fresh >/dev/null
         "${UP[@]}" --csv "$W/upd.csv" --method copy_stage | as upsert_copy_stage upsert_copy_stage_updates ;;
@@ -86,6 +91,9 @@ print(json.dumps({"bench": "updates", "n": int(sys.argv[2]), "ratios": {
     "updates_fillfactor50_vs_copy_stage": ratio("sluice_loader_updates_fillfactor50", "upsert_copy_stage_updates"),
     "lookback_vs_copy_stage": ratio("sluice_loader_lookback", "upsert_copy_stage_lookback"),
     "lookback_vs_raw_copy": ratio("sluice_loader_lookback", "upsert_copy_raw"),
+    "lookback_row_hash_vs_copy_stage": ratio("sluice_loader_lookback_row_hash", "upsert_copy_stage_lookback"),
+    "lookback_row_hash_vs_raw_copy": ratio("sluice_loader_lookback_row_hash", "upsert_copy_raw"),
+    "updates_row_hash_vs_copy_stage": ratio("sluice_loader_updates_row_hash", "upsert_copy_stage_updates"),
     "updates_vs_dlt_merge_load_step": ratio("sluice_loader_updates", "dlt_rest_api_merge_updates"),
     "updates_vs_dlt_csv_load_step": ratio("sluice_loader_updates", "dlt_rest_api_merge_csv_updates"),
 }, "medians": med, "raw": [r for runs in by.values() for r in runs]}))

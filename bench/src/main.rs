@@ -3,7 +3,7 @@
 //! ```text
 //! sluice-bench flatten IN.jsonl OUT.csv [--arrays json|index]   # sluice: stream → flatten → CSV
 //! sluice-bench parse-floor IN.jsonl                              # serde_json parse to Value, keep nothing
-//! sluice-bench load IN.csv [--after PRIOR.csv] [--mapping M.toml] [--fillfactor N]  # the loader's path into Postgres
+//! sluice-bench load IN.csv [--after PRIOR.csv] [--mapping M.toml] [--fillfactor N] [--row-hash]  # the loader's path into Postgres
 //! sluice-bench load IN.csv --typed-copy [--mapping M.toml]        # Postgres' floor: COPY of the typed rows
 //! sluice-bench s3 DIR PORT                                       # an S3 endpoint serving DIR
 //! sluice-bench ingest API_URL S3_URL N [--gzip] [--name NAME] [--bucket B] [--max-span S]  # one ingest run, API → S3
@@ -146,6 +146,7 @@ fn load(
     prior: Option<&str>,
     mapping_file: Option<&str>,
     fillfactor: Option<u8>,
+    row_hash: Option<&str>,
     contender: Contender,
 ) -> Result<()> {
     use sluice_loader::{Config, Loader, LocalStore};
@@ -159,6 +160,13 @@ fn load(
         };
         if fillfactor.is_some() {
             mapping.fillfactor = fillfactor;
+        }
+        if let Some(name) = row_hash {
+            mapping.derived.push(sluice_transform::DerivedRule {
+                name: name.to_owned(),
+                kind: sluice_transform::DerivedKind::RowHash,
+                ty: sluice_transform::ColumnType::Uuid,
+            });
         }
         let table = mapping.table.quoted();
         let mut config = (*config).clone();
@@ -210,10 +218,13 @@ fn load(
             Some(_) => "existing_keys",
             None => "new_keys",
         };
-        let name = match fillfactor {
+        let mut name = match fillfactor {
             Some(f) => format!("sluice_loader_{keys}_fillfactor{f}"),
             None => format!("sluice_loader_{keys}"),
         };
+        if row_hash.is_some() {
+            name.push_str("_row_hash");
+        }
         let mb = std::fs::metadata(input)?.len() as f64 / 1e6;
         println!(
             "{}",
@@ -297,11 +308,16 @@ fn main() -> Result<()> {
             false => Contender::Loader,
         };
         let fillfactor = opt("--fillfactor").map(str::parse).transpose()?;
+        let row_hash = args
+            .iter()
+            .any(|a| a == "--row-hash")
+            .then_some("_sluice_row_hash");
         return load(
             &args[1],
             opt("--after"),
             opt("--mapping"),
             fillfactor,
+            row_hash,
             contender,
         );
     }

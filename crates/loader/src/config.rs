@@ -122,7 +122,7 @@ pub struct Config {
     pub batch_bytes: usize,
     /// `COPY_FORMAT` (default `binary`): the format rows are sent to Postgres in.
     pub copy_format: SendFormat,
-    /// `HELD_ROWS` (default `stage`): what becomes of staged rows the table holds unchanged.
+    /// `HELD_ROWS` (default `auto`): what becomes of staged rows the table holds unchanged.
     pub held_rows: HeldRowsMode,
     /// `DATABASE_ACQUIRE_TIMEOUT_SECS` (default 10): how long one attempt waits for a connection.
     pub acquire_timeout: std::time::Duration,
@@ -159,23 +159,27 @@ impl std::str::FromStr for SendFormat {
 }
 
 /// `HELD_ROWS`: what becomes of staged rows the table already holds unchanged (a lookback
-/// re-fetch). Both load the same rows and counts.
+/// re-fetch). All load the same rows and counts.
 ///
 /// ```
 /// use sluice_loader::config::HeldRowsMode;
 ///
 /// assert_eq!("read_back".parse::<HeldRowsMode>(), Ok(HeldRowsMode::ReadBack));
+/// assert_eq!(HeldRowsMode::default(), HeldRowsMode::Auto);
 /// assert!("skip".parse::<HeldRowsMode>().is_err());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum HeldRowsMode {
+    /// `auto`: `read_back` where the mapping has a `row_hash` column (only the key and the
+    /// hash are read back), else `stage`.
+    #[default]
+    Auto,
     /// `stage`: every row is staged; the upsert leaves the unchanged ones out (an anti-join
     /// when most are).
-    #[default]
     Stage,
     /// `read_back`: each staged batch is first read back from the table, and rows it holds
-    /// with the same bytes are not sent. Slower than `stage` until sqlx sets `TCP_NODELAY`
-    /// again (README, Benchmarks).
+    /// with the same bytes (the same row hash, where there is one) are not sent. Without a
+    /// row hash, no faster than `stage` (README, Benchmarks).
     ReadBack,
 }
 
@@ -183,9 +187,10 @@ impl std::str::FromStr for HeldRowsMode {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
+            "auto" => Ok(Self::Auto),
             "stage" => Ok(Self::Stage),
             "read_back" => Ok(Self::ReadBack),
-            other => Err(format!("{other:?}: expected stage or read_back")),
+            other => Err(format!("{other:?}: expected auto, stage or read_back")),
         }
     }
 }

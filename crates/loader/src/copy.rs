@@ -146,7 +146,10 @@ pub(crate) async fn copy_rows(
     let checked = !rows.rules().checks.is_empty();
     let held = match held_rows {
         HeldRowsMode::ReadBack => HeldRows::new(&plan, &formats.staging, checked),
-        HeldRowsMode::Stage => None,
+        HeldRowsMode::Auto if plan.row_hash.is_some() => {
+            HeldRows::new(&plan, &formats.staging, checked)
+        }
+        HeldRowsMode::Auto | HeldRowsMode::Stage => None,
     };
     let (tx, mut rx) = mpsc::channel::<Batch>(4);
     let (decide_tx, decide_rx) = sync_mpsc::sync_channel::<bool>(1);

@@ -11,9 +11,11 @@
 //! waste, so it is tried on a batch only after one where most rows were held, or after a
 //! growing number of batches.
 //!
-//! Opt-in (`HELD_ROWS=read_back`): on 100k unchanged rows (`make bench-updates`, README) it
-//! matches staging everything at best; the loader waits on each read with nothing to overlap
-//! it. Each request's keys fit one TLS record ([`REQUEST_KEY_BYTES`]): sqlx 0.9.0 leaves
+//! Where the plan has a row hash (a `row_hash` column, [`UpsertPlan::row_hash`]), only the
+//! key and the hash are read back and compared: the default then (`HELD_ROWS=auto`). Without
+//! one it is opt-in (`HELD_ROWS=read_back`): reading every compared column back, on 100k
+//! unchanged rows (`make bench-updates`, README), matches staging everything at best; the
+//! loader waits on each read with nothing to overlap it. Each request's keys fit one TLS record ([`REQUEST_KEY_BYTES`]): sqlx 0.9.0 leaves
 //! Nagle's algorithm on, and a 30 KB key array sent as two records made the load three times
 //! slower (3.8 s against 1.3 s with `TCP_NODELAY` set, README).
 
@@ -69,7 +71,8 @@ pub(crate) struct HeldRows {
 impl HeldRows {
     /// For a plan whose staged rows go in binary form with one text key, no CHECK constraint to
     /// evaluate on them, and no `jsonb` among the compared columns (Postgres sends `jsonb` in
-    /// its own layout, never the bytes sluice sent).
+    /// its own layout, never the bytes sluice sent). With a row hash, the hash is the one
+    /// compared column.
     pub fn new(plan: &UpsertPlan, staging: &CopyFormat, checked: bool) -> Option<Self> {
         let ([key], CopyFormat::Binary(_), false) = (plan.key.as_slice(), staging, checked) else {
             return None;
@@ -84,8 +87,13 @@ impl HeldRows {
         let cast = |c: &PlanColumn| format!("{}::{}", quote_ident(&c.name), c.ty.sql());
         let mut names = vec![format!("{}::text", quote_ident(key))];
         let mut compared = Vec::new();
+        let hash = plan.hash_column();
         for (i, c) in plan.columns.iter().enumerate() {
-            if &c.name == key || c.lineage {
+            let is_compared = match hash {
+                Some(h) => c.name == h.name,
+                None => !c.lineage,
+            };
+            if &c.name == key || !is_compared {
                 continue;
             }
             if c.ty == ColumnType::Jsonb {

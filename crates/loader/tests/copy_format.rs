@@ -5,7 +5,7 @@
 
 use crate::common::{HEADER, env_with, sales_csv};
 
-type Rows = Vec<Vec<Option<String>>>;
+pub(crate) type Rows = Vec<Vec<Option<String>>>;
 
 /// A first object of new keys (the direct path), then a second of changed, unchanged and new
 /// keys (staged), loaded with `COPY_FORMAT=format`: the table as text, and each load's
@@ -52,7 +52,15 @@ async fn refetch(format: &str) -> anyhow::Result<(Rows, [u64; 5], u64)> {
         ("COPY_BATCH_BYTES", "1024"),
         ("HELD_ROWS", "read_back"),
     ];
-    let env = env_with(&vars, &[]).await?;
+    refetch_with(&vars, &[]).await
+}
+
+/// [`refetch`] with these variables and mappings.
+pub(crate) async fn refetch_with(
+    vars: &[(&str, &str)],
+    mappings: &[(&str, &str)],
+) -> anyhow::Result<(Rows, [u64; 5], u64)> {
+    let env = env_with(vars, mappings).await?;
     let (t1, t2) = ("2024-01-01T00:00:00.5Z", "2024-01-02T00:00:00Z");
     env.put_and_load("raw/sales/a.csv", sales_csv(0..200, "NEW", t1))
         .await?;

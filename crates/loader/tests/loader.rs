@@ -11,5 +11,6 @@ mod evolve;
 mod inference;
 mod ledger;
 mod redaction;
+mod row_hash;
 mod store;
 mod upsert;

@@ -34,7 +34,7 @@ pub use crate::infer::{Guess, Inference};
 pub use crate::limits::ColumnLimit;
 pub use crate::mapping::{
     BoundMapping, ColumnRule, DerivedKind, DerivedRule, ERROR_VALUE_CHARS, Mapping, MappingError,
-    Redact, RowContext, RowError, SchemaPolicy, TypedRow,
+    Redact, RowContext, RowError, SchemaPolicy, TypedRow, row_hash,
 };
 pub use crate::plan::{
     INFERRED_COMMENT, LINE_COLUMN, PlanColumn, PlanError, TableRef, UpsertPlan, quote_ident,

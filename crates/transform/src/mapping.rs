@@ -191,6 +191,9 @@ pub enum DerivedKind {
     /// When the source object was written (S3 `LastModified`, else the event time): an
     /// ordering guard for files that carry no updated-at of their own.
     ObjectTime,
+    /// A hash of the row's compared values ([`row_hash`]), as a `uuid`: a row the table holds
+    /// with the same hash is unchanged without comparing each column (a lookback re-fetch).
+    RowHash,
 }
 
 #[derive(Debug, Clone)]
@@ -284,19 +287,20 @@ impl Mapping {
                 "load_time" => DerivedKind::LoadTime,
                 "source_key" => DerivedKind::SourceKey,
                 "object_time" => DerivedKind::ObjectTime,
+                "row_hash" => DerivedKind::RowHash,
                 other => {
                     return Err(invalid(
                         &key,
                         format!(
-                            "unknown kind {other:?} (constant, concat, load_time, source_key, object_time)"
+                            "unknown kind {other:?} (constant, concat, load_time, source_key, object_time, row_hash)"
                         ),
                     ));
                 }
             };
-            let default_ty = if matches!(kind, DerivedKind::LoadTime | DerivedKind::ObjectTime) {
-                ColumnType::Timestamptz
-            } else {
-                ColumnType::Text
+            let default_ty = match kind {
+                DerivedKind::LoadTime | DerivedKind::ObjectTime => ColumnType::Timestamptz,
+                DerivedKind::RowHash => ColumnType::Uuid,
+                _ => ColumnType::Text,
             };
             let ty =
                 d.ty.as_deref()
@@ -304,6 +308,20 @@ impl Mapping {
                     .transpose()
                     .map_err(|e| invalid(format!("{key}.type"), e))?
                     .unwrap_or(default_ty);
+            if kind == DerivedKind::RowHash {
+                if ty != ColumnType::Uuid {
+                    return Err(invalid(
+                        format!("{key}.type"),
+                        "kind = \"row_hash\" needs type = \"uuid\"",
+                    ));
+                }
+                if derived
+                    .iter()
+                    .any(|d: &DerivedRule| d.kind == DerivedKind::RowHash)
+                {
+                    return Err(invalid(&key, "only one derived column can be a row_hash"));
+                }
+            }
             if let DerivedKind::Constant(v) = &kind {
                 Conversion::plain(ty)
                     .convert(v)
@@ -434,6 +452,7 @@ impl Mapping {
                 DerivedKind::LoadTime => Source::LoadTime,
                 DerivedKind::SourceKey => Source::ObjectKey,
                 DerivedKind::ObjectTime => Source::ObjectTime,
+                DerivedKind::RowHash => Source::RowHash,
                 DerivedKind::Concat { columns, separator } => {
                     let mut idx = Vec::new();
                     for c in columns {
@@ -463,7 +482,10 @@ impl Mapping {
                 .iter()
                 .map(|t| {
                     let c = PlanColumn::new(t.name.clone(), t.conversion.ty);
-                    if matches!(t.source, Source::LoadTime | Source::ObjectKey) {
+                    if matches!(
+                        t.source,
+                        Source::LoadTime | Source::ObjectKey | Source::RowHash
+                    ) {
                         c.lineage()
                     } else {
                         c
@@ -474,15 +496,18 @@ impl Mapping {
             self.guard.clone(),
         )?
         .with_fillfactor(self.fillfactor);
-        let key_idx = self
+        let key_idx: Vec<usize> = self
             .key
             .iter()
             .filter_map(|k| targets.iter().position(|t| &t.name == k))
             .collect();
+        let row_hash = RowHashSpec::new(&targets, &key_idx);
+        let plan = plan.with_row_hash(row_hash.as_ref().map(|h| targets[h.target].name.clone()));
         Ok(BoundMapping {
             targets,
             plan,
             key_idx,
+            row_hash,
             width: header.len(),
         })
     }
@@ -496,6 +521,8 @@ enum Source {
     LoadTime,
     ObjectKey,
     ObjectTime,
+    /// Filled after the row's other values ([`RowHashSpec`]).
+    RowHash,
 }
 
 #[derive(Debug, Clone)]
@@ -538,6 +565,8 @@ pub struct TypedRow {
     text: String,
     /// Each column's value: its span of `text`, `None` for NULL.
     values: Vec<Option<(usize, usize)>>,
+    /// What the row hash is computed over (see [`row_hash`]), reused.
+    hashed: Vec<u8>,
 }
 
 impl TypedRow {
@@ -590,6 +619,7 @@ pub struct BoundMapping {
     targets: Vec<Target>,
     plan: UpsertPlan,
     key_idx: Vec<usize>,
+    row_hash: Option<RowHashSpec>,
     width: usize,
 }
 
@@ -670,8 +700,14 @@ impl BoundMapping {
         }
         out.clear();
         for t in &self.targets {
-            let value = self.value(t, fields, ctx, &mut out.text)?;
+            let value = match t.source {
+                Source::RowHash => None,
+                _ => self.value(t, fields, ctx, &mut out.text)?,
+            };
             out.values.push(value);
+        }
+        if let Some(spec) = &self.row_hash {
+            spec.fill(&self.targets, out);
         }
         for &k in &self.key_idx {
             match out.get(k) {
@@ -720,6 +756,7 @@ impl BoundMapping {
             Source::LoadTime | Source::ObjectTime => {
                 instant.map(|t| t.to_string().into_bytes().into())
             }
+            Source::RowHash => None,
             Source::Concat(idx, sep) => {
                 let parts: Vec<&[u8]> = idx.iter().filter_map(|i| fields[*i]).collect();
                 if parts.is_empty() {
@@ -784,6 +821,89 @@ impl BoundMapping {
         }
         Ok(value)
     }
+}
+
+/// Which values a row's hash covers, and where it goes.
+#[derive(Debug, Clone)]
+struct RowHashSpec {
+    /// The hash column's target.
+    target: usize,
+    /// The compared targets (not key, not lineage), in order of their names.
+    inputs: Vec<usize>,
+}
+
+impl RowHashSpec {
+    fn new(targets: &[Target], key_idx: &[usize]) -> Option<Self> {
+        let target = targets
+            .iter()
+            .position(|t| matches!(t.source, Source::RowHash))?;
+        let mut inputs: Vec<usize> = (0..targets.len())
+            .filter(|i| !key_idx.contains(i))
+            .filter(|&i| {
+                !matches!(
+                    targets[i].source,
+                    Source::LoadTime | Source::ObjectKey | Source::RowHash
+                )
+            })
+            .collect();
+        inputs.sort_by(|&a, &b| targets[a].name.cmp(&targets[b].name));
+        Some(Self { target, inputs })
+    }
+
+    /// Writes the row's hash into its column.
+    fn fill(&self, targets: &[Target], row: &mut TypedRow) {
+        let TypedRow {
+            text,
+            values,
+            hashed,
+        } = row;
+        hashed.clear();
+        let named = self.inputs.iter().map(|&i| {
+            let value = values[i].map(|(a, b)| &text.as_bytes()[a..b]);
+            (targets[i].name.as_str(), value)
+        });
+        let hash = row_hash_into(named, hashed);
+        let start = text.len();
+        let mut buf = uuid::Uuid::encode_buffer();
+        text.push_str(
+            uuid::Uuid::from_u128(hash)
+                .hyphenated()
+                .encode_lower(&mut buf),
+        );
+        values[self.target] = Some((start, text.len()));
+    }
+}
+
+/// The hash `kind = "row_hash"` stores: XXH3-128 over a version tag and, for each non-NULL
+/// value in order of the column names, the name and the value's canonical text (as the row
+/// conversion writes it), each with its length. NULLs are left out, so a new column that
+/// is NULL does not change the hash of rows loaded before it existed.
+///
+/// ```
+/// use sluice_transform::row_hash;
+///
+/// let a = row_hash([("amount", Some(&b"97.00"[..])), ("note", None)]);
+/// assert_eq!(a, row_hash([("amount", Some(&b"97.00"[..]))]));
+/// assert_ne!(a, row_hash([("amount", Some(&b"97.0"[..]))]));
+/// assert_ne!(a, row_hash([("amount", Some(&b""[..]))]));
+/// ```
+pub fn row_hash<'a>(values: impl IntoIterator<Item = (&'a str, Option<&'a [u8]>)>) -> u128 {
+    row_hash_into(values, &mut Vec::new())
+}
+
+fn row_hash_into<'a>(
+    values: impl IntoIterator<Item = (&'a str, Option<&'a [u8]>)>,
+    buf: &mut Vec<u8>,
+) -> u128 {
+    buf.extend_from_slice(b"sluice-row-hash-1");
+    for (name, value) in values {
+        let Some(value) = value else { continue };
+        buf.extend_from_slice(&(name.len() as u64).to_le_bytes());
+        buf.extend_from_slice(name.as_bytes());
+        buf.extend_from_slice(&(value.len() as u64).to_le_bytes());
+        buf.extend_from_slice(value);
+    }
+    twox_hash::XxHash3_128::oneshot(buf)
 }
 
 fn key_error(column: &str, reason: &str) -> RowError {

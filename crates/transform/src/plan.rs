@@ -186,6 +186,10 @@ pub struct UpsertPlan {
     /// The `fillfactor` of a table [`create_table`](Self::create_table) creates (Postgres'
     /// default, 100, when `None`).
     pub fillfactor: Option<u8>,
+    /// The column holding each row's hash of its compared values (a lineage column the
+    /// mapping fills: `kind = "row_hash"`). Where set, a row the table holds with the same
+    /// hash is unchanged, without comparing each column.
+    pub row_hash: Option<String>,
 }
 
 impl UpsertPlan {
@@ -223,7 +227,20 @@ impl UpsertPlan {
             key,
             guard,
             fillfactor: None,
+            row_hash: None,
         })
+    }
+
+    /// The plan, with `column` holding each row's hash of its compared values (see
+    /// [`row_hash`](Self::row_hash)). The column must be one of the plan's lineage columns,
+    /// or it is ignored: its own value is no change.
+    pub fn with_row_hash(mut self, column: Option<String>) -> Self {
+        self.row_hash = column.filter(|h| {
+            self.columns
+                .iter()
+                .any(|c| &c.name == h && c.lineage && c.ty == ColumnType::Uuid)
+        });
+        self
     }
 
     /// The plan, creating its table with this `fillfactor` (10 to 100, as the mapping checks):
@@ -580,6 +597,10 @@ impl UpsertPlan {
     /// `INSERT` would write (a cast to the table's type, `varchar(5)` say, could turn a value
     /// the `INSERT` refuses into one equal to the stored value).
     pub fn can_skip_unchanged_first(&self) -> bool {
+        if let Some(h) = self.hash_column() {
+            // Only the hash is compared, and the loader made both sides' values.
+            return h.sql_type.as_deref().is_none_or(|t| h.ty.is_pg(t));
+        }
         self.non_key()
             .filter(|c| !c.lineage)
             .all(|c| c.sql_type.as_deref().is_none_or(|t| c.ty.is_pg(t)))
@@ -599,14 +620,26 @@ impl UpsertPlan {
         )
     }
 
+    /// The row-hash column, if the plan has one.
+    pub fn hash_column(&self) -> Option<&PlanColumn> {
+        let h = self.row_hash.as_ref()?;
+        self.columns.iter().find(|c| &c.name == h)
+    }
+
     /// The condition that a table row `e` holds staged row `s` unchanged: the same key, and
-    /// the compared columns (not lineage) not distinct.
+    /// the same row hash where the plan has one, else the compared columns (not lineage) not
+    /// distinct. A stored hash that is NULL (a row written before the column existed) or
+    /// differs leaves the row to the upsert's own column-by-column test.
     fn held_unchanged(&self) -> String {
         let mut same: Vec<String> = self
             .key
             .iter()
             .map(|k| format!("e.{0} = s.{0}", quote_ident(k)))
             .collect();
+        if let Some(h) = &self.row_hash {
+            same.push(format!("e.{0} = s.{0}", quote_ident(h)));
+            return same.join(" AND ");
+        }
         let compared: Vec<&PlanColumn> = self.non_key().filter(|c| !c.lineage).collect();
         if !compared.is_empty() {
             let side = |p: &str| {
@@ -753,6 +786,39 @@ mod tests {
         assert!(!p.can_skip_unchanged_first());
         p.use_table_types(|c| (c == "v").then_some("bigint"));
         assert!(p.can_skip_unchanged_first());
+    }
+
+    #[test]
+    fn a_row_hash_is_what_the_pre_filter_compares() {
+        let cols = vec![
+            PlanColumn::new("id", ColumnType::Text),
+            PlanColumn::new("v", ColumnType::Jsonb),
+            PlanColumn::new("h", ColumnType::Uuid).lineage(),
+            PlanColumn::new("w", ColumnType::Uuid),
+        ];
+        let p =
+            UpsertPlan::new(TableRef::new("public", "t"), cols, vec!["id".into()], None).unwrap();
+        // Only a lineage uuid column can hold the hash.
+        assert_eq!(p.clone().with_row_hash(Some("w".into())).row_hash, None);
+        let mut p = p.with_row_hash(Some("h".into()));
+        let sql = p.upsert_unique_changed("s");
+        assert!(
+            sql.contains(r#"WHERE NOT EXISTS (SELECT 1 FROM "public"."t" e WHERE e."id" = s."id" AND e."h" = s."h")"#),
+            "{sql}"
+        );
+        // The upsert itself still compares the values: a row whose stored hash is NULL or
+        // stale is not rewritten when its values are the same.
+        let unique = p.upsert_unique("s", true);
+        assert!(
+            unique.contains(r#"ROW(t."v", t."w") IS DISTINCT FROM"#),
+            "{unique}"
+        );
+        assert!(p.probe_unchanged("s", 10).contains(r#"AND e."h" = s."h")"#));
+        // The compared columns' own types no longer matter; the hash column's does.
+        p.use_table_types(|c| (c == "v").then_some("json"));
+        assert!(p.can_skip_unchanged_first());
+        p.use_table_types(|c| (c == "h").then_some("text"));
+        assert!(!p.can_skip_unchanged_first());
     }
 
     #[test]

@@ -333,6 +333,14 @@ fn mapping_errors_name_the_key() {
             "[table]\nname='t'\nkey=['a']\n[[derived]]\nname='d'\nkind='magic'",
             "derived[0] (d)",
         ),
+        (
+            "[table]\nname='t'\nkey=['a']\n[[derived]]\nname='h'\nkind='row_hash'\ntype='text'",
+            "derived[0] (h).type",
+        ),
+        (
+            "[table]\nname='t'\nkey=['a']\n[[derived]]\nname='h'\nkind='row_hash'\n[[derived]]\nname='g'\nkind='row_hash'",
+            "derived[1] (g)",
+        ),
     ];
     for (toml, key) in cases {
         let err = Mapping::from_toml(toml).unwrap_err().to_string();
@@ -340,6 +348,73 @@ fn mapping_errors_name_the_key() {
     }
     let err = Mapping::from_toml("[table]\nname='t'\nkey=['a']\n[columns.a]\ntypo=1").unwrap_err();
     assert!(err.to_string().contains("typo"), "{err}");
+}
+
+const HASHED: &str = "[table]\nname='t'\nkey=['id']\n[columns.n]\ntype='numeric'\n\
+    [[derived]]\nname='h'\nkind='row_hash'\n[[derived]]\nname='at'\nkind='load_time'";
+
+/// `header`'s row `fields` under [`HASHED`]: the row hash as stored.
+fn stored_hash(header: &[&str], fields: &[Option<&str>], ctx: &RowContext) -> String {
+    let m = Mapping::from_toml(HASHED)
+        .unwrap()
+        .bind(header, &[])
+        .unwrap();
+    let fields: Vec<Option<&[u8]>> = fields.iter().map(|f| f.map(str::as_bytes)).collect();
+    let mut row = TypedRow::default();
+    m.apply(&fields, ctx, &mut row).unwrap();
+    let i = m.names().iter().position(|n| *n == "h").unwrap();
+    row.get(i).unwrap().to_owned()
+}
+
+#[test]
+fn the_row_hash_covers_the_compared_values_by_name_and_not_key_nor_lineage() {
+    let m = Mapping::from_toml(HASHED)
+        .unwrap()
+        .bind(&["id", "n", "s"], &[]);
+    let plan = m.unwrap().plan().clone();
+    assert_eq!(plan.row_hash.as_deref(), Some("h"));
+    let h = plan.columns.iter().find(|c| c.name == "h").unwrap();
+    assert!(h.lineage && h.ty == ColumnType::Uuid, "{h:?}");
+    let hash = |header: &[&str], fields: &[Option<&str>]| stored_hash(header, fields, &ctx());
+    let base = hash(&["id", "n", "s"], &[Some("k1"), Some("1.50"), Some("x")]);
+    assert_eq!(base.len(), 36, "a uuid's text: {base}");
+    // The converted value is hashed (1.5 and 1.50 are other texts, so other hashes), by name:
+    // another column order, another key or another load time give the same hash.
+    assert_eq!(
+        hash(&["s", "id", "n"], &[Some("x"), Some("k1"), Some("1.50")]),
+        base
+    );
+    assert_eq!(
+        hash(&["id", "n", "s"], &[Some("k2"), Some("1.50"), Some("x")]),
+        base
+    );
+    let later = RowContext {
+        load_time: jiff::Timestamp::from_second(1).unwrap(),
+        ..ctx()
+    };
+    let fields = [Some("k1"), Some("1.50"), Some("x")];
+    assert_eq!(stored_hash(&["id", "n", "s"], &fields, &later), base);
+    assert_ne!(
+        hash(&["id", "n", "s"], &[Some("k1"), Some("1.5"), Some("x")]),
+        base
+    );
+    assert_ne!(
+        hash(&["id", "n", "s"], &[Some("k1"), Some("1.50"), Some("")]),
+        base
+    );
+    // A NULL counts as absent: a new column of NULLs leaves the hash as it was.
+    let no_s = hash(&["id", "n"], &[Some("k1"), Some("1.50")]);
+    assert_eq!(
+        hash(&["id", "n", "s"], &[Some("k1"), Some("1.50"), None]),
+        no_s
+    );
+    assert_ne!(no_s, base);
+    // Values moved between columns are a change.
+    let ab = hash(&["id", "s", "u"], &[Some("k1"), Some("a"), Some("b")]);
+    assert_ne!(
+        hash(&["id", "s", "u"], &[Some("k1"), Some("b"), Some("a")]),
+        ab
+    );
 }
 
 #[test]
