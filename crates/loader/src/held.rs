@@ -15,9 +15,10 @@
 //! key and the hash are read back and compared: the default then (`HELD_ROWS=auto`). Without
 //! one it is opt-in (`HELD_ROWS=read_back`): reading every compared column back, on 100k
 //! unchanged rows (`make bench-updates`, README), matches staging everything at best; the
-//! loader waits on each read with nothing to overlap it. Each request's keys fit one TLS record ([`REQUEST_KEY_BYTES`]): sqlx 0.9.0 leaves
-//! Nagle's algorithm on, and a 30 KB key array sent as two records made the load three times
-//! slower (3.8 s against 1.3 s with `TCP_NODELAY` set, README).
+//! loader waits on each read with nothing to overlap it. Each request's keys fit one TLS
+//! record ([`REQUEST_KEY_BYTES`]): sqlx 0.9.0 leaves Nagle's algorithm on, and a 30 KB key
+//! array sent as two records made the load three times slower (3.8 s against 1.3 s with
+//! `TCP_NODELAY` set, README).
 
 use std::collections::{HashMap, HashSet};
 

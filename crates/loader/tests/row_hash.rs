@@ -3,31 +3,19 @@
 //! the table holds unchanged are never sent. The table and the counts are the ones a load
 //! without the hash gives.
 
-use crate::common::{Env, env_with, sales_csv};
+use crate::common::{Env, SALES, env_with, sales_csv};
 use crate::copy_format::refetch_with;
 
 /// `sales` (see `common::SALES`) with a `row_hash` column.
-const SALES_HASHED: &str = r#"
-[table]
-name = "sales"
-key = ["id"]
-guard = "updated_at"
-
-[columns.updated_at]
-type = "timestamptz"
-
-[columns.price]
-type = "numeric"
-
-[[derived]]
-name = "row_hash"
-kind = "row_hash"
-"#;
+fn sales_hashed() -> String {
+    format!("{SALES}\n[[derived]]\nname = \"row_hash\"\nkind = \"row_hash\"\n")
+}
 
 #[tokio::test]
 async fn a_refetch_reads_back_hashes_and_gives_the_same_rows_and_counts() -> anyhow::Result<()> {
     let small = ("COPY_BATCH_BYTES", "1024");
-    let hashed = [("sales", SALES_HASHED)];
+    let mapping = sales_hashed();
+    let hashed = [("sales", mapping.as_str())];
     let (plain, plain_counts, _) = refetch_with(&[small, ("HELD_ROWS", "stage")], &[]).await?;
     assert_eq!(plain_counts, [213, 10, 11, 189, 3]);
     // The default reads back keys and hashes; `stage` and the text format stage every row
@@ -57,7 +45,7 @@ async fn hashes(env: &Env) -> anyhow::Result<Vec<Option<String>>> {
 
 #[tokio::test]
 async fn the_stored_hash_follows_the_values_it_covers() -> anyhow::Result<()> {
-    let env = env_with(&[], &[("sales", SALES_HASHED)]).await?;
+    let env = env_with(&[], &[("sales", sales_hashed().as_str())]).await?;
     let t1 = "2024-01-01T00:00:00Z";
     env.put_and_load("raw/sales/a.csv", sales_csv(0..3, "NEW", t1))
         .await?;
