@@ -88,13 +88,9 @@ impl HeldRows {
         let cast = |c: &PlanColumn| format!("{}::{}", quote_ident(&c.name), c.ty.sql());
         let mut names = vec![format!("{}::text", quote_ident(key))];
         let mut compared = Vec::new();
-        let hash = plan.hash_column();
+        let unchanged_by = plan.unchanged_by();
         for (i, c) in plan.columns.iter().enumerate() {
-            let is_compared = match hash {
-                Some(h) => c.name == h.name,
-                None => !c.lineage,
-            };
-            if &c.name == key || !is_compared {
+            if !unchanged_by.iter().any(|u| u.name == c.name) {
                 continue;
             }
             if c.ty == ColumnType::Jsonb {

@@ -482,10 +482,7 @@ impl Mapping {
                 .iter()
                 .map(|t| {
                     let c = PlanColumn::new(t.name.clone(), t.conversion.ty);
-                    if matches!(
-                        t.source,
-                        Source::LoadTime | Source::ObjectKey | Source::RowHash
-                    ) {
+                    if t.source.is_lineage() {
                         c.lineage()
                     } else {
                         c
@@ -523,6 +520,14 @@ enum Source {
     ObjectTime,
     /// Filled after the row's other values ([`RowHashSpec`]).
     RowHash,
+}
+
+impl Source {
+    /// Written with a real change, never one by itself (see [`PlanColumn::lineage`]), and
+    /// left out of the row hash.
+    fn is_lineage(&self) -> bool {
+        matches!(self, Self::LoadTime | Self::ObjectKey | Self::RowHash)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -838,13 +843,7 @@ impl RowHashSpec {
             .iter()
             .position(|t| matches!(t.source, Source::RowHash))?;
         let mut inputs: Vec<usize> = (0..targets.len())
-            .filter(|i| !key_idx.contains(i))
-            .filter(|&i| {
-                !matches!(
-                    targets[i].source,
-                    Source::LoadTime | Source::ObjectKey | Source::RowHash
-                )
-            })
+            .filter(|i| !key_idx.contains(i) && !targets[*i].source.is_lineage())
             .collect();
         inputs.sort_by(|&a, &b| targets[a].name.cmp(&targets[b].name));
         Some(Self { target, inputs })

@@ -597,12 +597,8 @@ impl UpsertPlan {
     /// `INSERT` would write (a cast to the table's type, `varchar(5)` say, could turn a value
     /// the `INSERT` refuses into one equal to the stored value).
     pub fn can_skip_unchanged_first(&self) -> bool {
-        if let Some(h) = self.hash_column() {
-            // Only the hash is compared, and the loader made both sides' values.
-            return h.sql_type.as_deref().is_none_or(|t| h.ty.is_pg(t));
-        }
-        self.non_key()
-            .filter(|c| !c.lineage)
+        self.unchanged_by()
+            .iter()
             .all(|c| c.sql_type.as_deref().is_none_or(|t| c.ty.is_pg(t)))
     }
 
@@ -620,10 +616,15 @@ impl UpsertPlan {
         )
     }
 
-    /// The row-hash column, if the plan has one.
-    pub fn hash_column(&self) -> Option<&PlanColumn> {
-        let h = self.row_hash.as_ref()?;
-        self.columns.iter().find(|c| &c.name == h)
+    /// The columns that say, before the upsert, whether the table holds a staged row
+    /// unchanged (the anti-join's and the loader's read-back): the row hash where the plan has
+    /// one, else the compared columns (not key, not lineage).
+    pub fn unchanged_by(&self) -> Vec<&PlanColumn> {
+        let hash = self.row_hash.as_ref();
+        match hash.and_then(|h| self.columns.iter().find(|c| &c.name == h)) {
+            Some(h) => vec![h],
+            None => self.non_key().filter(|c| !c.lineage).collect(),
+        }
     }
 
     /// The condition that a table row `e` holds staged row `s` unchanged: the same key, and
@@ -636,12 +637,13 @@ impl UpsertPlan {
             .iter()
             .map(|k| format!("e.{0} = s.{0}", quote_ident(k)))
             .collect();
-        if let Some(h) = &self.row_hash {
-            same.push(format!("e.{0} = s.{0}", quote_ident(h)));
-            return same.join(" AND ");
-        }
-        let compared: Vec<&PlanColumn> = self.non_key().filter(|c| !c.lineage).collect();
-        if !compared.is_empty() {
+        let compared = self.unchanged_by();
+        if let [h] = compared.as_slice()
+            && self.row_hash.as_ref() == Some(&h.name)
+        {
+            // `=`, never NULL on the staged side: the join can hash on it.
+            same.push(format!("e.{0} = s.{0}", quote_ident(&h.name)));
+        } else if !compared.is_empty() {
             let side = |p: &str| {
                 compared
                     .iter()
