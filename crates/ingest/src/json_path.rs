@@ -41,6 +41,17 @@ pub fn json_path_bool(body: &[u8], path: &str) -> Option<bool> {
     }
 }
 
+/// The bytes that matter while a container is skipped: quotes and brackets.
+static STRUCTURAL: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b'"' as usize] = true;
+    t[b'{' as usize] = true;
+    t[b'[' as usize] = true;
+    t[b'}' as usize] = true;
+    t[b']' as usize] = true;
+    t
+};
+
 struct Scanner<'a> {
     b: &'a [u8],
     i: usize,
@@ -97,19 +108,18 @@ impl<'a> Scanner<'a> {
     }
 
     /// The raw bytes of the string that starts here, quotes included (escapes not decoded).
+    /// Jumps from quote or backslash to the next with `memchr`: a page is mostly strings.
     fn string(&mut self) -> Option<&'a [u8]> {
         let start = self.i;
         self.eat(b'"')?;
         let start = start.max(self.i - 1);
         loop {
-            match *self.b.get(self.i)? {
-                b'\\' => self.i += 2,
-                b'"' => {
-                    self.i += 1;
-                    return Some(&self.b[start..self.i]);
-                }
-                _ => self.i += 1,
+            let at = self.i + memchr::memchr2(b'"', b'\\', self.b.get(self.i..)?)?;
+            if self.b[at] == b'"' {
+                self.i = at + 1;
+                return Some(&self.b[start..self.i]);
             }
+            self.i = at + 2;
         }
     }
 
@@ -119,14 +129,16 @@ impl<'a> Scanner<'a> {
             b'{' | b'[' => {
                 let mut depth = 0usize;
                 loop {
-                    match self.ws()? {
+                    // Only quotes and brackets matter inside a container.
+                    let rest = self.b.get(self.i..)?;
+                    self.i += rest.iter().position(|&c| STRUCTURAL[usize::from(c)])?;
+                    match self.b[self.i] {
                         b'"' => {
                             self.string()?;
                             continue;
                         }
                         b'{' | b'[' => depth += 1,
-                        b'}' | b']' => depth -= 1,
-                        _ => {}
+                        _ => depth -= 1,
                     }
                     self.i += 1;
                     if depth == 0 {
@@ -183,6 +195,7 @@ fn decode(raw: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn paths() {
@@ -226,5 +239,53 @@ mod tests {
             Some(true)
         );
         assert_eq!(json_path_bool(br#"{"more":truex}"#, "more"), None);
+    }
+
+    /// JSON values whose strings hold the bytes the scanner jumps between: quotes, brackets,
+    /// backslashes, and text beyond ASCII.
+    fn value() -> impl Strategy<Value = serde_json::Value> {
+        let text = || proptest::string::string_regex(r#"[a-z"\\{}\[\],:é ]{0,12}"#).unwrap();
+        let leaf = prop_oneof![
+            text().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<bool>().prop_map(serde_json::Value::from),
+            Just(serde_json::Value::Null),
+        ];
+        leaf.prop_recursive(4, 48, 6, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::from),
+                prop::collection::btree_map(text(), inner, 0..6)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// The cursor after any records, compact or pretty-printed, is found as serde_json
+        /// reads it; every prefix of the page gives that cursor or nothing, never a panic.
+        #[test]
+        fn the_cursor_after_any_records_is_found(
+            items in value(),
+            token in "[a-zA-Z0-9\"\\\\é]{1,8}",
+            pretty in any::<bool>(),
+        ) {
+            let page = serde_json::json!({
+                "items": items,
+                "page_info": {"after": items, "next_page_token": token},
+            });
+            let body = if pretty {
+                serde_json::to_vec_pretty(&page).unwrap()
+            } else {
+                serde_json::to_vec(&page).unwrap()
+            };
+            let path = "page_info.next_page_token";
+            prop_assert_eq!(json_path_string(&body, path), Some(token.clone()));
+            for cut in 0..body.len() {
+                let found = json_path_string(&body[..cut], path);
+                prop_assert!(found.is_none() || found.as_deref() == Some(&token[..]));
+            }
+        }
     }
 }
