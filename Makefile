@@ -4,7 +4,7 @@ CARGO ?= cargo
 BASELINES ?= $(abspath ../shared/baselines)
 BENCH_N ?= 100000
 
-.PHONY: fuzz help demo test image lint lint-infra deploy watch invoke-ingest invoke-loader build-lambda fmt build bench bench-flatten bench-loader bench-ingest bench-e2e bench-api bench-parquet bench-query bench-concurrency bench-cold bench-updates coverage services-up services-down clean-services
+.PHONY: fuzz help demo test image lint lint-infra deploy watch invoke-ingest invoke-loader build-lambda fmt build bench bench-flatten bench-loader bench-ingest bench-e2e bench-api bench-parquet bench-query bench-concurrency bench-cold bench-updates bench-statement coverage services-up services-down clean-services
 
 help: ## List the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## / {printf "%-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -37,13 +37,16 @@ build: ## Debug build of everything
 fuzz: ## cargo fuzz: each target FUZZ_SECONDS (default 600) in turn; not part of make test
 	scripts/fuzz $(FUZZ_TARGETS)
 
-bench: bench-flatten bench-loader bench-updates bench-ingest bench-e2e bench-concurrency bench-api bench-parquet bench-query bench-cold ## All benchmarks (not tests)
+bench: bench-flatten bench-loader bench-statement bench-updates bench-ingest bench-e2e bench-concurrency bench-api bench-parquet bench-query bench-cold ## All benchmarks (not tests)
 
 bench-flatten: ## flatten+CSV vs the Python DFS and pandas baselines and a serde_json floor
 	BASELINES=$(BASELINES) BENCH_N=$(BENCH_N) bench/flatten.sh
 
 bench-loader: ## loader path vs raw COPY, COPY+staging, the tutorial's per-row upsert and the Hotmart mapping's typed COPY floor; RSS at 1M rows
 	BASELINES=$(BASELINES) BENCH_N=$(BENCH_N) scripts/with-services bench/loader.sh
+
+bench-statement: ## the upsert statement alone: the Python baseline's plain ON CONFLICT vs it with sluice's no-op test, row count, and both
+	BASELINES=$(BASELINES) BENCH_N=$(BENCH_N) scripts/with-services bench/statement.sh
 
 bench-updates: ## the schedule's workload at the loader: the sample API's updates mode (20 % changed, 80 % new) and an unchanged lookback re-fetch, vs the Python staging upsert, raw COPY and dlt merge
 	BASELINES=$(BASELINES) BENCH_N=$(BENCH_N) scripts/with-services bench/updates.sh

@@ -41,17 +41,6 @@ pub fn json_path_bool(body: &[u8], path: &str) -> Option<bool> {
     }
 }
 
-/// The bytes that matter while a container is skipped: quotes and brackets.
-static STRUCTURAL: [bool; 256] = {
-    let mut t = [false; 256];
-    t[b'"' as usize] = true;
-    t[b'{' as usize] = true;
-    t[b'[' as usize] = true;
-    t[b'}' as usize] = true;
-    t[b']' as usize] = true;
-    t
-};
-
 struct Scanner<'a> {
     b: &'a [u8],
     i: usize,
@@ -108,18 +97,19 @@ impl<'a> Scanner<'a> {
     }
 
     /// The raw bytes of the string that starts here, quotes included (escapes not decoded).
-    /// Jumps from quote or backslash to the next with `memchr`: a page is mostly strings.
     fn string(&mut self) -> Option<&'a [u8]> {
         let start = self.i;
         self.eat(b'"')?;
         let start = start.max(self.i - 1);
         loop {
-            let at = self.i + memchr::memchr2(b'"', b'\\', self.b.get(self.i..)?)?;
-            if self.b[at] == b'"' {
-                self.i = at + 1;
-                return Some(&self.b[start..self.i]);
+            match *self.b.get(self.i)? {
+                b'\\' => self.i += 2,
+                b'"' => {
+                    self.i += 1;
+                    return Some(&self.b[start..self.i]);
+                }
+                _ => self.i += 1,
             }
-            self.i = at + 2;
         }
     }
 
@@ -129,16 +119,14 @@ impl<'a> Scanner<'a> {
             b'{' | b'[' => {
                 let mut depth = 0usize;
                 loop {
-                    // Only quotes and brackets matter inside a container.
-                    let rest = self.b.get(self.i..)?;
-                    self.i += rest.iter().position(|&c| STRUCTURAL[usize::from(c)])?;
-                    match self.b[self.i] {
+                    match self.ws()? {
                         b'"' => {
                             self.string()?;
                             continue;
                         }
                         b'{' | b'[' => depth += 1,
-                        _ => depth -= 1,
+                        b'}' | b']' => depth -= 1,
+                        _ => {}
                     }
                     self.i += 1;
                     if depth == 0 {
