@@ -27,3 +27,11 @@ start_services() {
   wait_http "$s3p"; wait_http "$APIP"; wait_http "$MOCKP"
   S3="http://127.0.0.1:$s3p"
 }
+# Two versions of the same N generated sales, flattened by sluice: $W/v1.csv, and $W/v2.csv in
+# which every row changes (gen_sales.py --version 2).
+sales_versions() {
+  "$PY" "$BASELINES/gen_sales.py" "$N" "$W/v1.jsonl" >/dev/null
+  "$PY" "$BASELINES/gen_sales.py" "$N" "$W/v2.jsonl" --version 2 >/dev/null
+  "$BIN" flatten "$W/v1.jsonl" "$W/v1.csv" >/dev/null
+  "$BIN" flatten "$W/v2.jsonl" "$W/v2.csv" >/dev/null
+}

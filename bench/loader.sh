@@ -17,10 +17,7 @@ TN="${TUTORIAL_N:-$N}"
 # sluice_*_ff: the same loads into a table created with `table.fillfactor = FF` (room on each page
 # for an update to stay there: a HOT update, which writes no index entry).
 FF="${FILLFACTOR:-50}"
-"$PY" "$BASELINES/gen_sales.py" "$N" "$W/v1.jsonl" >/dev/null
-"$PY" "$BASELINES/gen_sales.py" "$N" "$W/v2.jsonl" --version 2 >/dev/null
-"$BIN" flatten "$W/v1.jsonl" "$W/v1.csv" >/dev/null
-"$BIN" flatten "$W/v2.jsonl" "$W/v2.csv" >/dev/null
+sales_versions
 head -n $((TN + 1)) "$W/v1.csv" >"$W/t1.csv"
 # sluice gets the baseline table's column types (so Postgres does the same type work on both
 # sides); `sluice_hotmart` is the built-in mapping (timestamptz, jsonb, lineage, guard), and

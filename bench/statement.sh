@@ -8,9 +8,6 @@ set -euo pipefail
 : "${DATABASE_URL:?set DATABASE_URL (make bench-statement starts Postgres if needed)}"
 ROUNDS="${ROUNDS:-4}"
 . "$(dirname "$0")/common.sh"
-"$PY" "$BASELINES/gen_sales.py" "$N" "$W/v1.jsonl" >/dev/null
-"$PY" "$BASELINES/gen_sales.py" "$N" "$W/v2.jsonl" --version 2 >/dev/null
-"$BIN" flatten "$W/v1.jsonl" "$W/v1.csv" >/dev/null
-"$BIN" flatten "$W/v2.jsonl" "$W/v2.csv" >/dev/null
+sales_versions
 "$PY" bench/upsert_statement.py "$DATABASE_URL" "$W/v1.csv" "$W/v2.csv" "$ROUNDS" \
   python,where,returning,sluice "$BASELINES"

@@ -229,8 +229,8 @@ mod tests {
         assert_eq!(json_path_bool(br#"{"more":truex}"#, "more"), None);
     }
 
-    /// JSON values whose strings hold the bytes the scanner jumps between: quotes, brackets,
-    /// backslashes, and text beyond ASCII.
+    /// JSON values whose strings hold the bytes the scanner must not take for structure:
+    /// quotes, brackets, backslashes, and text beyond ASCII.
     fn value() -> impl Strategy<Value = serde_json::Value> {
         let text = || proptest::string::string_regex(r#"[a-z"\\{}\[\],:é ]{0,12}"#).unwrap();
         let leaf = prop_oneof![
